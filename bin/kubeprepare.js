@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// Entry for the `kubeprepare` and `bundle` commands. Runs the compiled CLI from dist/;
+// in a source checkout without a build, falls back to tsx so `npx kubeprepare` still works.
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const compiled = join(root, 'dist', 'main.js');
+if (existsSync(compiled)) {
+  await import(pathToFileURL(compiled).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(pathToFileURL(join(root, 'src', 'main.ts')).href);
+}

@@ -1,0 +1,154 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { once } from 'node:events';
+
+/**
+ * A small streaming tar writer that produces byte-identical output for identical input:
+ * ustar headers (with the POSIX `prefix` field for long paths and a PAX record only when a path does not
+ * fit), a fixed mtime, uid/gid 0, no user or group names, and entries in exactly the order they are
+ * added (callers sort). File contents are streamed with backpressure, so memory does not grow with
+ * file size. The format is read by GNU tar (CentOS 7's 1.26 included), busybox tar, bsdtar, Docker,
+ * containerd and node-tar.
+ */
+export interface TarEntryOptions {
+  mode?: number;
+}
+
+const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+export class TarWriter {
+  private readonly out: Writable;
+  private readonly mtime: number;
+  private written = 0;
+  private finished = false;
+
+  constructor(out: Writable, opts: { mtime: number }) {
+    this.out = out;
+    this.mtime = Math.floor(opts.mtime);
+  }
+
+  /** Bytes written to the underlying stream so far. */
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  async addDirectory(path: string, opts: TarEntryOptions = {}): Promise<void> {
+    const name = path.endsWith('/') ? path : `${path}/`;
+    await this.writeHeader(name, 0, opts.mode ?? 0o755, '5');
+  }
+
+  async addBuffer(path: string, data: Buffer | string, opts: TarEntryOptions = {}): Promise<void> {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    await this.writeHeader(path, buf.length, opts.mode ?? 0o644, '0');
+    await this.write(buf);
+    await this.pad(buf.length);
+  }
+
+  /** Streams a file from disk. The size is taken when the entry starts; a file that changes meanwhile is an error. */
+  async addFile(path: string, sourceFile: string, opts: TarEntryOptions = {}): Promise<void> {
+    const { size } = await stat(sourceFile);
+    await this.writeHeader(path, size, opts.mode ?? 0o644, '0');
+    let copied = 0;
+    for await (const chunk of createReadStream(sourceFile, { highWaterMark: 1 << 20 })) {
+      const b = chunk as Buffer;
+      copied += b.length;
+      if (copied > size) throw new Error(`${sourceFile} grew while being archived`);
+      await this.write(b);
+    }
+    if (copied !== size) throw new Error(`${sourceFile} shrank while being archived (${copied} of ${size} bytes)`);
+    await this.pad(size);
+  }
+
+  /** Writes the two zero blocks that end an archive. Does not end the underlying stream. */
+  async finish(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await this.write(Buffer.concat([ZERO_BLOCK, ZERO_BLOCK]));
+  }
+
+  private async pad(size: number): Promise<void> {
+    const rest = size % BLOCK;
+    if (rest !== 0) await this.write(ZERO_BLOCK.subarray(0, BLOCK - rest));
+  }
+
+  private async write(buf: Buffer): Promise<void> {
+    if (buf.length === 0) return;
+    this.written += buf.length;
+    if (!this.out.write(buf)) {
+      await once(this.out, 'drain');
+    }
+  }
+
+  private async writeHeader(path: string, size: number, mode: number, type: '0' | '5'): Promise<void> {
+    if (this.finished) throw new Error('tar archive already finished');
+    if (path.startsWith('/') || path.split('/').includes('..')) throw new Error(`unsafe tar path: ${path}`);
+    const split = splitUstarName(path);
+    if (!split || size > 0o77777777777) {
+      // PAX extended header carrying the full path (and size, for files over 8 GiB).
+      const records = [paxRecord('path', path)];
+      if (size > 0o77777777777) records.push(paxRecord('size', String(size)));
+      const body = Buffer.from(records.join(''), 'utf8');
+      const paxName = `PaxHeaders/${path.replace(/\/$/, '').split('/').pop() ?? 'entry'}`.slice(0, 99);
+      await this.write(ustarHeader(paxName, '', body.length, 0o644, 'x', this.mtime));
+      await this.write(body);
+      await this.pad(body.length);
+    }
+    const [name, prefix] = split ?? [truncateName(path), ''];
+    await this.write(ustarHeader(name, prefix, size > 0o77777777777 ? 0 : size, mode, type, this.mtime));
+  }
+}
+
+function paxRecord(key: string, value: string): string {
+  // "<len> <key>=<value>\n" where <len> counts itself.
+  const body = ` ${key}=${value}\n`;
+  let len = Buffer.byteLength(body) + 1;
+  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  return `${len}${body}`;
+}
+
+/** Splits a path into ustar name (≤100 bytes) and prefix (≤155 bytes), or undefined when it cannot. */
+function splitUstarName(path: string): [string, string] | undefined {
+  if (!/^[\x20-\x7e]*$/.test(path)) return undefined;
+  if (path.length <= 100) return [path, ''];
+  // Split at a slash so that prefix ≤ 155 and name ≤ 100.
+  for (let i = path.length - 1; i > 0; i--) {
+    if (path[i] !== '/') continue;
+    const prefix = path.slice(0, i);
+    const name = path.slice(i + 1);
+    if (prefix.length <= 155 && name.length <= 100 && name.length > 0) return [name, prefix];
+  }
+  return undefined;
+}
+
+function truncateName(path: string): string {
+  return Buffer.from(path, 'utf8').subarray(0, 100).toString('latin1');
+}
+
+function octal(value: number, width: number): string {
+  // width includes the terminating NUL.
+  return value.toString(8).padStart(width - 1, '0') + '\0';
+}
+
+function ustarHeader(name: string, prefix: string, size: number, mode: number, type: string, mtime: number): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write(name, 0, 100, 'utf8');
+  h.write(octal(mode & 0o7777, 8), 100, 8, 'ascii');
+  h.write(octal(0, 8), 108, 8, 'ascii'); // uid
+  h.write(octal(0, 8), 116, 8, 'ascii'); // gid
+  h.write(octal(size, 12), 124, 12, 'ascii');
+  h.write(octal(mtime, 12), 136, 12, 'ascii');
+  h.write('        ', 148, 8, 'ascii'); // checksum placeholder
+  h.write(type, 156, 1, 'ascii');
+  h.write('ustar\0', 257, 6, 'ascii');
+  h.write('00', 263, 2, 'ascii');
+  // uname/gname left empty; devmajor/devminor zero.
+  h.write(octal(0, 8), 329, 8, 'ascii');
+  h.write(octal(0, 8), 337, 8, 'ascii');
+  h.write(prefix, 345, 155, 'utf8');
+  let sum = 0;
+  for (const byte of h) sum += byte;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'ascii');
+  return h;
+}

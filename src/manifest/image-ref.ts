@@ -1,0 +1,74 @@
+/**
+ * Docker-style image reference normalisation, as `docker pull` and containerd do it:
+ *   nginx                      → docker.io/library/nginx:latest
+ *   kubeedge/cloudcore:v1.22.0 → docker.io/kubeedge/cloudcore:v1.22.0
+ *   registry.k8s.io/pause:3.9  → registry.k8s.io/pause:3.9
+ *   host:5000/x@sha256:…       → kept, digest-pinned
+ */
+export interface ImageRef {
+  /** Registry host as written in the canonical name (`docker.io`, `registry.k8s.io`, `127.0.0.1:5000`). */
+  registry: string;
+  /** Repository path (`library/nginx`). */
+  repository: string;
+  tag?: string;
+  digest?: string;
+  /** `registry/repository[:tag][@digest]` */
+  canonical: string;
+}
+
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?$`);
+const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+const TAG = /^[\w][\w.-]{0,127}$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+export class ImageRefError extends Error {}
+
+export function parseImageRef(input: string): ImageRef {
+  const s = input.trim();
+  if (s.length === 0) throw new ImageRefError('image reference is empty');
+  let rest = s;
+  let digest: string | undefined;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    digest = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+    if (!DIGEST.test(digest)) throw new ImageRefError(`'${s}': digest must be sha256:<64 hex digits>`);
+  }
+  let tag: string | undefined;
+  const lastSlash = rest.lastIndexOf('/');
+  const colon = rest.lastIndexOf(':');
+  if (colon > lastSlash) {
+    tag = rest.slice(colon + 1);
+    rest = rest.slice(0, colon);
+    if (!TAG.test(tag)) throw new ImageRefError(`'${s}': tag '${tag}' is not valid (letters, digits, '_', '.', '-'; at most 128)`);
+  }
+  const parts = rest.split('/');
+  let registry = 'docker.io';
+  const first = parts[0] ?? '';
+  if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('['))) {
+    registry = first;
+    parts.shift();
+    if (!DOMAIN.test(registry)) throw new ImageRefError(`'${s}': registry '${registry}' is not a valid host[:port]`);
+  }
+  if (registry === 'index.docker.io' || registry === 'registry-1.docker.io') registry = 'docker.io';
+  if (registry === 'docker.io' && parts.length === 1) parts.unshift('library');
+  for (const p of parts) {
+    if (!PATH_COMPONENT.test(p)) {
+      throw new ImageRefError(`'${s}': repository component '${p}' is not valid (lowercase letters, digits, separators '.', '_', '-')`);
+    }
+  }
+  const repository = parts.join('/');
+  if (!tag && !digest) tag = 'latest';
+  const canonical = `${registry}/${repository}${tag ? `:${tag}` : ''}${digest ? `@${digest}` : ''}`;
+  return { registry, repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}), canonical };
+}
+
+export function normalizeImageRef(input: string): string {
+  return parseImageRef(input).canonical;
+}
+
+/** The reference a registry is asked for: the digest when pinned, else the tag. */
+export function refReference(ref: ImageRef): string {
+  return ref.digest ?? ref.tag ?? 'latest';
+}

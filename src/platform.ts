@@ -1,0 +1,69 @@
+import { UserError } from './errors.js';
+
+/** The architectures a bundle can be built for. `arm` means linux/arm/v7 unless a variant is given. */
+export const ARCHES = ['amd64', 'arm64', 'arm'] as const;
+export type Arch = (typeof ARCHES)[number];
+
+export interface Platform {
+  os: 'linux';
+  architecture: Arch;
+  /** `v8` for arm64 is treated as "no variant"; `v7` (default) or `v6` for arm. */
+  variant?: string;
+}
+
+export function defaultPlatform(arch: Arch): Platform {
+  return arch === 'arm' ? { os: 'linux', architecture: 'arm', variant: 'v7' } : { os: 'linux', architecture: arch };
+}
+
+/** `linux/arm64`, `linux/arm/v7` */
+export function formatPlatform(p: { os: string; architecture: string; variant?: string | undefined }): string {
+  return [p.os, p.architecture, p.variant].filter(Boolean).join('/');
+}
+
+/**
+ * Parses `--arch` values: a comma list of `amd64`, `arm64`, `arm`, `arm/v7`, `arm/v6`.
+ * Duplicates are removed; order is kept.
+ */
+export function parseArchList(value: string): Platform[] {
+  const out: Platform[] = [];
+  const seen = new Set<string>();
+  for (const raw of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const p = parseArch(raw);
+    const key = formatPlatform(p);
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.push(p);
+    }
+  }
+  if (out.length === 0) throw new UserError(`--arch is empty`, { hint: 'give one or more of amd64, arm64, arm (comma-separated)' });
+  return out;
+}
+
+export function parseArch(raw: string): Platform {
+  const s = raw.trim().toLowerCase().replace(/^linux\//, '');
+  switch (s) {
+    case 'amd64':
+    case 'x86_64':
+      return { os: 'linux', architecture: 'amd64' };
+    case 'arm64':
+    case 'aarch64':
+    case 'arm64/v8':
+      return { os: 'linux', architecture: 'arm64' };
+    case 'arm':
+    case 'arm/v7':
+    case 'armhf':
+      return { os: 'linux', architecture: 'arm', variant: 'v7' };
+    case 'arm/v6':
+      return { os: 'linux', architecture: 'arm', variant: 'v6' };
+    default:
+      throw new UserError(`unknown architecture '${raw}'`, { hint: 'use amd64, arm64, arm (= arm/v7) or arm/v6' });
+  }
+}
+
+/** True when an image platform entry is the requested platform (never a fallback to another arch). */
+export function platformMatches(want: Platform, have: { os?: string; architecture?: string; variant?: string | undefined }): boolean {
+  if ((have.os ?? '') !== want.os || have.architecture !== want.architecture) return false;
+  if (want.architecture === 'arm64') return have.variant === undefined || have.variant === '' || have.variant === 'v8';
+  if (want.architecture === 'arm') return (have.variant ?? 'v7') === (want.variant ?? 'v7');
+  return true;
+}
