@@ -1,0 +1,102 @@
+import Handlebars from 'handlebars';
+import { readFile, readdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { UserError } from '../errors.js';
+import type { RenderContext } from './context.js';
+
+/** POSIX-shell single-quoting: `it's` → `'it'\''s'`. Safe for any string in any shell position. */
+export function shellQuote(value: unknown): string {
+  const s = String(value);
+  if (s !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface TemplateFile {
+  /** Path relative to the side's template root, e.g. `install.sh`, `manifests/metrics-server.yaml`. */
+  path: string;
+  content: string;
+  /** 0o755 for `*.sh` (scripts), 0o644 otherwise. */
+  mode: number;
+}
+
+/**
+ * A private Handlebars instance: `strict` (a missing variable is an error), `noEscape` (output is shell
+ * and YAML, not HTML), with helpers:
+ *   {{sq x}}           shell-quote x
+ *   {{join list sep}}  join an array
+ *   {{json x}}         JSON.stringify (also a valid YAML scalar/flow value)
+ *   {{eq a b}}         equality, for #if
+ * and partials from scripts-templates/partials/*.hbs ({{> shell-lib}}).
+ */
+export function createRenderer(partials: Record<string, string> = {}): typeof Handlebars {
+  const hb = Handlebars.create();
+  hb.registerHelper('sq', (v: unknown) => shellQuote(v));
+  hb.registerHelper('join', (list: unknown, sep: unknown) => {
+    if (!Array.isArray(list)) throw new Error('join: first argument must be a list');
+    return list.join(typeof sep === 'string' ? sep : ' ');
+  });
+  hb.registerHelper('json', (v: unknown) => JSON.stringify(v));
+  hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+  for (const [name, body] of Object.entries(partials)) hb.registerPartial(name, body);
+  return hb;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+    throw e;
+  }
+  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await listFiles(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+export async function loadPartials(templatesRoot: string): Promise<Record<string, string>> {
+  const partials: Record<string, string> = {};
+  for (const f of await listFiles(join(templatesRoot, 'partials'))) {
+    const name = relative(join(templatesRoot, 'partials'), f).replace(/\.hbs$/, '');
+    partials[name] = await readFile(f, 'utf8');
+  }
+  return partials;
+}
+
+/**
+ * Renders every template of one side: `<templatesRoot>/common/**` then `<templatesRoot>/<side>/**`
+ * (a side file overrides a common one with the same path). Returns files sorted by path.
+ */
+export async function renderSide(templatesRoot: string, ctx: RenderContext): Promise<TemplateFile[]> {
+  const hb = createRenderer(await loadPartials(templatesRoot));
+  const byPath = new Map<string, TemplateFile>();
+  for (const sub of ['common', ctx.side]) {
+    const base = join(templatesRoot, sub);
+    for (const file of await listFiles(base)) {
+      const rel = relative(base, file).split('\\').join('/');
+      const source = await readFile(file, 'utf8');
+      const templateName = `${sub}/${rel}`;
+      byPath.set(rel, { path: rel, content: renderOne(hb, templateName, source, ctx), mode: rel.endsWith('.sh') ? 0o755 : 0o644 });
+    }
+  }
+  return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export function renderOne(hb: typeof Handlebars, templateName: string, source: string, ctx: object): string {
+  try {
+    return hb.compile(source, { strict: true, noEscape: true })(ctx);
+  } catch (e) {
+    const msg = (e as Error).message;
+    const missing = /"(.+?)" not defined in.*? - (\d+):(\d+)/s.exec(msg);
+    if (missing) {
+      throw new UserError(`scripts-templates/${templateName}:${missing[2]}:${Number(missing[3]) + 1}: variable '${missing[1]}' is not defined`, {
+        hint: 'use a key of RenderContext (src/render/context.ts) or add it there',
+      });
+    }
+    throw new UserError(`scripts-templates/${templateName}: ${msg.split('\n')[0]}`, { hint: 'fix the Handlebars syntax of this template' });
+  }
+}
