@@ -1,0 +1,257 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile, mkdtemp, chmod } from 'node:fs/promises';
+import { join, dirname } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable, Transform } from 'node:stream';
+import * as tar from 'tar';
+import { UserError } from '../errors.js';
+import type { ChecksumSource, PlannedBinary } from '../plan/plan.js';
+import type { ProgressSink } from '../progress/sink.js';
+import { silentSink } from '../progress/sink.js';
+import { sha256, sha256File } from '../util/hash.js';
+import { withFileLock } from '../util/lock.js';
+import { fetchWithRetry } from './http.js';
+
+/**
+ * Binary downloads: verified against the manifest's checksum source, stored in the content-addressed
+ * cache (`<cache>/blobs/sha256/<hex>`, shared with image blobs), resumable (`<cache>/partial/`, HTTP
+ * Range), safe with two builds at once (a lock per URL), and never refetched once cached.
+ */
+export interface FetchOptions {
+  cacheDir: string;
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+}
+
+export interface FetchedBinary {
+  binary: PlannedBinary;
+  /** Cache path of the verified download. */
+  downloadPath: string;
+  /** SHA-256 of the download (what was verified, possibly via SHA-512). */
+  downloadSha256: string;
+  /** The file that goes into the bundle: the download, or the member extracted from it. */
+  file: string;
+  sha256: string;
+  size: number;
+  /** True when nothing was downloaded. */
+  cached: boolean;
+}
+
+interface UrlIndexEntry {
+  url: string;
+  sha256: string;
+  size: number;
+  expected: { algorithm: string; digest: string };
+}
+
+const key = (s: string) => sha256(s);
+
+export async function fetchBinary(b: PlannedBinary, opts: FetchOptions): Promise<FetchedBinary> {
+  const progress = opts.progress ?? silentSink;
+  const expected = await expectedDigest(b, opts);
+  const blobDir = join(opts.cacheDir, 'blobs', 'sha256');
+  const indexPath = join(opts.cacheDir, 'index', 'urls', `${key(`${b.upstreamUrl}\n${expected.algorithm}:${expected.digest}`)}.json`);
+
+  let entry = await readJson<UrlIndexEntry>(indexPath);
+  let cached = true;
+  if (!entry || !(await exists(join(blobDir, entry.sha256)))) {
+    cached = false;
+    entry = await withFileLock(join(opts.cacheDir, 'partial', `${key(b.url)}.lock`), async () => {
+      // Another build may have finished it while we waited for the lock.
+      const again = await readJson<UrlIndexEntry>(indexPath);
+      if (again && (await exists(join(blobDir, again.sha256)))) return again;
+      const got = await download(b, expected, opts, progress);
+      await mkdir(blobDir, { recursive: true });
+      await rename(got.partial, join(blobDir, got.sha256));
+      const e: UrlIndexEntry = { url: b.upstreamUrl, sha256: got.sha256, size: got.size, expected };
+      await writeJsonAtomic(indexPath, e);
+      return e;
+    });
+  }
+  const downloadPath = join(blobDir, entry.sha256);
+  if (!b.extract) {
+    progress.done(b.name, `${fmtBytes(entry.size)}${cached ? ', cached' : ''}`);
+    return { binary: b, downloadPath, downloadSha256: entry.sha256, file: downloadPath, sha256: entry.sha256, size: entry.size, cached };
+  }
+  const extracted = await extractMember(downloadPath, entry.sha256, b, opts.cacheDir);
+  progress.done(b.name, `${fmtBytes(extracted.size)} from ${b.url.split('/').pop()}${cached ? ', cached' : ''}`);
+  return { binary: b, downloadPath, downloadSha256: entry.sha256, file: extracted.file, sha256: extracted.sha256, size: extracted.size, cached };
+}
+
+/** The digest the download must have: pinned in the manifest, or read from the upstream checksum file. */
+async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ algorithm: 'sha256' | 'sha512'; digest: string }> {
+  const src: ChecksumSource = b.checksum;
+  if (src.kind === 'pinned') {
+    if (/^0+$/.test(src.digest)) {
+      throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, {
+        hint: `download it from a trusted network, run 'sha256sum' on it and put the digest under sha256.pinned in the manifest`,
+      });
+    }
+    return { algorithm: 'sha256', digest: src.digest };
+  }
+  const cachePath = join(opts.cacheDir, 'checksums', `${key(src.upstreamUrl)}.txt`);
+  let text = await readFile(cachePath, 'utf8').catch(() => undefined);
+  if (text === undefined) {
+    const res = await fetchWithRetry(src.url, { signal: opts.signal ?? null }, `${b.name} checksum`);
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => {});
+      throw UserError.runtime(`${b.name}: checksum file ${src.url} answered HTTP ${res.status}`, 'check the version in the manifest and the mirror (--binary-mirror)');
+    }
+    text = await res.text();
+    parseChecksumFile(text, src.entry, src.algorithm, src.url); // validate before caching
+    await mkdir(dirname(cachePath), { recursive: true });
+    await writeFile(`${cachePath}.${process.pid}.tmp`, text);
+    await rename(`${cachePath}.${process.pid}.tmp`, cachePath);
+  }
+  return { algorithm: src.algorithm, digest: parseChecksumFile(text, src.entry, src.algorithm, src.url) };
+}
+
+/**
+ * Accepts `sha256sum`/`sha512sum` output (`<hex>  <name>` or `<hex> *<name>`, any number of lines) or a
+ * file holding one bare digest (KubeEdge's format).
+ */
+export function parseChecksumFile(text: string, entry: string, algorithm: 'sha256' | 'sha512', url: string): string {
+  const hexLen = algorithm === 'sha256' ? 64 : 128;
+  const re = new RegExp(`^([a-fA-F0-9]{${hexLen}})(?:\\s+\\*?(.+))?$`);
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const parsed = lines.map((l) => re.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+  const named = parsed.find((m) => m[2] !== undefined && (m[2] === entry || m[2].split('/').pop() === entry));
+  if (named?.[1]) return named[1].toLowerCase();
+  if (parsed.length === 1 && parsed[0]?.[2] === undefined && lines.length === 1) return (parsed[0][1] ?? '').toLowerCase();
+  throw UserError.runtime(
+    `checksum file ${url} has no ${algorithm} entry for '${entry}'`,
+    `expected '<${hexLen} hex digits>  ${entry}' or one bare digest; check sha256.entry/algorithm in the manifest`,
+  );
+}
+
+async function download(
+  b: PlannedBinary,
+  expected: { algorithm: 'sha256' | 'sha512'; digest: string },
+  opts: FetchOptions,
+  progress: ProgressSink,
+  attempt = 1,
+): Promise<{ partial: string; sha256: string; size: number }> {
+  const partialDir = join(opts.cacheDir, 'partial');
+  await mkdir(partialDir, { recursive: true });
+  const partial = join(partialDir, `${key(b.url)}.partial`);
+  let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
+  const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
+  const res = await fetchWithRetry(b.url, {}, b.name, undefined, () => ({ headers, signal: opts.signal ?? null }));
+  if (res.status === 416) {
+    // The partial file is not a prefix the server recognises: start over.
+    await res.body?.cancel().catch(() => {});
+    await rm(partial, { force: true });
+    if (attempt > 3) throw UserError.runtime(`${b.name}: ${b.url} keeps refusing the byte range of a partial download`, 'try again later');
+    return download(b, expected, opts, progress, attempt + 1);
+  }
+  if (!res.ok || !res.body) {
+    await res.body?.cancel().catch(() => {});
+    throw UserError.runtime(`${b.name}: ${b.url} answered HTTP ${res.status}`, res.status === 404 ? 'check the version and arch in the manifest, or the mirror' : 'try again later');
+  }
+  const resumed = res.status === 206 && have > 0;
+  if (!resumed) have = 0;
+  const h256 = createHash('sha256');
+  const hExp = expected.algorithm === 'sha512' ? createHash('sha512') : undefined;
+  if (resumed) {
+    for await (const c of createReadStream(partial)) {
+      h256.update(c as Buffer);
+      hExp?.update(c as Buffer);
+    }
+  }
+  const total = Number(res.headers.get('content-length') ?? NaN) + have;
+  progress.start(b.name, Number.isFinite(total) ? total : undefined);
+  if (resumed) progress.note(b.name, `resuming at ${fmtBytes(have)}`);
+  let size = have;
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h256.update(chunk);
+      hExp?.update(chunk);
+      size += chunk.length;
+      progress.bytes(b.name, chunk.length);
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), hasher, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }));
+  } catch (e) {
+    // A dropped connection: what arrived stays in the partial file; continue from there (bounded).
+    if (opts.signal?.aborted || attempt >= 4) {
+      throw UserError.runtime(`${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
+    }
+    progress.note(b.name, `connection dropped at ${fmtBytes(size)}, resuming`);
+    return download(b, expected, opts, progress, attempt + 1);
+  }
+  const got256 = h256.digest('hex');
+  const got = hExp ? hExp.digest('hex') : got256;
+  if (got !== expected.digest) {
+    await rm(partial, { force: true });
+    throw UserError.runtime(
+      `${b.name}: ${expected.algorithm} mismatch for ${b.url}: expected ${expected.digest}, got ${got}`,
+      'the download is corrupt or the mirror serves another file; nothing was cached — check the mirror and the manifest, then build again',
+    );
+  }
+  return { partial, sha256: got256, size };
+}
+
+/** Extracts one member of a verified .tar.gz into `<cache>/extracted/<archive-sha256>/`. */
+async function extractMember(archive: string, archiveSha: string, b: PlannedBinary, cacheDir: string): Promise<{ file: string; sha256: string; size: number }> {
+  const member = b.extract ?? '';
+  const finalPath = join(cacheDir, 'extracted', archiveSha, key(member));
+  const meta = await readJson<{ sha256: string; size: number }>(`${finalPath}.json`);
+  if (meta && (await exists(finalPath))) return { file: finalPath, ...meta };
+  await mkdir(join(cacheDir, 'extracted'), { recursive: true });
+  const tmp = await mkdtemp(join(cacheDir, 'extracted', `.x-${process.pid}-`));
+  try {
+    const names: string[] = [];
+    const norm = (p: string) => p.replace(/^\.\//, '');
+    await tar.x({ file: archive, cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) });
+    const out = join(tmp, norm(member));
+    if (!(await exists(out))) {
+      throw UserError.runtime(`${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);
+    }
+    await chmod(out, 0o644);
+    const digest = await sha256File(out);
+    const size = (await stat(out)).size;
+    await mkdir(dirname(finalPath), { recursive: true });
+    await rename(out, finalPath);
+    await writeJsonAtomic(`${finalPath}.json`, { sha256: digest, size });
+    return { file: finalPath, sha256: digest, size };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readJson<T>(p: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(p, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
+  await mkdir(dirname(p), { recursive: true });
+  const tmp = `${p}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(v));
+  await rename(tmp, p);
+}
+
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}

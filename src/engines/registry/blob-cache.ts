@@ -1,0 +1,236 @@
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { UserError } from '../../errors.js';
+import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
+
+export interface BlobRef {
+  digest: string;
+  size: number;
+}
+
+export interface DownloadContext {
+  /** Image reference the blob belongs to (for messages). */
+  image: string;
+  /** What the blob is ("layer", "config", "manifest"), for messages. */
+  what: string;
+  /** Opens the blob, from `offset` when > 0 (the response may be 206 or a full 200). */
+  open(offset: number): Promise<IncomingMessage>;
+  retry: RetryOptions;
+  signal?: AbortSignal | undefined;
+  onBytes?: (n: number) => void;
+}
+
+const WRITE_BATCH = 1 << 20;
+
+/**
+ * Content-addressed blob store: `<cacheDir>/blobs/sha256/<hex>`. Every blob is hashed while it streams
+ * into a uniquely named temp file under `<cacheDir>/tmp/` and renamed into place only after its digest
+ * and size were verified, so the store never holds a wrong or partial blob, and two builds sharing the
+ * cache at once at worst download the same blob twice (the rename is atomic, the content identical).
+ */
+export class BlobCache {
+  readonly dir: string;
+  private readonly tmpDir: string;
+  private ready: Promise<void> | undefined;
+
+  constructor(readonly cacheDir: string) {
+    this.dir = join(cacheDir, 'blobs', 'sha256');
+    this.tmpDir = join(cacheDir, 'tmp');
+  }
+
+  path(digest: string): string {
+    return join(this.dir, hexOf(digest));
+  }
+
+  /** Creates the directories and removes temp files left by builds that no longer run. */
+  init(): Promise<void> {
+    this.ready ??= (async () => {
+      await mkdir(this.dir, { recursive: true });
+      await mkdir(this.tmpDir, { recursive: true });
+      for (const name of await readdir(this.tmpDir)) {
+        const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
+        if (m && !processAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
+      }
+    })();
+    return this.ready;
+  }
+
+  /** True when the verified blob is in the store (its size is checked; its content was verified on the way in). */
+  async has(b: BlobRef): Promise<boolean> {
+    try {
+      const s = await stat(this.path(b.digest));
+      return s.isFile() && s.size === b.size;
+    } catch {
+      return false;
+    }
+  }
+
+  async read(b: BlobRef): Promise<Buffer> {
+    return readFile(this.path(b.digest));
+  }
+
+  /** Stores bytes already in memory (manifests, configs) after verifying them. */
+  async putBuffer(b: BlobRef, body: Buffer, image: string, what: string): Promise<void> {
+    await this.init();
+    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (actual !== b.digest || body.length !== b.size) throw mismatch(image, what, b, actual, body.length);
+    const tmp = this.tempPath(b.digest);
+    try {
+      const fh = await open(tmp, 'wx');
+      try {
+        await fh.writeFile(body);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.path(b.digest));
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  /**
+   * Streams a blob into the store, verifying digest and size. A connection that drops mid-blob is
+   * retried (bounded) and resumed with `Range` from the bytes already on disk when the server answers
+   * 206; a full 200 answer restarts the blob.
+   */
+  async download(b: BlobRef, ctx: DownloadContext): Promise<void> {
+    await this.init();
+    const tmp = this.tempPath(b.digest);
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(tmp, 'w+');
+      const state = { offset: 0, hash: createHash('sha256') };
+      const restart = async () => {
+        state.offset = 0;
+        state.hash = createHash('sha256');
+        await fh!.truncate(0);
+      };
+      let attempt = 0;
+      for (;;) {
+        attempt++;
+        let res: IncomingMessage | undefined;
+        try {
+          res = await ctx.open(state.offset);
+          if (state.offset > 0 && !rangeAccepted(res, state.offset)) {
+            // The server ignored Range (full 200) or answered another range: start over.
+            await restart();
+            if (res.statusCode !== 200) throw new TransientNetworkError('the server answered an unexpected range', 'ERANGE');
+          }
+          await this.pump(res, fh, state, b, ctx);
+          if (state.offset === b.size) break;
+          // Ended without an error but short: the connection was closed early.
+          throw new TransientNetworkError(`connection closed after ${state.offset} of ${b.size} bytes`, 'ECONNRESET');
+        } catch (e) {
+          res?.destroy();
+          if (e instanceof UserError) throw e;
+          if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
+            if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
+              throw UserError.runtime(
+                `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
+                'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
+                e,
+              );
+            }
+            throw e;
+          }
+          await sleep(retryDelayMs(ctx.retry, attempt), ctx.signal);
+          // Resume after the bytes safely on disk; the hash is re-derived from them.
+          const onDisk = (await fh.stat()).size;
+          if (onDisk < state.offset || onDisk > b.size) await restart();
+          else if (onDisk !== state.offset) {
+            state.offset = onDisk;
+            state.hash = await hashPrefix(tmp, onDisk);
+          }
+        }
+      }
+      const actual = `sha256:${state.hash.digest('hex')}`;
+      if (actual !== b.digest) throw mismatch(ctx.image, ctx.what, b, actual, state.offset);
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await rename(tmp, this.path(b.digest));
+    } catch (e) {
+      await fh?.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
+  private async pump(res: IncomingMessage, fh: FileHandle, state: { offset: number; hash: Hash }, b: BlobRef, ctx: DownloadContext): Promise<void> {
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      if (pendingBytes === 0) return;
+      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      await fh.write(buf, 0, buf.length, state.offset);
+      state.hash.update(buf);
+      state.offset += buf.length;
+    };
+    try {
+      for await (const chunk of res) {
+        const c = chunk as Buffer;
+        if (state.offset + pendingBytes + c.length > b.size) {
+          throw UserError.runtime(
+            `${ctx.what} ${b.digest} of ${ctx.image} is larger than the ${b.size} bytes its manifest says`,
+            'the registry or mirror serves content that does not match the manifest; the blob was not cached',
+          );
+        }
+        pending.push(c);
+        pendingBytes += c.length;
+        ctx.onBytes?.(c.length);
+        if (pendingBytes >= WRITE_BATCH) await flush();
+      }
+      if (!res.complete) throw new TransientNetworkError('connection closed before the blob was complete', 'ECONNRESET');
+    } finally {
+      // Keep every byte received: a resumed download continues after them.
+      if (!(ctx.signal?.aborted ?? false)) await flush();
+    }
+  }
+
+  private tempPath(digest: string): string {
+    return join(this.tmpDir, `${hexOf(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
+  }
+}
+
+function rangeAccepted(res: IncomingMessage, offset: number): boolean {
+  if (res.statusCode !== 206) return false;
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
+  return m !== null && Number(m[1]) === offset;
+}
+
+async function hashPrefix(file: string, length: number): Promise<Hash> {
+  const h = createHash('sha256');
+  if (length === 0) return h;
+  for await (const c of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) h.update(c as Buffer);
+  return h;
+}
+
+function mismatch(image: string, what: string, b: BlobRef, actual: string, actualSize: number): UserError {
+  return UserError.runtime(
+    `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
+    'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
+  );
+}
+
+export function hexOf(digest: string): string {
+  const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
+  if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
+  return hex;
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

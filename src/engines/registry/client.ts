@@ -1,0 +1,307 @@
+import type { IncomingMessage } from 'node:http';
+import { UserError } from '../../errors.js';
+import { basicHeader, parseWwwAuthenticate, type Challenge, type Credential, type CredentialStore } from './auth.js';
+import { isLoopbackHost, type Endpoint } from './mirrors.js';
+import {
+  AgentPool,
+  DEFAULT_RETRY,
+  drain,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  readBody,
+  retryDelayMs,
+  send,
+  sleep,
+  type RetryOptions,
+} from './http.js';
+
+export interface RegistryClientOptions {
+  credentials: CredentialStore;
+  /** Refuse any non-loopback host (endpoints, token realms, redirect targets). */
+  offline?: boolean;
+  retry?: Partial<RetryOptions>;
+  userAgent?: string;
+  /** Socket idle timeout per request. */
+  timeoutMs?: number;
+}
+
+/** An HTTP status the registry answered that is not success; carries enough to build a UserError. */
+export class RegistryHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly url: string,
+    readonly body: string,
+  ) {
+    super(`HTTP ${status} from ${url}${body ? `: ${summarize(body)}` : ''}`);
+  }
+}
+
+export interface GetOptions {
+  accept?: string;
+  /** Ask for bytes from this offset on (`Range: bytes=N-`). */
+  rangeStart?: number;
+  signal?: AbortSignal | undefined;
+  /** `HEAD` instead of `GET`. */
+  head?: boolean;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+const MAX_REDIRECTS = 5;
+
+/**
+ * Registry HTTP API v2 client: bearer/basic auth with a token cache per (host, scope), manual redirects
+ * that drop `Authorization` when they leave the endpoint's origin, and bounded retries with backoff for
+ * 429 (Retry-After), 5xx and dropped connections.
+ */
+export class RegistryClient {
+  readonly retry: RetryOptions;
+  private readonly opts: RegistryClientOptions;
+  private readonly pool = new AgentPool();
+  private readonly challenges = new Map<string, Challenge>();
+  private readonly tokens = new Map<string, Promise<CachedToken>>();
+
+  constructor(opts: RegistryClientOptions) {
+    this.opts = opts;
+    this.retry = { ...DEFAULT_RETRY, ...(opts.retry ?? {}) };
+  }
+
+  close(): void {
+    this.pool.destroy();
+  }
+
+  /**
+   * GET `<apiBase><path>` and resolve with a 2xx response (body unread). Non-success statuses become
+   * RegistryHttpError (after retries for the retryable ones); auth failures become UserErrors.
+   */
+  async get(ep: Endpoint, registry: string, path: string, opts: GetOptions = {}): Promise<IncomingMessage> {
+    const scope = `repository:${ep.repository}:pull`;
+    let attempt = 0;
+    for (;;) {
+      attempt++;
+      try {
+        const res = await this.getOnce(ep, registry, path, scope, opts);
+        if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) return res;
+        const status = res.statusCode ?? 0;
+        const retryAfter = res.headers['retry-after'];
+        const body = await drain(res);
+        const err = new RegistryHttpError(status, `${ep.apiBase}${path}`, body);
+        if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          await sleep(retryDelayMs(this.retry, attempt, status === 429 || status === 503 ? retryAfter : undefined), opts.signal);
+          continue;
+        }
+        throw err;
+      } catch (e) {
+        if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          await sleep(retryDelayMs(this.retry, attempt), opts.signal);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Reads a small body fully (manifests), with the same retries for a body cut short. */
+  async getBuffer(ep: Endpoint, registry: string, path: string, opts: GetOptions & { limit: number }): Promise<{ body: Buffer; res: IncomingMessage }> {
+    let attempt = 0;
+    for (;;) {
+      attempt++;
+      const res = await this.get(ep, registry, path, opts);
+      try {
+        return { body: await readBody(res, opts.limit), res };
+      } catch (e) {
+        if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          await sleep(retryDelayMs(this.retry, attempt), opts.signal);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** One logical try: auth round trips and redirects, no retries. */
+  private async getOnce(ep: Endpoint, registry: string, path: string, scope: string, opts: GetOptions): Promise<IncomingMessage> {
+    const origin = new URL(ep.apiBase).origin;
+    let forceRefresh = false;
+    for (let authRound = 0; ; authRound++) {
+      const auth = await this.authorization(ep, registry, scope, forceRefresh, opts.signal);
+      let url = new URL(`${ep.apiBase}${path}`);
+      const headers: Record<string, string> = {
+        'user-agent': this.opts.userAgent ?? 'kubeprepare',
+      };
+      if (opts.accept) headers.accept = opts.accept;
+      if (opts.rangeStart !== undefined && opts.rangeStart > 0) headers.range = `bytes=${opts.rangeStart}-`;
+      let res: IncomingMessage | undefined;
+      for (let hop = 0; ; hop++) {
+        const h = { ...headers };
+        // Credentials go only to the endpoint's own origin, never to a redirect target elsewhere.
+        if (auth && url.origin === origin) h.authorization = auth;
+        this.checkHostAllowed(url, `${ep.apiBase}${path}`);
+        res = await send(this.pool, url, {
+          method: opts.head ? 'HEAD' : 'GET',
+          headers: h,
+          tls: url.origin === origin ? ep.hostConfig?.tls : undefined,
+          signal: opts.signal,
+          timeoutMs: this.opts.timeoutMs,
+        });
+        const status = res.statusCode ?? 0;
+        if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+          await drain(res);
+          if (hop >= MAX_REDIRECTS) throw UserError.runtime(`too many redirects fetching ${ep.apiBase}${path}`, 'check the registry or mirror configuration');
+          url = new URL(res.headers.location, url);
+          continue;
+        }
+        break;
+      }
+      if (res.statusCode !== 401) return res;
+      const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
+      const body = await drain(res);
+      const ch = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+      if (ch) this.challenges.set(ep.host, ch);
+      if (authRound >= 2 || !ch) {
+        throw await this.unauthorized(ep, registry, body);
+      }
+      // A 401 although we sent a (cached) token: fetch a fresh one.
+      forceRefresh = auth !== undefined;
+      if (ch.scheme === 'basic' && auth !== undefined) throw await this.unauthorized(ep, registry, body);
+    }
+  }
+
+  private async unauthorized(ep: Endpoint, registry: string, body: string): Promise<UserError> {
+    const cred = await this.opts.credentials.get(ep.host, ep.isDefault ? registry : undefined);
+    const where = `${ep.host}${ep.host !== registry ? ` (for ${registry})` : ''}`;
+    if (!cred) {
+      return UserError.runtime(
+        `registry ${where} requires authentication for ${ep.repository} (HTTP 401) and no credentials are configured${body ? `: ${summarize(body)}` : ''}`,
+        `log in with \`docker login ${ep.host}\` (Docker config.json), or set configs."${ep.host}".auth in registries.yaml`,
+      );
+    }
+    return UserError.runtime(
+      `registry ${where} rejected the credentials from ${cred.source} for ${ep.repository} (HTTP 401)${body ? `: ${summarize(body)}` : ''}`,
+      `check the username/password or token for ${ep.host}`,
+    );
+  }
+
+  /** The Authorization header for a request to `ep`, or undefined to go anonymous. */
+  private async authorization(ep: Endpoint, registry: string, scope: string, forceRefresh: boolean, signal?: AbortSignal): Promise<string | undefined> {
+    const ch = this.challenges.get(ep.host);
+    if (!ch) return undefined;
+    const cred = await this.opts.credentials.get(ep.host, ep.isDefault ? registry : undefined);
+    if (ch.scheme === 'basic') {
+      const h = cred ? basicHeader(cred) : undefined;
+      if (!h) throw await this.unauthorized(ep, registry, '');
+      return h;
+    }
+    if (ch.scheme !== 'bearer') return undefined;
+    if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
+    const realm = ch.params.realm;
+    if (!realm) throw UserError.runtime(`registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
+    const key = `${ep.host}|${realm}|${ch.params.service ?? ''}|${scope}`;
+    const cached = this.tokens.get(key);
+    if (cached && !forceRefresh) {
+      try {
+        const t = await cached;
+        if (t.expiresAt > Date.now() + 5_000) return `Bearer ${t.token}`;
+      } catch {
+        // fall through to a new fetch
+      }
+    }
+    const p = this.fetchToken(ep, realm, ch.params.service, scope, cred, signal);
+    this.tokens.set(key, p);
+    p.catch(() => {
+      if (this.tokens.get(key) === p) this.tokens.delete(key);
+    });
+    return `Bearer ${(await p).token}`;
+  }
+
+  private async fetchToken(ep: Endpoint, realm: string, service: string | undefined, scope: string, cred: Credential | undefined, signal?: AbortSignal): Promise<CachedToken> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw UserError.runtime(`registry ${ep.host} sent an invalid token realm '${realm}'`);
+    }
+    this.checkHostAllowed(url, `token service of ${ep.host}`);
+    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kubeprepare' };
+    let method = 'GET';
+    let body: string | undefined;
+    if (cred?.identityToken) {
+      // OAuth2 refresh-token grant (what Docker does with an identity token).
+      method = 'POST';
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'kubeprepare', scope });
+      if (service) form.set('service', service);
+      body = form.toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+    } else {
+      if (service) url.searchParams.set('service', service);
+      url.searchParams.set('scope', scope);
+      const b = cred ? basicHeader(cred) : undefined;
+      if (b) headers.authorization = b;
+    }
+    let attempt = 0;
+    for (;;) {
+      attempt++;
+      try {
+        const res = await sendWithBody(this.pool, url, method, headers, body, signal, this.opts.timeoutMs);
+        const status = res.statusCode ?? 0;
+        if (status === 200) {
+          const raw = await readBody(res, 1 << 20);
+          let j: { token?: string; access_token?: string; expires_in?: number };
+          try {
+            j = JSON.parse(raw.toString('utf8')) as typeof j;
+          } catch {
+            throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned something that is not JSON`);
+          }
+          const token = j.token ?? j.access_token;
+          if (!token) throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned no token`);
+          const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
+          return { token, expiresAt: Date.now() + ttl * 1000 };
+        }
+        const text = await drain(res);
+        if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          await sleep(retryDelayMs(this.retry, attempt, res.headers['retry-after']), signal);
+          continue;
+        }
+        if (status === 401 || status === 403) {
+          throw UserError.runtime(
+            `token service ${url.origin} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${scope} on ${ep.host} (HTTP ${status})${text ? `: ${summarize(text)}` : ''}`,
+            cred ? `check the credentials for ${ep.host}` : `log in with \`docker login ${ep.host}\` or set configs."${ep.host}".auth in registries.yaml`,
+          );
+        }
+        throw UserError.runtime(`token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
+      } catch (e) {
+        if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !signal?.aborted) {
+          await sleep(retryDelayMs(this.retry, attempt), signal);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  private checkHostAllowed(url: URL, what: string): void {
+    if (this.opts.offline && !isLoopbackHost(url.hostname)) {
+      throw UserError.runtime(`offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
+    }
+  }
+}
+
+async function sendWithBody(pool: AgentPool, url: URL, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<IncomingMessage> {
+  if (body === undefined) return send(pool, url, { method, headers, signal, timeoutMs });
+  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: pool.agentFor(url, undefined), signal });
+    req.setTimeout(timeoutMs ?? 60_000, () => req.destroy(new Error('timed out')));
+    req.on('response', resolve);
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function summarize(body: string): string {
+  const s = body.replace(/\s+/g, ' ').trim();
+  return s.length > 300 ? `${s.slice(0, 300)}…` : s;
+}

@@ -1,0 +1,175 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { UserError } from '../../errors.js';
+import type { RegistryTlsConfig } from './mirrors.js';
+
+/** Bounded retries with exponential backoff (429 honours Retry-After, capped by maxDelayMs). */
+export interface RetryOptions {
+  /** Total tries per request, including the first. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 };
+
+/** A transport failure worth another try (connection dropped, reset, timed out). */
+export class TransientNetworkError extends Error {
+  readonly code: string | undefined;
+  constructor(message: string, code?: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.code = code;
+  }
+}
+
+const RETRYABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ENETRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+
+export function isRetryableNetworkError(e: unknown): boolean {
+  if (e instanceof TransientNetworkError) return true;
+  const err = e as NodeJS.ErrnoException | undefined;
+  if (!err || typeof err !== 'object') return false;
+  if (err.name === 'AbortError') return false;
+  if (err.code && RETRYABLE_CODES.has(err.code)) return true;
+  return /socket hang up|aborted|premature close/i.test(err.message ?? '');
+}
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
+}
+
+/** Delay before try number `attempt` (1 = the first retry), honouring a Retry-After header. */
+export function retryDelayMs(opts: RetryOptions, attempt: number, retryAfter?: string | undefined): number {
+  if (retryAfter) {
+    const secs = Number(retryAfter);
+    let ms: number | undefined;
+    if (Number.isFinite(secs) && secs >= 0) ms = secs * 1000;
+    else {
+      const when = Date.parse(retryAfter);
+      if (!Number.isNaN(when)) ms = Math.max(0, when - Date.now());
+    }
+    if (ms !== undefined) return Math.min(ms, opts.maxDelayMs);
+  }
+  const exp = opts.baseDelayMs * 2 ** (attempt - 1);
+  const jitter = exp * 0.2 * Math.random();
+  return Math.min(exp + jitter, opts.maxDelayMs);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason ?? abortError());
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason ?? abortError());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function abortError(): Error {
+  const e = new Error('the operation was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+export interface SendOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  tls?: RegistryTlsConfig | undefined;
+  signal?: AbortSignal | undefined;
+  /** Socket idle timeout. */
+  timeoutMs?: number;
+}
+
+/** Keep-alive agents, one per distinct TLS setting. */
+export class AgentPool {
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  private readonly httpsAgents = new Map<string, https.Agent>();
+
+  agentFor(url: URL, tls: RegistryTlsConfig | undefined): http.Agent {
+    if (url.protocol === 'http:') return this.httpAgent;
+    const key = JSON.stringify(tls ?? {});
+    let a = this.httpsAgents.get(key);
+    if (!a) {
+      const opts: https.AgentOptions = { keepAlive: true, maxSockets: 32 };
+      try {
+        if (tls?.caFile) opts.ca = readFileSync(tls.caFile);
+        if (tls?.certFile) opts.cert = readFileSync(tls.certFile);
+        if (tls?.keyFile) opts.key = readFileSync(tls.keyFile);
+      } catch (e) {
+        throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, {
+          hint: 'check ca_file/cert_file/key_file in registries.yaml',
+          cause: e,
+        });
+      }
+      if (tls?.insecureSkipVerify) opts.rejectUnauthorized = false;
+      a = new https.Agent(opts);
+      this.httpsAgents.set(key, a);
+    }
+    return a;
+  }
+
+  destroy(): void {
+    this.httpAgent.destroy();
+    for (const a of this.httpsAgents.values()) a.destroy();
+    this.httpsAgents.clear();
+  }
+}
+
+/** One HTTP request; resolves with the response head (body not read). Network errors reject. */
+export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise<IncomingMessage> {
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) {
+      reject(opts.signal.reason ?? abortError());
+      return;
+    }
+    const req = mod.request(url, {
+      method: opts.method ?? 'GET',
+      headers: opts.headers ?? {},
+      agent: pool.agentFor(url, opts.tls),
+      signal: opts.signal,
+    });
+    const timeout = opts.timeoutMs ?? 60_000;
+    req.setTimeout(timeout, () => {
+      req.destroy(new TransientNetworkError(`no data from ${url.host} for ${Math.round(timeout / 1000)}s`, 'ETIMEDOUT'));
+    });
+    req.on('response', (res) => resolve(res));
+    req.on('error', (e) => reject(e));
+    req.end();
+  });
+}
+
+/** Reads a whole (small) body, refusing more than `limit` bytes. */
+export async function readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) {
+      res.destroy();
+      throw new Error(`response larger than ${limit} bytes`);
+    }
+    chunks.push(b);
+  }
+  if (!res.complete) throw new TransientNetworkError('connection closed before the response was complete', 'ECONNRESET');
+  return Buffer.concat(chunks);
+}
+
+/** Reads and discards a body so the connection can be reused (bounded; destroys larger bodies). */
+export async function drain(res: IncomingMessage): Promise<string> {
+  try {
+    return (await readBody(res, 64 * 1024)).toString('utf8');
+  } catch {
+    res.destroy();
+    return '';
+  }
+}

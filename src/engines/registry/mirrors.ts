@@ -1,0 +1,326 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { UserError } from '../../errors.js';
+
+/**
+ * `registries.yaml` as K3s (and containerd's CRI registry config) reads it:
+ *
+ * ```yaml
+ * mirrors:
+ *   docker.io:
+ *     endpoint: ["http://127.0.0.1:5000", "https://mirror.example.com"]
+ *     rewrite: {"^rancher/(.*)": "mirrored/$1"}
+ * configs:
+ *   "127.0.0.1:5000":
+ *     auth: {username: u, password: p}      # or {auth: base64(u:p)} or {token: …} or {identity_token: …}
+ *     tls: {insecure_skip_verify: false, ca_file: /x/ca.pem, cert_file: /x/c.pem, key_file: /x/k.pem}
+ * ```
+ *
+ * Semantics (as in K3s): the endpoints of a mirror are tried in order and the registry's own (default)
+ * endpoint is tried last. A mirror named `*` applies to every registry without its own entry. `rewrite`
+ * rules apply to the repository path when pulling through a mirror endpoint (not the default endpoint).
+ * `configs` are looked up by the endpoint's `host[:port]` (then, for the default endpoint, by the
+ * registry name; then `*`).
+ *
+ * Plain `http://` endpoints are allowed for loopback hosts (127.0.0.0/8, ::1, localhost). For any other
+ * host, an `http://` endpoint is refused unless `configs."<host[:port]>".tls.insecure_skip_verify` is
+ * true: the user has to opt into insecure transport for that host explicitly.
+ */
+export interface RegistryAuthConfig {
+  username?: string;
+  password?: string;
+  /** base64 of `username:password` (Docker's `auth`). */
+  auth?: string;
+  /** A static bearer token sent as-is. */
+  token?: string;
+  /** An OAuth2 refresh token exchanged at the token endpoint (Docker's `identitytoken`). */
+  identityToken?: string;
+}
+
+export interface RegistryTlsConfig {
+  insecureSkipVerify?: boolean;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface RegistryHostConfig {
+  auth?: RegistryAuthConfig;
+  tls?: RegistryTlsConfig;
+}
+
+export interface RewriteRule {
+  pattern: RegExp;
+  replacement: string;
+}
+
+export interface MirrorConfig {
+  endpoints: string[];
+  rewrite: RewriteRule[];
+}
+
+export interface RegistriesConfig {
+  /** The file it was read from, for messages. */
+  file?: string;
+  mirrors: Record<string, MirrorConfig>;
+  configs: Record<string, RegistryHostConfig>;
+}
+
+export const emptyRegistriesConfig = (): RegistriesConfig => ({ mirrors: {}, configs: {} });
+
+/** Reads and validates a registries.yaml. Every problem is a UserError naming the file and the key. */
+export async function loadRegistriesConfig(path: string): Promise<RegistriesConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read registries config ${path}: ${(e as Error).message}`, {
+      hint: 'pass the path of a K3s-style registries.yaml',
+      cause: e,
+    });
+  }
+  return parseRegistriesConfig(text, path);
+}
+
+export function parseRegistriesConfig(text: string, file = 'registries.yaml'): RegistriesConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new UserError(`${file}: not valid YAML: ${(e as Error).message}`, { cause: e });
+  }
+  const cfg: RegistriesConfig = { file, mirrors: {}, configs: {} };
+  if (doc === null || doc === undefined) return cfg;
+  const root = asMap(doc, file, '(top level)');
+  for (const key of Object.keys(root)) {
+    if (key !== 'mirrors' && key !== 'configs') {
+      throw bad(file, key, `unknown key (expected 'mirrors' and/or 'configs')`);
+    }
+  }
+  if (root.mirrors !== undefined && root.mirrors !== null) {
+    const mirrors = asMap(root.mirrors, file, 'mirrors');
+    for (const [name, raw] of Object.entries(mirrors)) {
+      const where = `mirrors.${quoteKey(name)}`;
+      const m = asMap(raw ?? {}, file, where);
+      for (const k of Object.keys(m)) {
+        if (k !== 'endpoint' && k !== 'rewrite') throw bad(file, `${where}.${k}`, `unknown key (expected 'endpoint', 'rewrite')`);
+      }
+      const endpoints: string[] = [];
+      if (m.endpoint !== undefined && m.endpoint !== null) {
+        if (!Array.isArray(m.endpoint)) throw bad(file, `${where}.endpoint`, 'must be a list of URLs');
+        m.endpoint.forEach((ep, i) => {
+          const key = `${where}.endpoint[${i}]`;
+          if (typeof ep !== 'string') throw bad(file, key, 'must be a URL string');
+          const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(ep) ? ep : `https://${ep}`;
+          let u: URL;
+          try {
+            u = new URL(withScheme);
+          } catch {
+            throw bad(file, key, `'${ep}' is not a valid URL`);
+          }
+          if (u.protocol !== 'http:' && u.protocol !== 'https:') throw bad(file, key, `'${ep}': only http:// and https:// endpoints are supported`);
+          if (u.search || u.hash || u.username || u.password) throw bad(file, key, `'${ep}': no query, fragment or credentials in endpoint URLs (put credentials under configs)`);
+          endpoints.push(withScheme.replace(/\/+$/, ''));
+        });
+      }
+      const rewrite: RewriteRule[] = [];
+      if (m.rewrite !== undefined && m.rewrite !== null) {
+        const rw = asMap(m.rewrite, file, `${where}.rewrite`);
+        for (const [pattern, replacement] of Object.entries(rw)) {
+          const key = `${where}.rewrite.${quoteKey(pattern)}`;
+          if (typeof replacement !== 'string') throw bad(file, key, 'replacement must be a string');
+          let re: RegExp;
+          try {
+            re = new RegExp(pattern);
+          } catch (e) {
+            throw bad(file, key, `not a valid regular expression: ${(e as Error).message}`);
+          }
+          rewrite.push({ pattern: re, replacement });
+        }
+      }
+      cfg.mirrors[name] = { endpoints, rewrite };
+    }
+  }
+  if (root.configs !== undefined && root.configs !== null) {
+    const configs = asMap(root.configs, file, 'configs');
+    for (const [host, raw] of Object.entries(configs)) {
+      const where = `configs.${quoteKey(host)}`;
+      const c = asMap(raw ?? {}, file, where);
+      const hc: RegistryHostConfig = {};
+      for (const k of Object.keys(c)) {
+        if (k !== 'auth' && k !== 'tls') throw bad(file, `${where}.${k}`, `unknown key (expected 'auth', 'tls')`);
+      }
+      if (c.auth !== undefined && c.auth !== null) {
+        const a = asMap(c.auth, file, `${where}.auth`);
+        const auth: RegistryAuthConfig = {};
+        for (const [k, v] of Object.entries(a)) {
+          const key = `${where}.auth.${k}`;
+          if (typeof v !== 'string') throw bad(file, key, 'must be a string');
+          switch (k) {
+            case 'username':
+              auth.username = v;
+              break;
+            case 'password':
+              auth.password = v;
+              break;
+            case 'auth': {
+              const decoded = Buffer.from(v, 'base64').toString('utf8');
+              if (!decoded.includes(':')) throw bad(file, key, 'must be base64 of "username:password"');
+              auth.auth = v;
+              break;
+            }
+            case 'token':
+              auth.token = v;
+              break;
+            case 'identity_token':
+            case 'identitytoken':
+              auth.identityToken = v;
+              break;
+            default:
+              throw bad(file, key, `unknown key (expected username, password, auth, token, identity_token)`);
+          }
+        }
+        if ((auth.username === undefined) !== (auth.password === undefined)) {
+          throw bad(file, `${where}.auth`, 'username and password must be given together');
+        }
+        hc.auth = auth;
+      }
+      if (c.tls !== undefined && c.tls !== null) {
+        const t = asMap(c.tls, file, `${where}.tls`);
+        const tls: RegistryTlsConfig = {};
+        for (const [k, v] of Object.entries(t)) {
+          const key = `${where}.tls.${k}`;
+          switch (k) {
+            case 'insecure_skip_verify':
+              if (typeof v !== 'boolean') throw bad(file, key, 'must be true or false');
+              tls.insecureSkipVerify = v;
+              break;
+            case 'ca_file':
+            case 'cert_file':
+            case 'key_file':
+              if (typeof v !== 'string' || v === '') throw bad(file, key, 'must be a file path');
+              if (k === 'ca_file') tls.caFile = v;
+              else if (k === 'cert_file') tls.certFile = v;
+              else tls.keyFile = v;
+              break;
+            default:
+              throw bad(file, key, 'unknown key (expected insecure_skip_verify, ca_file, cert_file, key_file)');
+          }
+        }
+        if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+          throw bad(file, `${where}.tls`, 'cert_file and key_file must be given together');
+        }
+        hc.tls = tls;
+      }
+      cfg.configs[host] = hc;
+    }
+  }
+  return cfg;
+}
+
+function asMap(v: unknown, file: string, key: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(file, key, 'must be a mapping');
+  return v as Record<string, unknown>;
+}
+
+function bad(file: string, key: string, msg: string): UserError {
+  return new UserError(`${file}: ${key}: ${msg}`, {
+    hint: 'see the K3s registries.yaml format: mirrors.<registry>.endpoint/rewrite, configs.<host>.auth/tls',
+  });
+}
+
+function quoteKey(k: string): string {
+  return /^[\w-]+$/.test(k) ? k : `"${k}"`;
+}
+
+/** One place an image can be pulled from. */
+export interface Endpoint {
+  /** Base URL of the API, ending in `/v2` (e.g. `http://127.0.0.1:5000/v2`). */
+  apiBase: string;
+  /** `host[:port]` of the endpoint. */
+  host: string;
+  /** Repository path to ask this endpoint for (rewrites applied). */
+  repository: string;
+  /** True for the registry's own endpoint (the fallback after mirrors). */
+  isDefault: boolean;
+  hostConfig: RegistryHostConfig | undefined;
+}
+
+export interface ResolveOptions {
+  /** Forbid every non-loopback host (tests, air-gapped builds). */
+  offline?: boolean;
+  /** Do not add the registry's own endpoint after the mirror endpoints (K3s' disable-default-registry-endpoint). */
+  noUpstreamFallback?: boolean;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+/** `docker.io` → `registry-1.docker.io`; other registries are their own host. */
+export function defaultEndpointUrl(registry: string): string {
+  if (registry === 'docker.io') return 'https://registry-1.docker.io';
+  const hostname = new URL(`http://${registry}`).hostname;
+  // Like Docker, a registry on a loopback address is spoken to over plain HTTP.
+  return isLoopbackHost(hostname) ? `http://${registry}` : `https://${registry}`;
+}
+
+/**
+ * The endpoints to try, in order, for `registry/repository`. Throws a UserError when the configuration
+ * leaves none (e.g. offline with only non-loopback endpoints) or lists an insecure endpoint.
+ */
+export function resolveEndpoints(cfg: RegistriesConfig, registry: string, repository: string, opts: ResolveOptions = {}): Endpoint[] {
+  const mirror = cfg.mirrors[registry] ?? cfg.mirrors['*'];
+  const out: Endpoint[] = [];
+  const skipped: string[] = [];
+  const candidates: { url: string; isDefault: boolean }[] = (mirror?.endpoints ?? []).map((url) => ({ url, isDefault: false }));
+  const defaultUrl = defaultEndpointUrl(registry);
+  if (!opts.noUpstreamFallback && !candidates.some((c) => sameOrigin(c.url, defaultUrl))) {
+    candidates.push({ url: defaultUrl, isDefault: true });
+  }
+  for (const c of candidates) {
+    const u = new URL(c.url);
+    const host = u.host;
+    if (opts.offline && !isLoopbackHost(u.hostname)) {
+      skipped.push(c.url);
+      continue;
+    }
+    const hostConfig = cfg.configs[host] ?? (c.isDefault ? cfg.configs[registry] : undefined) ?? cfg.configs['*'];
+    if (u.protocol === 'http:' && !isLoopbackHost(u.hostname) && !hostConfig?.tls?.insecureSkipVerify) {
+      throw new UserError(`${cfg.file ?? 'registries.yaml'}: endpoint ${c.url} for ${registry} uses plain HTTP to a non-loopback host`, {
+        hint: `use https://, or opt into insecure transport with configs."${host}".tls.insecure_skip_verify: true`,
+      });
+    }
+    let repo = repository;
+    if (!c.isDefault && mirror) {
+      for (const rule of mirror.rewrite) {
+        if (rule.pattern.test(repository)) {
+          repo = repository.replace(rule.pattern, rule.replacement);
+          break;
+        }
+      }
+    }
+    let path = u.pathname.replace(/\/+$/, '');
+    if (!path.endsWith('/v2')) path = `${path}/v2`;
+    out.push({ apiBase: `${u.protocol}//${host}${path}`, host, repository: repo, isDefault: c.isDefault, hostConfig });
+  }
+  if (out.length === 0) {
+    throw new UserError(`no usable endpoint for registry ${registry}: offline mode forbids ${skipped.join(', ') || 'every endpoint'}`, {
+      hint: `add a loopback mirror for ${registry} to registries.yaml (mirrors."${registry}".endpoint), or build without offline mode (KP_OFFLINE unset)`,
+    });
+  }
+  return out;
+}
+
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
