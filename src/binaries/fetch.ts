@@ -12,6 +12,7 @@ import { silentSink } from '../progress/sink.js';
 import { sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
 import { fetchWithRetry } from './http.js';
+import { fmtBytes } from '../util/format.js';
 
 /**
  * Binary downloads: verified against the manifest's checksum source, stored in the content-addressed
@@ -242,16 +243,4 @@ async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
   const tmp = `${p}.${process.pid}.tmp`;
   await writeFile(tmp, JSON.stringify(v));
   await rename(tmp, p);
-}
-
-export function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }

@@ -1,0 +1,186 @@
+import { Command, CommanderError, Option } from 'commander';
+import { UserError, isUserError } from './errors.js';
+import { parseArchList } from './platform.js';
+import { COMPRESSIONS, DEFAULT_COMPRESSION, parseMirrorFlag, type Compression } from './plan/plan.js';
+import { ENGINES, type EngineName } from './engines/index.js';
+import type { Side } from './manifest/schema.js';
+import { chooseRenderer } from './progress/ui.js';
+import { DEFAULT_MANIFEST, TOOL_VERSION } from './version.js';
+import { fmtBytes } from './util/format.js';
+import { build } from './commands/build.js';
+import { plan, planToJson, planToText } from './commands/plan.js';
+import { render } from './commands/render.js';
+
+/**
+ * The command line: parses options and calls one function per command. Output goes to stdout,
+ * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input.
+ */
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  env: NodeJS.ProcessEnv;
+  isTTY: boolean;
+}
+
+const defaultIo: Io = {
+  out: (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
+  err: (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`),
+  env: process.env,
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function commonOptions(cmd: Command): Command {
+  return cmd
+    .option('-m, --manifest <file>', 'versions manifest', DEFAULT_MANIFEST)
+    .addOption(new Option('--only <side>', 'build one side only').choices(['cloud', 'edge']))
+    .option('--binary-mirror <from=to>', 'rewrite binary URLs starting with FROM to start with TO (repeatable)', collect, []);
+}
+
+const archOption = () => new Option('-a, --arch <list>', 'architectures, comma-separated: amd64, arm64, arm (= arm/v7)').makeOptionMandatory();
+
+export function makeProgram(io: Io = defaultIo): Command {
+  const program = new Command('kubeprepare')
+    .description('Builds offline install bundles for a K3s cloud node and KubeEdge edge nodes (EdgeMesh, metrics-server).')
+    .version(TOOL_VERSION, '-V, --version')
+    .option('-v, --verbose', 'show stack traces on errors')
+    .option('-q, --quiet', 'no progress output')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .exitOverride()
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare build --arch arm64                 cloud + edge tarballs for arm64 into dist/
+  $ kubeprepare plan --arch amd64,arm64 --json     what a build would fetch and write
+  $ kubeprepare render --arch arm64 --out rendered templates only, for review
+  $ bundle build --arch arm64                      the same command under its other name
+
+Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
+    );
+
+  const renderer = () => chooseRenderer({ quiet: Boolean(program.opts().quiet), env: io.env, isTTY: io.isTTY });
+
+  commonOptions(
+    program
+      .command('build')
+      .description('fetch images and binaries for exactly the given platforms and write cloud and edge tarballs plus SHA256SUMS')
+      .addOption(archOption()),
+  )
+    .option('-o, --out <dir>', 'output directory', 'dist')
+    .option('--cache-dir <dir>', 'blob and download cache (default $XDG_CACHE_HOME/kubeprepare or ~/.cache/kubeprepare)')
+    .addOption(new Option('--engine <engine>', 'how images are fetched').choices([...ENGINES]).default('registry'))
+    .addOption(new Option('--compression <kind>', 'tarball compression (none: plain tar, see README)').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
+    .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
+    .option('--docker-config <file>', 'Docker config.json with registry credentials (default ~/.docker/config.json)')
+    .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
+    .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare build --arch arm64
+  $ kubeprepare build --arch amd64,arm64,arm --out release/ --compression gzip
+  $ kubeprepare build --arch arm64 --only edge --registries mirrors.yaml
+  $ kubeprepare build --arch arm64 --binary-mirror https://github.com/=http://mirror.local/github/`,
+    )
+    .action(async (o) => {
+      const result = await build({
+        manifest: o.manifest,
+        platforms: parseArchList(o.arch),
+        ...(o.only ? { only: o.only as Side } : {}),
+        outDir: o.out,
+        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
+        engine: o.engine as EngineName,
+        compression: o.compression as Compression,
+        binaryMirrors: (o.binaryMirror as string[]).map(parseMirrorFlag),
+        ...(o.registries ? { registriesFile: o.registries } : {}),
+        ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
+        ...(o.templates ? { templatesDir: o.templates } : {}),
+        dryRun: Boolean(o.dryRun),
+        renderer: renderer(),
+      });
+      if (result.dryRun) {
+        io.out(planToText(result.plan));
+        io.out('\n(dry run: nothing downloaded or written)');
+        return;
+      }
+      for (const b of result.bundles) io.out(`${b.file}  ${fmtBytes(b.size)}  sha256:${b.sha256}`);
+      if (result.checksumsFile) io.out(`checksums: ${result.checksumsFile}`);
+    });
+
+  commonOptions(program.command('plan').description('show what build would fetch and write, without downloading').addOption(archOption()))
+    .option('-o, --out <dir>', 'output directory the plan names', 'dist')
+    .addOption(new Option('--compression <kind>', 'tarball compression').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
+    .option('--json', 'machine-readable: one object per bundle (side, arch, images[].ref, binaries[].url)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare plan --arch arm64
+  $ kubeprepare plan --arch amd64,arm64 --json | jq '.bundles[].images[].ref'`,
+    )
+    .action(async (o) => {
+      const p = await plan({
+        manifest: o.manifest,
+        platforms: parseArchList(o.arch),
+        ...(o.only ? { only: o.only as Side } : {}),
+        outDir: o.out,
+        compression: o.compression as Compression,
+        binaryMirrors: (o.binaryMirror as string[]).map(parseMirrorFlag),
+      });
+      io.out(o.json ? JSON.stringify(planToJson(p), null, 2) : planToText(p));
+    });
+
+  commonOptions(program.command('render').description('render the install templates only (no downloads) into a directory per bundle').addOption(archOption()))
+    .option('-o, --out <dir>', 'output directory', 'rendered')
+    .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare render --arch arm64 --out /tmp/r && shellcheck /tmp/r/*/install.sh
+  $ kubeprepare render --arch amd64 --only cloud --templates ./my-templates`,
+    )
+    .action(async (o) => {
+      const r = await render({
+        manifest: o.manifest,
+        platforms: parseArchList(o.arch),
+        ...(o.only ? { only: o.only as Side } : {}),
+        outDir: o.out,
+        ...(o.templates ? { templatesDir: o.templates } : {}),
+      });
+      for (const d of r.dirs) io.out(`${d.dir}  (${d.files.length} files)`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code instead of exiting (the entry point exits). */
+export async function runCli(argv: string[], io: Io = defaultIo): Promise<number> {
+  const program = makeProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed the message
+    }
+    const verbose = Boolean(program.opts().verbose);
+    if (isUserError(e)) {
+      io.err(`error: ${e.message}`);
+      if (e.hint) io.err(`  fix: ${e.hint}`);
+      if (verbose && e.stack) io.err(e.stack);
+      return e.exitCode;
+    }
+    const err = e as Error;
+    io.err(`error: ${err?.message ?? String(e)}`);
+    io.err(verbose ? (err?.stack ?? '') : '  (run with --verbose for the stack trace)');
+    return 1;
+  }
+}
+
+export { UserError };

@@ -1,0 +1,183 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ListrTask } from 'listr2';
+import { UserError } from '../errors.js';
+import { loadManifest } from '../manifest/load.js';
+import { makePlan, type BuildPlan, type BundlePlan, type Compression } from '../plan/plan.js';
+import type { Platform } from '../platform.js';
+import type { Side } from '../manifest/schema.js';
+import { fetchBinary, type FetchedBinary } from '../binaries/fetch.js';
+import { createEngine, type EngineName } from '../engines/index.js';
+import type { ImageArchiveResult, ImageEngine } from '../engines/types.js';
+import { renderSide } from '../render/render.js';
+import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
+import { makeInventory } from '../bundle/inventory.js';
+import { memoryFile, sha256sums, writeBundleTarball, type BundleFile } from '../bundle/write.js';
+import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import { resolveCacheDir } from '../util/cache-dir.js';
+import { TEMPLATES_ROOT } from '../version.js';
+import { writeChecksumsFile } from '../bundle/checksums.js';
+
+export interface BuildOptions {
+  manifest: string;
+  platforms: Platform[];
+  only?: Side;
+  outDir: string;
+  cacheDir?: string;
+  engine: EngineName;
+  compression: Compression;
+  binaryMirrors?: { from: string; to: string }[];
+  registriesFile?: string;
+  dockerConfigPath?: string;
+  templatesDir?: string;
+  dryRun?: boolean;
+  renderer: RendererMode;
+  signal?: AbortSignal;
+}
+
+export interface BuiltBundle {
+  side: Side;
+  arch: string;
+  name: string;
+  file: string;
+  sha256: string;
+  size: number;
+  images: number;
+  binaries: number;
+  notes: string[];
+}
+
+export interface BuildResult {
+  plan: BuildPlan;
+  dryRun: boolean;
+  bundles: BuiltBundle[];
+  /** Path of the combined SHA256SUMS beside the tarballs (not written on --dry-run). */
+  checksumsFile?: string;
+}
+
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const lm = await loadManifest(opts.manifest);
+  const plan = makePlan(lm, {
+    platforms: opts.platforms,
+    ...(opts.only ? { only: opts.only } : {}),
+    outDir: opts.outDir,
+    compression: opts.compression,
+    binaryMirrors: opts.binaryMirrors ?? [],
+  });
+  const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
+  if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
+
+  const cacheDir = resolveCacheDir(opts.cacheDir);
+  const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
+  await mkdir(plan.outDir, { recursive: true });
+  const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);
+  let engine: ImageEngine | undefined;
+  const built: BuiltBundle[] = [];
+  try {
+    if (plan.bundles.some((b) => b.images.length > 0)) {
+      engine = await createEngine(opts.engine, {
+        ...(registriesFile ? { registriesFile } : {}),
+        ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
+      });
+    }
+    const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
+      title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
+      task: (_ctx, parent) =>
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engine, renderer: opts.renderer, signal: opts.signal, built }), {
+          concurrent: false,
+        }),
+    }));
+    await runTasks(tasks, opts.renderer);
+  } finally {
+    await engine?.close();
+    await rm(workRoot, { recursive: true, force: true });
+  }
+  const checksumsFile = await writeChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
+  return { plan, dryRun: false, bundles: built, checksumsFile };
+}
+
+interface BundleContext {
+  cacheDir: string;
+  templatesRoot: string;
+  workRoot: string;
+  engine: ImageEngine | undefined;
+  renderer: RendererMode;
+  signal: AbortSignal | undefined;
+  built: BuiltBundle[];
+}
+
+function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
+  const fetched: FetchedBinary[] = [];
+  let images: ImageArchiveResult | undefined;
+  let rendered: BundleFile[] = [];
+  const imagesFile = join(c.workRoot, `${bundle.name}-images.tar`);
+  return [
+    {
+      title: `binaries for ${bundle.name}`,
+      task: async (_ctx, task) => {
+        const sink = taskSink(task, c.renderer);
+        for (const b of bundle.binaries) {
+          fetched.push(await fetchBinary(b, { cacheDir: c.cacheDir, progress: sink, ...(c.signal ? { signal: c.signal } : {}) }));
+        }
+        for (const n of bundle.notes) sink.note(bundle.name, n);
+        task.title = `binaries for ${bundle.name}: ${fetched.length} (${fetched.filter((f) => f.cached).length} cached)`;
+      },
+    },
+    {
+      title: `images for ${bundle.name}`,
+      skip: () => (bundle.images.length === 0 ? `no images listed for the ${bundle.side} side` : false),
+      task: async (_ctx, task) => {
+        if (!c.engine) throw new Error('internal: no image engine');
+        images = await c.engine.archive({
+          images: bundle.images.map((i) => i.ref),
+          platform: bundle.platform,
+          outFile: imagesFile,
+          cacheDir: c.cacheDir,
+          mtime: plan.mtime,
+          progress: taskSink(task, c.renderer),
+          ...(c.signal ? { signal: c.signal } : {}),
+        });
+        task.title = `images for ${bundle.name}: ${images.images.length} images, ${(images.size / 1048576).toFixed(1)} MB`;
+      },
+    },
+    {
+      title: `templates for ${bundle.name}`,
+      task: async () => {
+        const ctx = buildRenderContext(plan, bundle);
+        rendered = (await renderSide(c.templatesRoot, ctx)).map((t) => memoryFile(t.path, t.content, t.mode));
+        if (!rendered.some((f) => f.path === 'install.sh')) {
+          throw new UserError(`${c.templatesRoot}/${bundle.side}: no install.sh template`, { hint: 'every side needs scripts-templates/<side>/install.sh' });
+        }
+      },
+    },
+    {
+      title: `write ${bundle.outFile}`,
+      task: async (_ctx, task) => {
+        const files: BundleFile[] = [...rendered];
+        for (const f of fetched) files.push({ path: f.binary.dest, mode: f.binary.mode, source: { file: f.file }, sha256: f.sha256, size: f.size });
+        if (images) files.push({ path: IMAGES_ARCHIVE_PATH, mode: 0o644, source: { file: imagesFile }, sha256: images.sha256, size: images.size });
+        const seen = new Set<string>();
+        for (const f of files) {
+          if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
+          seen.add(f.path);
+        }
+        const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
+        files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
+        files.push(memoryFile('SHA256SUMS', sha256sums(files)));
+        const out = await writeBundleTarball({ topDir: bundle.name, files, mtime: plan.mtime, compression: plan.compression, outFile: bundle.outFile });
+        c.built.push({
+          side: bundle.side,
+          arch: bundle.arch,
+          name: bundle.name,
+          file: out.file,
+          sha256: out.sha256,
+          size: out.size,
+          images: images?.images.length ?? 0,
+          binaries: fetched.length,
+          notes: bundle.notes,
+        });
+        task.title = `wrote ${bundle.outFile} (${(out.size / 1048576).toFixed(1)} MB)`;
+      },
+    },
+  ];
+}

@@ -1,0 +1,26 @@
+import { UserError } from '../errors.js';
+import type { ImageEngine } from './types.js';
+
+export type EngineName = 'registry' | 'docker';
+export const ENGINES: readonly EngineName[] = ['registry', 'docker'];
+
+export interface EngineOptions {
+  /** registries.yaml (K3s/containerd format) with mirrors and credentials. */
+  registriesFile?: string;
+  /** Docker config.json with credentials; default ~/.docker/config.json. */
+  dockerConfigPath?: string;
+}
+
+/** Creates the engine `build --engine` names. Engines are loaded lazily: a build without images loads none. */
+export async function createEngine(name: EngineName, opts: EngineOptions): Promise<ImageEngine> {
+  if (name === 'registry') {
+    const { createRegistryEngine, loadRegistriesConfig } = await import('./registry/index.js');
+    return createRegistryEngine({
+      ...(opts.registriesFile ? { registries: await loadRegistriesConfig(opts.registriesFile) } : {}),
+      ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
+    });
+  }
+  throw new UserError(`the docker engine is not available in this version of KubePrepare`, {
+    hint: 'use --engine registry (the default), which pulls from registries and mirrors without a Docker daemon',
+  });
+}
