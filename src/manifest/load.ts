@@ -44,8 +44,8 @@ export function parseManifestText(text: string, shown: string): Manifest {
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((err) => {
-      const pos = err.linePos?.[0];
-      const at = pos ? `${shown}:${pos.line}:${pos.col}` : shown;
+      const pos = lineCounter.linePos(err.pos[0]);
+      const at = `${shown}:${pos.line}:${pos.col}`;
       return `${at}: YAML syntax: ${err.message.split('\n')[0]}`;
     });
     throw new UserError(lines.join('\n'), { hint: 'fix the YAML syntax at the position shown' });
