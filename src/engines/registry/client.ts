@@ -36,6 +36,14 @@ export class RegistryHttpError extends Error {
   }
 }
 
+/** Authentication failed at an endpoint (a later mirror endpoint may still work). */
+export class RegistryAuthError extends UserError {
+  constructor(message: string, hint: string) {
+    super(message, { kind: 'runtime', hint });
+    this.name = 'RegistryAuthError';
+  }
+}
+
 export interface GetOptions {
   accept?: string;
   /** Ask for bytes from this offset on (`Range: bytes=N-`). */
@@ -170,16 +178,16 @@ export class RegistryClient {
     }
   }
 
-  private async unauthorized(ep: Endpoint, registry: string, body: string): Promise<UserError> {
+  private async unauthorized(ep: Endpoint, registry: string, body: string): Promise<RegistryAuthError> {
     const cred = await this.opts.credentials.get(ep.host, ep.isDefault ? registry : undefined);
     const where = `${ep.host}${ep.host !== registry ? ` (for ${registry})` : ''}`;
     if (!cred) {
-      return UserError.runtime(
+      return new RegistryAuthError(
         `registry ${where} requires authentication for ${ep.repository} (HTTP 401) and no credentials are configured${body ? `: ${summarize(body)}` : ''}`,
         `log in with \`docker login ${ep.host}\` (Docker config.json), or set configs."${ep.host}".auth in registries.yaml`,
       );
     }
-    return UserError.runtime(
+    return new RegistryAuthError(
       `registry ${where} rejected the credentials from ${cred.source} for ${ep.repository} (HTTP 401)${body ? `: ${summarize(body)}` : ''}`,
       `check the username/password or token for ${ep.host}`,
     );
@@ -266,7 +274,7 @@ export class RegistryClient {
           continue;
         }
         if (status === 401 || status === 403) {
-          throw UserError.runtime(
+          throw new RegistryAuthError(
             `token service ${url.origin} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${scope} on ${ep.host} (HTTP ${status})${text ? `: ${summarize(text)}` : ''}`,
             cred ? `check the credentials for ${ep.host}` : `log in with \`docker login ${ep.host}\` or set configs."${ep.host}".auth in registries.yaml`,
           );
@@ -293,7 +301,7 @@ async function sendWithBody(pool: AgentPool, url: URL, method: string, headers: 
   if (body === undefined) return send(pool, url, { method, headers, signal, timeoutMs });
   const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: pool.agentFor(url, undefined), signal });
+    const req = request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: pool.agentFor(url, undefined) });
     req.setTimeout(timeoutMs ?? 60_000, () => req.destroy(new Error('timed out')));
     req.on('response', resolve);
     req.on('error', reject);

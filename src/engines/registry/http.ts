@@ -131,18 +131,35 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
       reject(opts.signal.reason ?? abortError());
       return;
     }
+    // The abort signal is wired by hand (not `signal:`): with keep-alive agents Node can leave the
+    // listener on a socket that is later reused, so an old abort would kill an unrelated request.
     const req = mod.request(url, {
       method: opts.method ?? 'GET',
       headers: opts.headers ?? {},
       agent: pool.agentFor(url, opts.tls),
-      signal: opts.signal,
     });
+    let res: IncomingMessage | undefined;
+    const signal = opts.signal;
+    const onAbort = () => {
+      const err = signal?.reason instanceof Error ? signal.reason : abortError();
+      if (res) res.destroy(err);
+      req.destroy(err);
+    };
+    const cleanup = () => signal?.removeEventListener('abort', onAbort);
+    signal?.addEventListener('abort', onAbort, { once: true });
     const timeout = opts.timeoutMs ?? 60_000;
     req.setTimeout(timeout, () => {
       req.destroy(new TransientNetworkError(`no data from ${url.host} for ${Math.round(timeout / 1000)}s`, 'ETIMEDOUT'));
     });
-    req.on('response', (res) => resolve(res));
-    req.on('error', (e) => reject(e));
+    req.on('response', (r) => {
+      res = r;
+      r.on('close', cleanup);
+      resolve(r);
+    });
+    req.on('error', (e) => {
+      cleanup();
+      reject(e);
+    });
     req.end();
   });
 }

@@ -1,0 +1,187 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { UserError } from '../errors.js';
+import { parseImageRef } from '../manifest/image-ref.js';
+import { writeAtomically } from '../util/fs.js';
+import { TarWriter } from './tar-writer.js';
+
+/**
+ * Writes ONE images archive for any engine: an OCI image layout (`oci-layout`, `index.json`,
+ * `blobs/sha256/<hex>`) that also carries a Docker `manifest.json`, so the same file loads with
+ * `ctr -n k8s.io images import` (and K3s' airgap import, which reads index.json) and with `docker load`
+ * (which reads manifest.json). Every blob is stored once however many images share it, byte for byte
+ * as the registry serves it (no recompression). Entries are sorted and carry one fixed mtime, so the
+ * same input gives the same bytes. Blobs are streamed from their files; memory does not grow with
+ * image size. The archive is written beside `outFile` and renamed into place only when complete.
+ */
+export interface OciBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+export interface OciArchiveImage {
+  /** Canonical reference, e.g. `docker.io/kubeedge/cloudcore:v1.22.0`. */
+  ref: string;
+  platform: { os: string; architecture: string; variant?: string };
+  /** The platform-specific image manifest. `bytes` when the caller has it in memory (else read via `blobFile`). */
+  manifest: OciBlob & { bytes?: Buffer };
+  config: OciBlob;
+  layers: OciBlob[];
+}
+
+export interface WriteOciArchiveOptions {
+  outFile: string;
+  /** Seconds since epoch for every entry. */
+  mtime: number;
+  images: OciArchiveImage[];
+  /** Path of the verified file holding `digest` (e.g. a content-addressed cache). */
+  blobFile(digest: string): string;
+  signal?: AbortSignal | undefined;
+}
+
+export interface OciArchiveWriteResult {
+  file: string;
+  /** SHA-256 of the archive, hex, computed while writing. */
+  sha256: string;
+  size: number;
+  /** Bytes of distinct blobs written (manifests, configs, layers; each once). */
+  uniqueBlobBytes: number;
+  /** Bytes if each image carried its own manifest, config and layers. */
+  totalBlobBytes: number;
+}
+
+export const OCI_INDEX_MEDIA_TYPE = 'application/vnd.oci.image.index.v1+json';
+export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
+export const ANNOTATION_CONTAINERD_NAME = 'io.containerd.image.name';
+
+export function blobPath(digest: string): string {
+  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
+  if (!m) throw new Error(`not a sha256 digest: ${digest}`);
+  return `blobs/sha256/${m[1]}`;
+}
+
+/** `index.json` of the layout: one entry per image, the platform-specific manifest, named for containerd and OCI tools. */
+export function buildIndexJson(images: OciArchiveImage[]): string {
+  const manifests = images.map((img) => {
+    const r = parseImageRef(img.ref);
+    const annotations: Record<string, string> = { [ANNOTATION_CONTAINERD_NAME]: r.canonical };
+    // OCI convention (and Docker's own `docker save`): ref.name is the tag.
+    if (r.tag) annotations[ANNOTATION_REF_NAME] = r.tag;
+    const platform: Record<string, string> = { architecture: img.platform.architecture, os: img.platform.os };
+    if (img.platform.variant) platform.variant = img.platform.variant;
+    return { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations, platform };
+  });
+  return `${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests })}\n`;
+}
+
+/** Docker's `manifest.json` (docker load): config and layer paths inside the archive, and the repo tags. */
+export function buildDockerManifestJson(images: OciArchiveImage[]): string {
+  const entries = images.map((img) => {
+    const r = parseImageRef(img.ref);
+    const repoTags = r.tag ? [`${r.registry}/${r.repository}:${r.tag}`] : [];
+    return { Config: blobPath(img.config.digest), RepoTags: repoTags, Layers: img.layers.map((l) => blobPath(l.digest)) };
+  });
+  return `${JSON.stringify(entries)}\n`;
+}
+
+export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
+  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { hint: 'list at least one image' });
+  const seenRefs = new Set<string>();
+  for (const img of opts.images) {
+    if (seenRefs.has(img.ref)) throw new Error(`image ${img.ref} listed twice`);
+    seenRefs.add(img.ref);
+  }
+  // Every distinct blob once; a digest always denotes the same bytes, so sizes must agree.
+  const blobs = new Map<string, { size: number; bytes?: Buffer | undefined }>();
+  let totalBlobBytes = 0;
+  const addBlob = (b: OciBlob, bytes?: Buffer) => {
+    totalBlobBytes += b.size;
+    const prev = blobs.get(b.digest);
+    if (prev && prev.size !== b.size) throw new Error(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
+    if (!prev) blobs.set(b.digest, { size: b.size, bytes });
+    else if (bytes && !prev.bytes) prev.bytes = bytes;
+  };
+  for (const img of opts.images) {
+    addBlob(img.manifest, img.manifest.bytes);
+    addBlob(img.config);
+    for (const l of img.layers) addBlob(l);
+  }
+  const digests = [...blobs.keys()].sort();
+  let uniqueBlobBytes = 0;
+  for (const d of digests) uniqueBlobBytes += blobs.get(d)!.size;
+  // Check every blob before the first byte is written, so a missing blob fails without a partial file.
+  for (const d of digests) {
+    const b = blobs.get(d)!;
+    if (b.bytes) {
+      if (b.bytes.length !== b.size) throw new Error(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+      continue;
+    }
+    const file = opts.blobFile(d);
+    let size: number;
+    try {
+      size = (await stat(file)).size;
+    } catch (e) {
+      throw UserError.runtime(`blob ${d} is missing from ${file}`, 'build again to download it', e);
+    }
+    if (size !== b.size) throw UserError.runtime(`blob ${d} in ${file} has ${size} bytes, expected ${b.size}`, 'remove the file and build again');
+  }
+
+  const indexJson = buildIndexJson(opts.images);
+  const manifestJson = buildDockerManifestJson(opts.images);
+
+  return writeAtomically(opts.outFile, async (out) => {
+    const hasher = new HashingForwarder(out);
+    const tar = new TarWriter(hasher, { mtime: opts.mtime });
+    const check = () => {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+    };
+    // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
+    await tar.addDirectory('blobs');
+    await tar.addDirectory('blobs/sha256');
+    for (const d of digests) {
+      check();
+      const b = blobs.get(d)!;
+      if (b.bytes) await tar.addBuffer(blobPath(d), b.bytes);
+      else await tar.addFile(blobPath(d), opts.blobFile(d));
+    }
+    await tar.addBuffer('index.json', indexJson);
+    await tar.addBuffer('manifest.json', manifestJson);
+    await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
+    await tar.finish();
+    hasher.end();
+    await finished(hasher);
+    return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes, totalBlobBytes };
+  });
+}
+
+/** Forwards writes to `out` (with backpressure) while hashing them; ending it does not end `out`. */
+class HashingForwarder extends Writable {
+  private readonly hash = createHash('sha256');
+  private result: string | undefined;
+  constructor(private readonly out: Writable) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.hash.update(chunk);
+    if (this.out.write(chunk)) cb();
+    else {
+      const onDrain = () => {
+        this.out.off('error', onError);
+        cb();
+      };
+      const onError = (e: Error) => {
+        this.out.off('drain', onDrain);
+        cb(e);
+      };
+      this.out.once('drain', onDrain);
+      this.out.once('error', onError);
+    }
+  }
+  digest(): string {
+    this.result ??= this.hash.digest('hex');
+    return this.result;
+  }
+}

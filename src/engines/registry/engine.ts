@@ -1,0 +1,395 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { UserError } from '../../errors.js';
+import { ImageRefError, parseImageRef, refReference, type ImageRef } from '../../manifest/image-ref.js';
+import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
+import { silentSink, type ProgressSink } from '../../progress/sink.js';
+import { writeOciArchive, type OciArchiveImage } from '../../archive/oci-archive.js';
+import type { ArchivedImage, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from '../types.js';
+import { CredentialStore } from './auth.js';
+import { BlobCache, type BlobRef } from './blob-cache.js';
+import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
+import { abortError, type RetryOptions } from './http.js';
+import { configPlatform, DIGEST_RE, MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type Descriptor, type ParsedManifest } from './manifest.js';
+import { emptyRegistriesConfig, resolveEndpoints, type Endpoint, type RegistriesConfig } from './mirrors.js';
+
+export interface RegistryEngineOptions {
+  /** Mirrors, rewrites, per-host auth and TLS (see loadRegistriesConfig). */
+  registries?: RegistriesConfig;
+  /** Docker config with `auths`/`credsStore`/`credHelpers`; default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. */
+  dockerConfigPath?: string;
+  /**
+   * Talk to loopback hosts only (127.0.0.0/8, ::1, localhost): non-loopback endpoints (including the
+   * upstream fallback), token realms and redirect targets are refused. Default: true when the
+   * environment has `KP_OFFLINE=1`. The test suite always sets it.
+   */
+  offline?: boolean;
+  /** Do not fall back to the registry's own endpoint after the mirrors (K3s' `disable-default-registry-endpoint`). */
+  noUpstreamFallback?: boolean;
+  /** Retry policy for 429/5xx/dropped connections (defaults: 5 tries, 500 ms base, 30 s cap). */
+  retry?: Partial<RetryOptions>;
+  /** Socket idle timeout per request (default 60 s). */
+  timeoutMs?: number;
+  userAgent?: string;
+}
+
+const MANIFEST_LIMIT = 4 << 20;
+const DEFAULT_CONCURRENCY = 4;
+
+interface ResolvedImage {
+  ref: ImageRef;
+  endpoint: Endpoint;
+  manifest: Descriptor;
+  config: Descriptor;
+  layers: Descriptor[];
+  platform: { os: string; architecture: string; variant?: string };
+}
+
+/** The daemonless engine: pulls from registries (through mirrors) into a verified blob cache, then writes the archive. */
+export function createRegistryEngine(opts: RegistryEngineOptions = {}): ImageEngine {
+  return new RegistryEngine(opts);
+}
+
+/**
+ * One-shot helper for commands (`kubeprepare images`): creates an engine, writes the archive, closes the engine.
+ */
+export async function archiveImages(req: ImageArchiveRequest, opts: RegistryEngineOptions = {}): Promise<ImageArchiveResult> {
+  const engine = createRegistryEngine(opts);
+  try {
+    return await engine.archive(req);
+  } finally {
+    await engine.close();
+  }
+}
+
+class RegistryEngine implements ImageEngine {
+  readonly name = 'registry' as const;
+  private readonly opts: RegistryEngineOptions;
+  private readonly registries: RegistriesConfig;
+  private readonly offline: boolean;
+  private readonly client: RegistryClient;
+  private closed = false;
+
+  constructor(opts: RegistryEngineOptions) {
+    this.opts = opts;
+    this.registries = opts.registries ?? emptyRegistriesConfig();
+    this.offline = opts.offline ?? process.env.KP_OFFLINE === '1';
+    const credentials = new CredentialStore({ registries: this.registries, dockerConfigPath: opts.dockerConfigPath });
+    this.client = new RegistryClient({
+      credentials,
+      offline: this.offline,
+      retry: opts.retry,
+      timeoutMs: opts.timeoutMs,
+      userAgent: opts.userAgent,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.close();
+  }
+
+  async archive(req: ImageArchiveRequest): Promise<ImageArchiveResult> {
+    if (this.closed) throw new Error('registry engine is closed');
+    const progress = req.progress ?? silentSink;
+    const refs = normalizeRefs(req.images);
+    const cache = new BlobCache(req.cacheDir);
+    await cache.init();
+    const concurrency = Math.max(1, Math.floor(req.concurrency ?? DEFAULT_CONCURRENCY));
+
+    // One failure stops the rest of this build promptly (and no temp files are left behind).
+    const internal = new AbortController();
+    const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
+    const limit = createLimiter(concurrency);
+    const inflight = new Map<string, Promise<void>>();
+    const stats = new Map<string, { cached: number; fetched: number }>();
+
+    const runImage = async (ref: ImageRef): Promise<ResolvedImage> => {
+      const resolved = await limit(() => this.resolve(ref, req.platform, cache, signal));
+      const blobs: { desc: Descriptor; what: string }[] = [{ desc: resolved.config, what: 'config' }, ...resolved.layers.map((l) => ({ desc: l, what: 'layer' }))];
+      const total = blobs.reduce((s, b) => s + b.desc.size, 0);
+      progress.start(ref.canonical, total);
+      const st = { cached: 0, fetched: 0 };
+      stats.set(ref.canonical, st);
+      // allSettled: on a failure, wait until every download of this image has cleaned up its temp file.
+      const results = await Promise.allSettled(
+        blobs.map(async ({ desc, what }) => {
+          let p = inflight.get(desc.digest);
+          if (!p) {
+            p = (async () => {
+              if (await cache.has(desc)) {
+                st.cached++;
+                progress.bytes(ref.canonical, desc.size);
+                return;
+              }
+              await limit(() => this.fetchBlob(cache, resolved, desc, what, signal, (n) => progress.bytes(ref.canonical, n)));
+              st.fetched++;
+            })();
+            inflight.set(desc.digest, p);
+          } else {
+            // Shared with an image already fetching it: count it once, as done by the other image.
+            st.cached++;
+          }
+          await p;
+        }),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !isAbort(r.reason));
+      const anyFailed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed ?? anyFailed) throw (failed ?? anyFailed)!.reason;
+      if (st.cached > 0) progress.note(ref.canonical, `${st.cached} of ${blobs.length} blobs from cache`);
+      progress.done(ref.canonical, `${formatBytes(total)}, ${resolved.layers.length} layers${st.cached ? `, ${st.cached} cached` : ''}, ${formatPlatform(resolved.platform)}`);
+      return resolved;
+    };
+
+    const settled = await Promise.allSettled(
+      refs.map((r) =>
+        runImage(r).catch((e: unknown) => {
+          internal.abort(abortError());
+          throw e;
+        }),
+      ),
+    );
+    // Report the first real failure, not the aborts it caused.
+    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+    if (failures.length > 0) {
+      if (req.signal?.aborted) throw req.signal.reason ?? abortError();
+      throw failures.find((e) => !isAbort(e)) ?? failures[0];
+    }
+    const resolved = settled.map((s) => (s as PromiseFulfilledResult<ResolvedImage>).value);
+
+    const archiveImages: OciArchiveImage[] = resolved.map((r) => ({
+      ref: r.ref.canonical,
+      platform: r.platform,
+      manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
+      config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
+      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+    }));
+    const written = await writeOciArchive({
+      outFile: req.outFile,
+      mtime: req.mtime,
+      images: archiveImages,
+      blobFile: (d) => cache.path(d),
+      signal: req.signal,
+    });
+    const images: ArchivedImage[] = resolved.map((r) => ({
+      ref: r.ref.canonical,
+      manifestDigest: r.manifest.digest,
+      configDigest: r.config.digest,
+      platform: r.platform,
+      size: r.config.size + r.layers.reduce((s, l) => s + l.size, 0),
+      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+    }));
+    return { ...written, images };
+  }
+
+  /** Resolves `ref` to its platform-specific manifest, trying the endpoints in order. */
+  private async resolve(ref: ImageRef, want: Platform, cache: BlobCache, signal: AbortSignal): Promise<ResolvedImage> {
+    const endpoints = resolveEndpoints(this.registries, ref.registry, ref.repository, {
+      offline: this.offline,
+      noUpstreamFallback: this.opts.noUpstreamFallback,
+    });
+    const errors: { ep: Endpoint; error: unknown }[] = [];
+    for (const ep of endpoints) {
+      try {
+        return await this.resolveAt(ep, ref, want, cache, signal);
+      } catch (e) {
+        if (signal.aborted || !fallsThrough(e)) throw e;
+        errors.push({ ep, error: e });
+      }
+    }
+    if (errors.length === 1) throw toUserError(errors[0]!.error, ref.canonical, errors[0]!.ep);
+    const lines = errors.map(({ ep, error }) => `  ${ep.apiBase} (${ep.isDefault ? 'registry' : 'mirror'}): ${toUserError(error, ref.canonical, ep).message}`);
+    throw UserError.runtime(`cannot pull ${ref.canonical} from any endpoint:\n${lines.join('\n')}`, 'check the mirrors in registries.yaml, credentials and the image name/tag');
+  }
+
+  private async resolveAt(ep: Endpoint, ref: ImageRef, want: Platform, cache: BlobCache, signal: AbortSignal): Promise<ResolvedImage> {
+    const top = await this.getManifest(ep, ref, refReference(ref), ref.digest, cache, signal);
+    let manifestDesc: Descriptor;
+    let manifest: Extract<ParsedManifest, { kind: 'manifest' }>;
+    let platform: { os: string; architecture: string; variant?: string };
+    if (top.parsed.kind === 'index') {
+      const entry = selectPlatform(ref.canonical, top.parsed.manifests, want);
+      const child = await this.getManifest(ep, ref, entry.digest, entry.digest, cache, signal, entry.size);
+      if (child.parsed.kind !== 'manifest') {
+        throw UserError.runtime(`${ref.canonical}: the ${formatPlatform(want)} entry ${entry.digest} is a nested index, which is not supported`);
+      }
+      manifest = child.parsed;
+      manifestDesc = { mediaType: entry.mediaType || child.parsed.mediaType, digest: entry.digest, size: entry.size };
+      const p = entry.platform ?? {};
+      platform = { os: p.os ?? want.os, architecture: p.architecture ?? want.architecture, ...(p.variant ? { variant: p.variant } : {}) };
+    } else {
+      manifest = top.parsed;
+      manifestDesc = { mediaType: top.parsed.mediaType, digest: top.digest, size: top.size };
+      platform = { os: want.os, architecture: want.architecture };
+    }
+    // The config says what the image really is: check it (single-platform images carry no other platform record).
+    const cfgBody = await this.getSmallBlob(ep, ref, manifest.config, 'config', cache, signal);
+    const cfgPlat = configPlatform(ref.canonical, cfgBody);
+    if (!platformMatches(want, cfgPlat)) {
+      throw platformError(ref.canonical, want, [formatPlatform(cfgPlat)]);
+    }
+    if (top.parsed.kind !== 'index') platform = cfgPlat;
+    return { ref, endpoint: ep, manifest: manifestDesc, config: manifest.config, layers: manifest.layers, platform };
+  }
+
+  /** A manifest by tag or digest; by digest it comes from the cache when present. Verified and cached. */
+  private async getManifest(
+    ep: Endpoint,
+    ref: ImageRef,
+    reference: string,
+    expectDigest: string | undefined,
+    cache: BlobCache,
+    signal: AbortSignal,
+    expectSize?: number,
+  ): Promise<{ parsed: ParsedManifest; digest: string; size: number }> {
+    if (expectDigest && expectSize !== undefined && (await cache.has({ digest: expectDigest, size: expectSize }))) {
+      const body = await cache.read({ digest: expectDigest, size: expectSize });
+      return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
+    }
+    if (expectDigest && expectSize === undefined) {
+      // Digest-pinned reference: a cached copy (verified when stored) needs no request.
+      try {
+        const body = await cache.read({ digest: expectDigest, size: 0 });
+        if (sha256Digest(body) === expectDigest) return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
+      } catch {
+        // not cached
+      }
+    }
+    const { body, res } = await this.client.getBuffer(ep, ref.registry, `/${ep.repository}/manifests/${reference}`, {
+      accept: MANIFEST_ACCEPT,
+      signal,
+      limit: MANIFEST_LIMIT,
+    });
+    const actual = sha256Digest(body);
+    const headerDigest = String(res.headers['docker-content-digest'] ?? '');
+    const want = expectDigest ?? (DIGEST_RE.test(headerDigest) ? headerDigest : undefined);
+    if (want && want !== actual) {
+      throw UserError.runtime(
+        `verification failed for the manifest ${reference} of ${ref.canonical} from ${ep.apiBase}: expected ${want}, got ${actual}`,
+        'the registry or mirror served corrupted or tampered content; nothing was cached',
+      );
+    }
+    if (expectSize !== undefined && body.length !== expectSize) {
+      throw UserError.runtime(`verification failed for the manifest ${reference} of ${ref.canonical}: expected ${expectSize} bytes, got ${body.length}`);
+    }
+    const parsed = parseManifest(ref.canonical, body, res.headers['content-type']);
+    await cache.putBuffer({ digest: actual, size: body.length }, body, ref.canonical, 'manifest');
+    return { parsed, digest: actual, size: body.length };
+  }
+
+  /** Config blobs: read into memory (small), via the cache. */
+  private async getSmallBlob(ep: Endpoint, ref: ImageRef, desc: Descriptor, what: string, cache: BlobCache, signal: AbortSignal): Promise<Buffer> {
+    if (desc.size > MANIFEST_LIMIT) throw UserError.runtime(`${what} ${desc.digest} of ${ref.canonical} is ${desc.size} bytes, more than the ${MANIFEST_LIMIT} allowed`);
+    if (!(await cache.has(desc))) {
+      await this.fetchBlob(cache, { ref, endpoint: ep }, desc, what, signal);
+    }
+    return cache.read(desc);
+  }
+
+  private async fetchBlob(cache: BlobCache, img: { ref: ImageRef; endpoint: Endpoint }, desc: BlobRef, what: string, signal: AbortSignal, onBytes?: (n: number) => void): Promise<void> {
+    const ep = img.endpoint;
+    try {
+      await cache.download(desc, {
+        image: img.ref.canonical,
+        what,
+        retry: this.client.retry,
+        signal,
+        onBytes,
+        open: (offset: number): Promise<IncomingMessage> =>
+          this.client.get(ep, img.ref.registry, `/${ep.repository}/blobs/${desc.digest}`, { rangeStart: offset, signal }),
+      });
+    } catch (e) {
+      if (signal.aborted && !(e instanceof UserError)) throw e;
+      throw toUserError(e, img.ref.canonical, ep, `${what} ${desc.digest}`);
+    }
+  }
+}
+
+function isAbort(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+function normalizeRefs(images: string[]): ImageRef[] {
+  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
+  const out: ImageRef[] = [];
+  const seen = new Set<string>();
+  for (const s of images) {
+    let r: ImageRef;
+    try {
+      r = parseImageRef(s);
+    } catch (e) {
+      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
+      throw e;
+    }
+    if (!seen.has(r.canonical)) {
+      seen.add(r.canonical);
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+/** Errors after which the next endpoint is worth a try (K3s/containerd fall through on these too). */
+function fallsThrough(e: unknown): boolean {
+  if (e instanceof RegistryHttpError || e instanceof RegistryAuthError) return true;
+  if (e instanceof UserError) return false;
+  return e instanceof Error && e.name !== 'AbortError';
+}
+
+function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): UserError {
+  if (e instanceof UserError) return e;
+  const subject = what ? `${what} of ${image}` : image;
+  if (e instanceof RegistryHttpError) {
+    if (e.status === 404) {
+      return UserError.runtime(
+        `${subject} not found at ${e.url} (HTTP 404${e.body ? `: ${e.body.replace(/\s+/g, ' ').slice(0, 200)}` : ''})`,
+        what ? 'the registry lost a blob its manifest references; re-push the image' : 'check the image name and tag, and that the mirror holds the image',
+      );
+    }
+    return UserError.runtime(`fetching ${subject} failed: ${e.message}`, 'the registry or mirror is failing; try again later');
+  }
+  const err = e as NodeJS.ErrnoException;
+  return UserError.runtime(
+    `cannot reach ${ep.apiBase} for ${subject}: ${err?.code ? `${err.code} ` : ''}${err?.message ?? String(e)}`,
+    'check that the registry or mirror is running and reachable',
+    e,
+  );
+}
+
+function sha256Digest(b: Buffer): string {
+  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
+}
+
+/** At most `n` tasks at once. */
+export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  const next = () => {
+    if (active >= n) return;
+    const run = queue.shift();
+    if (run) {
+      active++;
+      run();
+    }
+  };
+  return <T>(fn: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      queue.push(() => {
+        fn()
+          .then(resolve, reject)
+          .finally(() => {
+            active--;
+            next();
+          });
+      });
+      next();
+    });
+}

@@ -1,0 +1,137 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/** One request seen by the proxy. */
+export interface SeenRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  status: number;
+  /** 'manifest' | 'blob' | 'base' | 'other' from the /v2/ path. */
+  kind: 'manifest' | 'blob' | 'base' | 'token' | 'other';
+}
+
+/**
+ * What to do with a request: forward it (optionally cutting the response body after some bytes, then
+ * dropping the connection), or answer it directly.
+ */
+export type FaultAction =
+  | { type: 'forward'; cutAfterBytes?: number }
+  | { type: 'respond'; status: number; headers?: Record<string, string>; body?: string }
+  | { type: 'drop' };
+
+export type FaultRule = (req: IncomingMessage, seen: SeenRequest[]) => FaultAction | undefined;
+
+export interface TestProxy {
+  url: string;
+  host: string;
+  requests: SeenRequest[];
+  /** Requests of one kind (blob GETs, manifest GETs…). */
+  count(kind: SeenRequest['kind'], method?: string): number;
+  reset(): void;
+  setRule(rule: FaultRule | undefined): void;
+  close(): Promise<void>;
+}
+
+export function requestKind(path: string): SeenRequest['kind'] {
+  const p = path.split('?')[0] ?? '';
+  if (/^\/v2\/?$/.test(p)) return 'base';
+  if (/\/blobs\/sha256:[a-f0-9]{64}$/.test(p)) return 'blob';
+  if (/\/manifests\/[^/]+$/.test(p)) return 'manifest';
+  if (p.startsWith('/token')) return 'token';
+  return 'other';
+}
+
+/**
+ * A small HTTP proxy in front of a real registry, on its own loopback port: it counts requests and
+ * can inject faults (status codes, Retry-After, cut bodies, dropped connections) through a rule.
+ * `handler` can take requests over entirely (token endpoints, redirect targets).
+ */
+export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; handler?: (req: IncomingMessage, res: ServerResponse) => boolean } = {}): Promise<TestProxy> {
+  const target = new URL(targetUrl);
+  const requests: SeenRequest[] = [];
+  let rule = opts.rule;
+  const sockets = new Set<Socket>();
+  const server = http.createServer((req, res) => {
+    const seen: SeenRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, status: 0, kind: requestKind(req.url ?? '/') };
+    requests.push(seen);
+    res.on('finish', () => (seen.status = res.statusCode));
+    if (opts.handler?.(req, res)) {
+      seen.status = res.statusCode;
+      return;
+    }
+    const action = rule?.(req, requests) ?? { type: 'forward' };
+    if (action.type === 'drop') {
+      seen.status = -1;
+      req.socket.destroy();
+      return;
+    }
+    if (action.type === 'respond') {
+      seen.status = action.status;
+      res.writeHead(action.status, { 'content-type': 'application/json', ...(action.headers ?? {}) });
+      res.end(action.body ?? '');
+      return;
+    }
+    const headers = { ...req.headers, host: target.host };
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
+      seen.status = upRes.statusCode ?? 0;
+      const outHeaders = { ...upRes.headers };
+      // Keep redirects pointing at the proxy so that every request is seen.
+      if (typeof outHeaders.location === 'string' && outHeaders.location.startsWith(target.origin)) {
+        outHeaders.location = outHeaders.location.replace(target.origin, `http://${req.headers.host}`);
+      }
+      res.writeHead(upRes.statusCode ?? 502, outHeaders);
+      if (action.cutAfterBytes !== undefined) {
+        let sent = 0;
+        const limit = action.cutAfterBytes;
+        upRes.on('data', (c: Buffer) => {
+          if (sent >= limit) return;
+          const part = c.subarray(0, Math.max(0, limit - sent));
+          sent += part.length;
+          res.write(part);
+          if (sent >= limit) {
+            // Flush what was sent, then drop the connection mid-body.
+            setTimeout(() => {
+              res.socket?.destroy();
+              upRes.destroy();
+            }, 20);
+          }
+        });
+        upRes.on('end', () => {
+          if (sent < limit) res.end();
+        });
+      } else {
+        upRes.pipe(res);
+      }
+    });
+    up.on('error', (e) => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end(String(e));
+    });
+    req.pipe(up);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    requests,
+    count(kind, method = 'GET') {
+      return requests.filter((r) => r.kind === kind && r.method === method).length;
+    },
+    reset() {
+      requests.length = 0;
+    },
+    setRule(r) {
+      rule = r;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
