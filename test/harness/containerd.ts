@@ -1,0 +1,54 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { requireBinary, run, startProcess, waitUntil } from './process.js';
+
+export interface TestContainerd {
+  address: string;
+  /** Runs `ctr --address <sock> <args>`. */
+  ctr(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A private containerd (own root, state and socket in a temp dir; CRI plugin disabled), as root
+ * without systemd. Stopped by the PID it was started with.
+ */
+export async function startContainerd(): Promise<TestContainerd> {
+  requireBinary('/usr/bin/containerd', 'containerd');
+  requireBinary('/usr/bin/ctr', 'containerd');
+  const dir = await mkdtemp(join(tmpdir(), 'kp-containerd-'));
+  const address = join(dir, 'containerd.sock');
+  const config = join(dir, 'config.toml');
+  await writeFile(
+    config,
+    [
+      'version = 2',
+      `root = "${join(dir, 'root')}"`,
+      `state = "${join(dir, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${address}"`,
+      '[ttrpc]',
+      `  address = "${address}.ttrpc"`,
+      '',
+    ].join('\n'),
+  );
+  const proc = startProcess('/usr/bin/containerd', ['--config', config], { logFile: join(dir, 'containerd.log') });
+  const ctr = (args: string[]) => run('/usr/bin/ctr', ['--address', address, ...args], { timeoutMs: 120_000 });
+  try {
+    await waitUntil('containerd', async () => existsSync(address) && (await ctr(['version'])).code === 0, proc);
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+  return {
+    address,
+    ctr,
+    async stop() {
+      await proc.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
