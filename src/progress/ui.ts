@@ -1,4 +1,4 @@
-import { Listr, type ListrTask, type ListrTaskWrapper, type ListrDefaultRenderer, type ListrSimpleRenderer } from 'listr2';
+import { Listr, ListrLogger, ProcessOutput, type ListrTask, type ListrTaskWrapper, type ListrDefaultRenderer, type ListrSimpleRenderer } from 'listr2';
 import type { ProgressSink } from './sink.js';
 import { fmtBytes } from '../util/format.js';
 
@@ -20,7 +20,9 @@ export async function runTasks(tasks: ListrTask[], mode: RendererMode, concurren
     exitOnError: true,
     renderer: mode === 'default' ? 'default' : mode === 'plain' ? 'simple' : 'silent',
     fallbackRenderer: mode === 'silent' ? 'silent' : 'simple',
-    rendererOptions: { collapseSubtasks: false, showErrorMessage: false } as never,
+    // Progress goes to stderr so stdout carries only results (paths, JSON).
+    rendererOptions: { collapseSubtasks: false, showErrorMessage: false, logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) } as never,
+    fallbackRendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) } as never,
     collectErrors: false,
   });
   await list.run();

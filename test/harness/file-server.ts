@@ -15,6 +15,8 @@ export interface FileServer {
   failNext(path: string, status: number, times?: number): void;
   /** The next request for `path` sends `bytes` bytes of the body and then destroys the socket. */
   dropAfter(path: string, bytes: number): void;
+  /** Requests for `path` get headers and a first chunk, then nothing (until the server stops). */
+  hang(path: string): void;
   /** Disables Range support (answers 200 with the whole file). */
   noRange: boolean;
   stop(): Promise<void>;
@@ -24,6 +26,7 @@ export async function startFileServer(files: Record<string, Buffer | string> = {
   const map = new Map<string, Buffer>(Object.entries(files).map(([k, v]) => [k, Buffer.isBuffer(v) ? v : Buffer.from(v)]));
   const failures = new Map<string, { status: number; times: number }>();
   const drops = new Map<string, number>();
+  const hangs = new Set<string>();
   const requests: FileServer['requests'] = [];
   const state = { noRange: false };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -55,6 +58,10 @@ export async function startFileServer(files: Record<string, Buffer | string> = {
     } else {
       res.writeHead(200, { 'content-length': body.length, 'accept-ranges': 'bytes' });
     }
+    if (hangs.has(path)) {
+      res.write(body.subarray(start, start + 1024));
+      return;
+    }
     const drop = drops.get(path);
     if (drop !== undefined) {
       drops.delete(path);
@@ -72,6 +79,7 @@ export async function startFileServer(files: Record<string, Buffer | string> = {
     count: (path?: string) => requests.filter((r) => !path || r.path === path).length,
     failNext: (path, status, times = 1) => failures.set(path, { status, times }),
     dropAfter: (path, bytes) => drops.set(path, bytes),
+    hang: (path) => hangs.add(path),
     get noRange() {
       return state.noRange;
     },

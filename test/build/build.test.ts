@@ -1,0 +1,294 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, writeFile, mkdir, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { startRegistry, type TestRegistry } from '../harness/registry.js';
+import { pushFixtureSet, type FixtureImageSpec, type FixturePlatform } from '../harness/fixtures.js';
+import { startFileServer, type FileServer } from '../harness/file-server.js';
+import { captureIo } from '../harness/io.js';
+import { runCli } from '../../src/cli.js';
+
+/**
+ * End to end: `build --arch arm64` against a local registry (docker.io and registry.k8s.io mapped to it
+ * through registries.yaml) and a local HTTP server standing in for GitHub releases.
+ */
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+const sha512 = (b: Buffer | string) => createHash('sha512').update(b).digest('hex');
+const ALL: FixturePlatform[] = ['linux/amd64', 'linux/arm64', 'linux/arm/v7'];
+
+let registry: TestRegistry;
+let files: FileServer;
+let work: string;
+let manifestPath: string;
+
+const SPECS: FixtureImageSpec[] = [
+  { repo: 'rancher/mirrored-pause', tag: '3.6', format: 'docker', platforms: ALL, layers: ['pause'] },
+  { repo: 'kubeedge/cloudcore', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'ke-common', 'cloudcore-bin'], attestation: true },
+  { repo: 'kubeedge/iptables-manager', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'iptm-bin'] },
+  { repo: 'kubeedge/edgemesh-agent', tag: 'v1.17.0', format: 'docker', platforms: ALL, layers: ['alpine-base', 'edgemesh-bin'], arm64Variant: true },
+  { repo: 'metrics-server/metrics-server', tag: 'v0.8.0', format: 'oci', platforms: ALL, layers: ['distroless', 'ms-bin'] },
+  { repo: 'kubeedge/installation-package', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'edgecore-bin'] },
+  { repo: 'kubeedge/pause', tag: '3.6', format: 'docker', platforms: ALL, layers: ['pause'] },
+];
+
+async function tgz(dir: string, top: string, members: Record<string, string>): Promise<Buffer> {
+  for (const [p, c] of Object.entries(members)) {
+    await mkdir(join(dir, top, p, '..'), { recursive: true });
+    await writeFile(join(dir, top, p), c);
+  }
+  execFileSync('tar', ['czf', join(dir, `${top}.tgz`), '-C', dir, top]);
+  return readFile(join(dir, `${top}.tgz`));
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'kp-build-'));
+  registry = await startRegistry();
+  await pushFixtureSet(registry.url, SPECS);
+  const src = join(work, 'src');
+  const keadm = await tgz(src, 'keadm-v1.22.0-linux-arm64', { 'keadm/keadm': '#!/bin/sh\necho keadm arm64\n', version: 'v1.22.0\n' });
+  const containerd = await tgz(src, 'containerd', { 'bin/containerd': 'containerd arm64' });
+  const k3s = Buffer.from('k3s arm64 binary\n'.repeat(1000));
+  const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
+  const runc = Buffer.from('runc arm64');
+  files = await startFileServer({
+    '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/k3s-arm64': k3s,
+    '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/sha256sum-arm64.txt': `${sha256(k3s)}  k3s-arm64\n`,
+    '/raw/install.sh': installSh,
+    '/gh/kubeedge/kubeedge/releases/download/v1.22.0/keadm-v1.22.0-linux-arm64.tar.gz': keadm,
+    '/gh/kubeedge/kubeedge/releases/download/v1.22.0/checksum_keadm-v1.22.0-linux-arm64.tar.gz.txt': `${sha512(keadm)}\n`,
+    '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz': containerd,
+    '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz.sha256sum': `${sha256(containerd)}  containerd-1.7.29-linux-arm64.tar.gz\n`,
+    '/gh/opencontainers/runc/releases/download/v1.3.3/runc.arm64': runc,
+    '/gh/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum': `${sha256(runc)}  runc.arm64\n${sha256('x')}  runc.amd64\n`,
+  });
+  await writeFile(
+    join(work, 'registries.yaml'),
+    `mirrors:\n  docker.io:\n    endpoint: ["${registry.url}"]\n  registry.k8s.io:\n    endpoint: ["${registry.url}"]\n`,
+  );
+  manifestPath = join(work, 'versions.yaml');
+  await writeFile(
+    manifestPath,
+    `schemaVersion: 1
+sourceDateEpoch: 1764547200
+registries: registries.yaml
+binaryMirrors:
+  - { from: 'https://github.com/', to: '${files.url}/gh/' }
+  - { from: 'https://raw.githubusercontent.com/k3s-io/k3s/abc/', to: '${files.url}/raw/' }
+components:
+  k3s:
+    version: v1.31.14+k3s1
+    images:
+      cloud: [rancher/mirrored-pause:3.6]
+    binaries:
+      - name: k3s
+        role: k3s
+        sides: [cloud]
+        url: https://github.com/k3s-io/k3s/releases/download/{version}/k3s{suffix}
+        archVars: { suffix: { amd64: '', arm64: '-arm64', arm: '-armhf' } }
+        dest: bin/k3s
+        sha256: { checksumUrl: 'https://github.com/k3s-io/k3s/releases/download/{version}/sha256sum-{arch}.txt' }
+      - name: k3s-install.sh
+        role: k3sInstallScript
+        sides: [cloud]
+        url: https://raw.githubusercontent.com/k3s-io/k3s/abc/install.sh
+        dest: scripts/k3s-install.sh
+        mode: '0755'
+        sha256: { pinned: { any: ${sha256(installSh)} } }
+  kubeedge:
+    version: v1.22.0
+    images:
+      cloud:
+        - { ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }
+        - { ref: kubeedge/iptables-manager:v1.22.0, role: iptablesManager }
+      edge:
+        - { ref: kubeedge/installation-package:v1.22.0, role: installationPackage }
+        - { ref: kubeedge/pause:3.6, role: pause }
+    binaries:
+      - name: keadm
+        role: keadm
+        sides: [cloud, edge]
+        url: https://github.com/kubeedge/kubeedge/releases/download/{version}/keadm-{version}-linux-{arch}.tar.gz
+        extract: keadm-{version}-linux-{arch}/keadm/keadm
+        dest: bin/keadm
+        sha256:
+          checksumUrl: https://github.com/kubeedge/kubeedge/releases/download/{version}/checksum_keadm-{version}-linux-{arch}.tar.gz.txt
+          algorithm: sha512
+  edgemesh:
+    version: v1.17.0
+    images:
+      cloud: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
+      edge: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
+  metricsServer:
+    version: v0.8.0
+    images:
+      cloud: [{ ref: registry.k8s.io/metrics-server/metrics-server:v0.8.0, role: metricsServer }]
+  containerd:
+    version: v1.7.29
+    binaries:
+      - name: containerd
+        role: containerdTarball
+        sides: [edge]
+        arches: [amd64, arm64]
+        url: https://github.com/containerd/containerd/releases/download/{version}/containerd-{versionBare}-linux-{arch}.tar.gz
+        dest: runtime/containerd-{versionBare}-linux-{arch}.tar.gz
+        sha256: { checksumUrl: 'https://github.com/containerd/containerd/releases/download/{version}/containerd-{versionBare}-linux-{arch}.tar.gz.sha256sum' }
+  runc:
+    version: v1.3.3
+    binaries:
+      - name: runc
+        role: runc
+        sides: [edge]
+        url: https://github.com/opencontainers/runc/releases/download/{version}/runc.{arch}
+        dest: runtime/runc
+        sha256: { checksumUrl: 'https://github.com/opencontainers/runc/releases/download/{version}/runc.sha256sum' }
+`,
+  );
+  process.env.KP_OFFLINE = '1';
+});
+
+after(async () => {
+  await files?.stop();
+  await registry?.stop();
+});
+
+async function buildInto(out: string, cache: string, extra: string[] = []): Promise<{ code: number; err: string; out: string }> {
+  const io = captureIo();
+  const code = await runCli(['build', '--arch', 'arm64', '--manifest', manifestPath, '--out', out, '--cache-dir', cache, ...extra], io);
+  return { code, err: io.errText(), out: io.outText() };
+}
+
+test('build --arch arm64 writes cloud and edge tarballs whose SHA256SUMS verify after tar xf', async () => {
+  const out = join(work, 'out1');
+  const r = await buildInto(out, join(work, 'cache1'));
+  assert.equal(r.code, 0, r.err);
+  const names = (await readdir(out)).sort();
+  assert.deepEqual(names, ['SHA256SUMS', 'kubeprepare-cloud-v1.22.0-linux-arm64.tar', 'kubeprepare-edge-v1.22.0-linux-arm64.tar']);
+  execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: out });
+  for (const side of ['cloud', 'edge']) {
+    const name = `kubeprepare-${side}-v1.22.0-linux-arm64`;
+    const x = join(work, `x-${side}`);
+    await mkdir(x);
+    execFileSync('tar', ['xf', join(out, `${name}.tar`), '-C', x]);
+    assert.deepEqual(await readdir(x), [name], 'one top directory');
+    // The default (uncompressed) output unpacks with busybox's plain `tar xf` too.
+    const bx = join(work, `bx-${side}`);
+    await mkdir(bx);
+    execFileSync('busybox', ['tar', 'xf', join(out, `${name}.tar`), '-C', bx]);
+    execFileSync('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: join(bx, name) });
+    const top = join(x, name);
+    const check = execFileSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: top, encoding: 'utf8' });
+    assert.doesNotMatch(check, /FAILED/);
+    const entries = await readdir(top);
+    for (const want of ['install.sh', 'bin', 'images', 'bundle.json', 'SHA256SUMS']) assert.ok(entries.includes(want), `${side}: ${want} in ${entries}`);
+    const inv = JSON.parse(await readFile(join(top, 'bundle.json'), 'utf8'));
+    assert.equal(inv.side, side);
+    assert.equal(inv.platform, 'linux/arm64');
+    assert.ok(inv.images.list.length > 0);
+    for (const img of inv.images.list) assert.match(img.platform, /^linux\/arm64(\/v8)?$/, img.ref);
+    assert.equal(await readFile(join(top, 'bin/keadm'), 'utf8'), '#!/bin/sh\necho keadm arm64\n');
+    // every file is listed in SHA256SUMS except itself, and in bundle.json
+    const sums = (await readFile(join(top, 'SHA256SUMS'), 'utf8')).trim().split('\n').map((l) => l.split('  ')[1]);
+    for (const f of inv.files) assert.ok(sums.includes(f.path), f.path);
+    assert.ok(sums.includes('bundle.json'));
+  }
+  const cloudInv = JSON.parse(execFileSync('tar', ['xOf', join(out, 'kubeprepare-cloud-v1.22.0-linux-arm64.tar'), 'kubeprepare-cloud-v1.22.0-linux-arm64/bundle.json'], { encoding: 'utf8' }));
+  assert.deepEqual(cloudInv.images.list.map((i: { ref: string }) => i.ref).sort(), [
+    'docker.io/kubeedge/cloudcore:v1.22.0',
+    'docker.io/kubeedge/edgemesh-agent:v1.17.0',
+    'docker.io/kubeedge/iptables-manager:v1.22.0',
+    'docker.io/rancher/mirrored-pause:3.6',
+    'registry.k8s.io/metrics-server/metrics-server:v0.8.0',
+  ]);
+  assert.ok(cloudInv.binaries.some((b: { name: string; purl: string }) => b.name === 'k3s' && b.purl.startsWith('pkg:generic/k3s@')));
+});
+
+test('building twice gives identical bytes (warm cache and cold cache)', async () => {
+  const a = join(work, 'repro-a');
+  const b = join(work, 'repro-b');
+  assert.equal((await buildInto(a, join(work, 'cache-r1'))).code, 0);
+  assert.equal((await buildInto(b, join(work, 'cache-r2'))).code, 0);
+  for (const f of ['kubeprepare-cloud-v1.22.0-linux-arm64.tar', 'kubeprepare-edge-v1.22.0-linux-arm64.tar', 'SHA256SUMS']) {
+    assert.equal(sha256(await readFile(join(a, f))), sha256(await readFile(join(b, f))), f);
+  }
+  const c = join(work, 'repro-c');
+  assert.equal((await buildInto(c, join(work, 'cache-r1'))).code, 0, 'warm rebuild');
+  assert.equal(sha256(await readFile(join(a, 'SHA256SUMS'))), sha256(await readFile(join(c, 'SHA256SUMS'))));
+});
+
+test('gzip output is deterministic too and unpacks with GNU tar xf (busybox needs xzf)', async () => {
+  const a = join(work, 'gz-a');
+  const b = join(work, 'gz-b');
+  assert.equal((await buildInto(a, join(work, 'cache1'), ['--compression', 'gzip', '--only', 'edge'])).code, 0);
+  assert.equal((await buildInto(b, join(work, 'cache1'), ['--compression', 'gzip', '--only', 'edge'])).code, 0);
+  const f = 'kubeprepare-edge-v1.22.0-linux-arm64.tar.gz';
+  assert.equal(sha256(await readFile(join(a, f))), sha256(await readFile(join(b, f))));
+  const x = join(work, 'gz-x');
+  await mkdir(x);
+  execFileSync('tar', ['xf', join(a, f), '-C', x]);
+  // Measured: Debian's busybox 1.35 `tar xf` refuses a .tar.gz ("invalid tar magic"); one reason the
+  // default is an uncompressed tar.
+  assert.throws(() => execFileSync('busybox', ['tar', 'xf', join(a, f), '-C', x], { stdio: 'pipe' }));
+  execFileSync('busybox', ['tar', 'xzf', join(a, f), '-C', x]);
+});
+
+test('a binary checksum mismatch fails with exit 1, names the URL and leaves no tarball', async () => {
+  const out = join(work, 'bad');
+  const path = '/gh/opencontainers/runc/releases/download/v1.3.3/runc.arm64';
+  const good = files.files.get(path);
+  files.files.set(path, Buffer.from('tampered runc'));
+  try {
+    const r = await buildInto(out, join(work, 'cache-bad'), ['--only', 'edge']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /runc: sha256 mismatch for http:\/\/127\.0\.0\.1:\d+\/gh\/opencontainers\/runc\/releases\/download\/v1\.3\.3\/runc\.arm64: expected [a-f0-9]{64}, got [a-f0-9]{64}/);
+    const left = await readdir(out).catch(() => []);
+    assert.deepEqual(left.filter((n) => n.endsWith('.tar')), []);
+    assert.deepEqual(left.filter((n) => n.startsWith('.')), [], `no temp files left: ${left}`);
+  } finally {
+    if (good) files.files.set(path, good);
+  }
+});
+
+test('a build killed mid-way leaves no file that looks finished', async () => {
+  const out = join(work, 'killed');
+  const path = '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/k3s-arm64';
+  files.hang(path);
+  const seenBefore = files.count(path);
+  const root = process.env.KP_ROOT ?? process.cwd();
+  const child = spawn(process.execPath, [join(root, 'bin/kubeprepare.js'), 'build', '--arch', 'arm64', '--manifest', manifestPath, '--out', out, '--cache-dir', join(work, 'cache-kill')], {
+    env: { ...process.env, CI: 'true', KP_OFFLINE: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => (log += d));
+  child.stdout.on('data', (d) => (log += d));
+  // Wait until the hanging download started (the edge bundle is built after the cloud one).
+  const deadline = Date.now() + 30_000;
+  while (files.count(path) === seenBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(files.count(path) > seenBefore, `the build reached the k3s download: ${log}`);
+  await new Promise((r) => setTimeout(r, 300)); // the first bytes are in the partial file
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('close', r));
+  const left = await readdir(out).catch(() => []);
+  assert.deepEqual(left.filter((n) => /\.tar(\.gz|\.zst)?$/.test(n) || n === 'SHA256SUMS'), [], `no finished-looking output: ${left}`);
+  // The interrupted download is resumable: its partial file is in the cache.
+  const partials = await readdir(join(work, 'cache-kill', 'partial'));
+  assert.ok(partials.some((n) => n.endsWith('.partial')), `partial kept: ${partials}`);
+});
+
+test('CLI exit codes: bad arch 2, missing --arch 2, docker engine not available 2', async () => {
+  let io = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'sparc', '--manifest', manifestPath], io), 2);
+  assert.match(io.errText(), /unknown architecture 'sparc'/);
+  io = captureIo();
+  assert.equal(await runCli(['build', '--manifest', manifestPath], io), 2);
+  io = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--engine', 'docker', '--manifest', manifestPath, '--out', join(work, 'docker'), '--cache-dir', join(work, 'cache1')], io), 2);
+  assert.match(io.errText(), /docker engine is not available/);
+  io = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', manifestPath, '--out', join(work, 'dry')], io), 0);
+  assert.match(io.outText(), /dry run: nothing downloaded or written/);
+  assert.deepEqual(await readdir(join(work, 'dry')).catch(() => []), []);
+});
