@@ -9,6 +9,8 @@ export interface SeenRequest {
   status: number;
   /** 'manifest' | 'blob' | 'base' | 'other' from the /v2/ path. */
   kind: 'manifest' | 'blob' | 'base' | 'token' | 'other';
+  /** Date.now() when the request arrived. */
+  at: number;
 }
 
 /**
@@ -16,7 +18,7 @@ export interface SeenRequest {
  * dropping the connection), or answer it directly.
  */
 export type FaultAction =
-  | { type: 'forward'; cutAfterBytes?: number }
+  | { type: 'forward'; cutAfterBytes?: number; dropRequestHeaders?: string[] }
   | { type: 'respond'; status: number; headers?: Record<string, string>; body?: string }
   | { type: 'drop' };
 
@@ -53,7 +55,7 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
   let rule = opts.rule;
   const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
-    const seen: SeenRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, status: 0, kind: requestKind(req.url ?? '/') };
+    const seen: SeenRequest = { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers, status: 0, kind: requestKind(req.url ?? '/'), at: Date.now() };
     requests.push(seen);
     res.on('finish', () => (seen.status = res.statusCode));
     if (opts.handler?.(req, res)) {
@@ -73,6 +75,7 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       return;
     }
     const headers = { ...req.headers, host: target.host };
+    for (const h of action.dropRequestHeaders ?? []) delete headers[h.toLowerCase()];
     const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
       seen.status = upRes.statusCode ?? 0;
       const outHeaders = { ...upRes.headers };
