@@ -74,7 +74,7 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       res.end(action.body ?? '');
       return;
     }
-    const headers = { ...req.headers, host: target.host };
+    const headers: http.OutgoingHttpHeaders = { ...req.headers, host: target.host };
     for (const h of action.dropRequestHeaders ?? []) delete headers[h.toLowerCase()];
     const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
       seen.status = upRes.statusCode ?? 0;
