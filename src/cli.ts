@@ -10,6 +10,8 @@ import { fmtBytes } from './util/format.js';
 import { build } from './commands/build.js';
 import { plan, planToJson, planToText } from './commands/plan.js';
 import { render } from './commands/render.js';
+import { images } from './commands/images.js';
+import { parseArch } from './platform.js';
 
 /**
  * The command line: parses options and calls one function per command. Output goes to stdout,
@@ -153,6 +155,48 @@ Examples:
         ...(o.templates ? { templatesDir: o.templates } : {}),
       });
       for (const d of r.dirs) io.out(`${d.dir}  (${d.files.length} files)`);
+    });
+
+  program
+    .command('images')
+    .description('write only the images archive (OCI layout + docker manifest.json) for one platform')
+    .requiredOption('-a, --arch <arch>', 'one architecture: amd64, arm64, arm (= arm/v7), arm/v6')
+    .requiredOption('-o, --out <file>', 'archive to write, e.g. images-arm64.tar')
+    .argument('[refs...]', 'image references (default: the manifest\'s images)')
+    .option('-m, --manifest <file>', 'versions manifest', DEFAULT_MANIFEST)
+    .addOption(new Option('--only <side>', 'only the images of one side').choices(['cloud', 'edge']))
+    .option('--cache-dir <dir>', 'blob cache (default $XDG_CACHE_HOME/kubeprepare or ~/.cache/kubeprepare)')
+    .addOption(new Option('--engine <engine>', 'how images are fetched').choices([...ENGINES]).default('registry'))
+    .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
+    .option('--docker-config <file>', 'Docker config.json with registry credentials')
+    .option('--concurrency <n>', 'parallel blob downloads', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
+      return n;
+    })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare images --arch arm64 --out images-arm64.tar
+  $ kubeprepare images --arch arm --only edge --out edge-arm.tar
+  $ kubeprepare images --arch amd64 --out extra.tar docker.io/library/nginx:1.27 registry.k8s.io/pause:3.10`,
+    )
+    .action(async (refs: string[], o) => {
+      const r = await images({
+        manifest: o.manifest,
+        platform: parseArch(o.arch),
+        outFile: o.out,
+        refs,
+        ...(o.only ? { only: o.only as Side } : {}),
+        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
+        engine: o.engine as EngineName,
+        ...(o.registries ? { registriesFile: o.registries } : {}),
+        ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
+        ...(o.concurrency ? { concurrency: o.concurrency as number } : {}),
+        renderer: renderer(),
+      });
+      io.out(`${r.file}  ${fmtBytes(r.size)}  sha256:${r.sha256}  (${r.images.length} images, ${fmtBytes(r.uniqueBlobBytes)} unique blobs of ${fmtBytes(r.totalBlobBytes)})`);
     });
 
   return program;

@@ -292,3 +292,23 @@ test('CLI exit codes: bad arch 2, missing --arch 2, docker engine not available 
   assert.match(io.outText(), /dry run: nothing downloaded or written/);
   assert.deepEqual(await readdir(join(work, 'dry')).catch(() => []), []);
 });
+
+test('images command: only the archive, for given refs, exact platform; a missing platform fails listing what exists', async () => {
+  const out = join(work, 'img', 'edge-arm.tar');
+  let io = captureIo();
+  let code = await runCli(['images', '--arch', 'arm', '--only', 'edge', '--out', out, '--manifest', manifestPath, '--cache-dir', join(work, 'cache1')], io);
+  assert.equal(code, 0, io.errText());
+  assert.match(io.outText(), /edge-arm\.tar .* \(3 images, /);
+  const index = JSON.parse(execFileSync('tar', ['xOf', out, 'index.json'], { encoding: 'utf8' }));
+  for (const m of index.manifests) assert.deepEqual(m.platform, { os: 'linux', architecture: 'arm', variant: 'v7' });
+  io = captureIo();
+  code = await runCli(['images', '--arch', 'arm64', '--out', join(work, 'img', 'one.tar'), '--manifest', manifestPath, '--cache-dir', join(work, 'cache1'), 'kubeedge/pause:3.6'], io);
+  assert.equal(code, 0, io.errText());
+  assert.match(io.outText(), /\(1 images, /);
+  io = captureIo();
+  code = await runCli(['images', '--arch', 'arm/v6', '--out', join(work, 'img', 'v6.tar'), '--manifest', manifestPath, '--cache-dir', join(work, 'cache1'), 'kubeedge/pause:3.6'], io);
+  assert.notEqual(code, 0);
+  assert.match(io.errText(), /linux\/arm\/v6/);
+  assert.match(io.errText(), /linux\/amd64/);
+  assert.deepEqual((await readdir(join(work, 'img'))).filter((n) => n.includes('v6')), [], 'no archive for the failed request');
+});

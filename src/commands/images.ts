@@ -1,0 +1,78 @@
+import { resolve, join } from 'node:path';
+import { UserError } from '../errors.js';
+import { loadManifest } from '../manifest/load.js';
+import { makePlan, resolveMtime } from '../plan/plan.js';
+import { parseImageRef, ImageRefError } from '../manifest/image-ref.js';
+import type { Platform } from '../platform.js';
+import type { Side } from '../manifest/schema.js';
+import { createEngine, type EngineName } from '../engines/index.js';
+import type { ImageArchiveResult } from '../engines/types.js';
+import { resolveCacheDir } from '../util/cache-dir.js';
+import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+
+export interface ImagesOptions {
+  manifest: string;
+  platform: Platform;
+  outFile: string;
+  /** References given on the command line; none = the manifest's images (of `only`, or both sides). */
+  refs: string[];
+  only?: Side;
+  cacheDir?: string;
+  engine: EngineName;
+  registriesFile?: string;
+  dockerConfigPath?: string;
+  concurrency?: number;
+  renderer: RendererMode;
+}
+
+/** Only the images archive: for the manifest's images or the references given. */
+export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
+  const lm = await loadManifest(opts.manifest);
+  let refs: string[];
+  if (opts.refs.length > 0) {
+    refs = opts.refs.map((r) => {
+      try {
+        return parseImageRef(r).canonical;
+      } catch (e) {
+        if (e instanceof ImageRefError) throw new UserError(e.message, { hint: 'give references like docker.io/kubeedge/cloudcore:v1.22.0' });
+        throw e;
+      }
+    });
+  } else {
+    const plan = makePlan(lm, { platforms: [opts.platform], ...(opts.only ? { only: opts.only } : {}), outDir: '.', compression: 'none' });
+    refs = plan.bundles.flatMap((b) => b.images.map((i) => i.ref));
+  }
+  refs = [...new Set(refs)];
+  if (refs.length === 0) throw new UserError('no images to archive', { hint: 'list references after the options, or use a manifest with images' });
+  const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
+  const engine = await createEngine(opts.engine, {
+    ...(registriesFile ? { registriesFile } : {}),
+    ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
+  });
+  let result: ImageArchiveResult | undefined;
+  try {
+    await runTasks(
+      [
+        {
+          title: `${refs.length} images for ${[opts.platform.os, opts.platform.architecture, opts.platform.variant].filter(Boolean).join('/')} → ${opts.outFile}`,
+          task: async (_ctx, task) => {
+            result = await engine.archive({
+              images: refs,
+              platform: opts.platform,
+              outFile: resolve(opts.outFile),
+              cacheDir: resolveCacheDir(opts.cacheDir),
+              mtime: resolveMtime(lm).mtime,
+              ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+              progress: taskSink(task, opts.renderer),
+            });
+          },
+        },
+      ],
+      opts.renderer,
+    );
+  } finally {
+    await engine.close();
+  }
+  if (!result) throw new Error('internal: images archive not written');
+  return result;
+}
