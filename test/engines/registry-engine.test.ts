@@ -319,6 +319,31 @@ describe('registry engine against a real docker-registry', () => {
     await e2.close();
   });
 
+  it('tries the mirror endpoints in order, skipping one that is down', async () => {
+    const deadPort = await freePort();
+    const cfg = parseRegistriesConfig(`mirrors:\n  docker.io:\n    endpoint: ["http://127.0.0.1:${deadPort}", "${reg.url}"]\n`);
+    const e = createRegistryEngine({ registries: cfg, offline: true, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 50 } });
+    const res = await e.archive(request(['rancher/mirrored-pause:3.6'], 'arm64', { cacheDir: join(work, 'cache-order') }));
+    await e.close();
+    assert.equal(res.images[0]!.configDigest, fx.image('rancher/mirrored-pause').platforms.find((p) => p.platform === 'linux/arm64')!.config.digest);
+  });
+
+  it('runs two builds sharing one cache at the same time', async () => {
+    const cacheDir = join(work, 'cache-parallel');
+    const [a, b] = await Promise.all(
+      [1, 2].map(async () => {
+        const e = engine();
+        try {
+          return await e.archive(request(cloudRefs, 'arm', { cacheDir, concurrency: 3 }));
+        } finally {
+          await e.close();
+        }
+      }),
+    );
+    assert.equal(a!.sha256, b!.sha256);
+    assert.deepEqual(await readdir(join(cacheDir, 'tmp')), []);
+  });
+
   it('reports a missing tag as not found at the mirror', async () => {
     const e = engine();
     await assert.rejects(e.archive(request(['kubeedge/cloudcore:v9.9.9'], 'arm64')), (err: unknown) => {
