@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# install.sh (cloud): offline install of K3s {{versions.k3s}} + KubeEdge CloudCore {{versions.kubeedge}}
+# + EdgeMesh {{versions.edgemesh}} + metrics-server {{versions.metricsServer}} from bundle {{bundleName}}.
+{{> shell-lib}}
+{{> yaml-tool}}
+
+readonly K3S_VERSION={{sq versions.k3s}}
+readonly KUBEEDGE_VERSION={{sq versions.kubeedge}}
+readonly KUBEEDGE_VERSION_BARE={{sq versions.kubeedgeBare}}
+readonly KUBEEDGE_IMAGE_REPOSITORY={{sq kubeedgeImageRepository}}
+readonly MOSQUITTO_ENABLED={{#if images.mosquitto}}true{{else}}false{{/if}}
+readonly ALL_IMAGES=({{#each images.all}}{{sq this}} {{/each}})
+readonly PLATFORM={{sq platform}}
+readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}} PORT_CLOUDHUB_HTTPS={{ports.cloudHubHttps}}
+readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}}
+readonly METRICS_SERVER_PORT=4443
+
+BUNDLE_DIR=$SCRIPT_DIR
+readonly BUNDLE_DIR
+readonly BUNDLE_K3S="$BUNDLE_DIR/{{files.k3s}}"
+readonly BUNDLE_K3S_INSTALL="$BUNDLE_DIR/{{files.k3sInstallScript}}"
+readonly BUNDLE_KEADM="$BUNDLE_DIR/{{files.keadm}}"
+readonly BUNDLE_IMAGES="$BUNDLE_DIR/{{files.imagesArchive}}"
+
+K3S_BIN=$(sys /usr/local/bin/k3s)
+KEADM_BIN=$(sys /usr/local/bin/keadm)
+K3S_IMAGES_DIR=$(sys /var/lib/rancher/k3s/agent/images)
+# keadm and kubectl are given this path as is; with KP_SYSROOT it is the test copy.
+KUBECONFIG_PATH=$(sys /etc/rancher/k3s/k3s.yaml)
+CLOUD_STATE="$KP_STATE_DIR/cloud.env"
+readonly K3S_BIN KEADM_BIN K3S_IMAGES_DIR KUBECONFIG_PATH CLOUD_STATE
+
+usage() {
+  cat <<USAGE
+Usage: $SCRIPT_NAME --advertise-address IP [--node-ip IP] [--node-name NAME] [--edge-ips IP,IP...]
+                    [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
+
+Installs, without any network access, on this host:
+  1. K3s $K3S_VERSION (server, --egress-selector-mode=disabled, its metrics-server addon disabled)
+  2. KubeEdge CloudCore $KUBEEDGE_VERSION with keadm init (cloudStream + dynamicController enabled,
+     iptables-manager in external mode), images taken from the bundle
+  3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh)
+  4. EdgeMesh {{versions.edgemesh}} (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
+  5. metrics-server {{versions.metricsServer}} plus the tcp/{{ports.kubeletMetrics}} DNAT rule to CloudStream
+and prints the token and the command line for the edge nodes.
+
+  --advertise-address IP  address edge nodes use to reach this node (CloudHub, K3s API)   [required]
+  --node-ip IP            this node's own IP if different (e.g. advertise address is a NAT/public IP);
+                          default: the advertise address
+  --node-name NAME        Kubernetes node name (default: the host name, lower case)
+  --edge-ips LIST         comma-separated edge node IPs to put in the stream certificate now; more
+                          can be added later with scripts/refresh-stream-cert.sh --add-edge-ip
+  --timeout SECONDS       upper bound of each wait (node Ready, CloudCore Ready...; default 600)
+  --dry-run               check and print every command that would change the host; change nothing
+  --log-file PATH         log file (default /var/log/kubeprepare-install.log)
+  --help                  show this help
+
+Re-running is safe: steps already done are detected and skipped. An existing K3s or KubeEdge of
+another version is never overwritten: the script stops before changing anything.
+Exit status: 0 ok, 1 a step failed, 2 bad usage, 3 preflight failed, 4 bundle verification
+failed, 5 a wait timed out.
+USAGE
+}
+
+ADVERTISE=""
+NODE_IP=""
+NODE_NAME=""
+EDGE_IPS=()
+TIMEOUT=600
+LOG_PATH=$(sys /var/log/kubeprepare-install.log)
+
+parse_args() {
+  local list ip ips=()
+  normalize_args "$@"
+  set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
+  while (($#)); do
+    case $1 in
+      --advertise-address) need_value "$1" "$#" "${2-}"; ADVERTISE=$2; shift 2 ;;
+      --node-ip) need_value "$1" "$#" "${2-}"; NODE_IP=$2; shift 2 ;;
+      --node-name) need_value "$1" "$#" "${2-}"; NODE_NAME=$2; shift 2 ;;
+      --edge-ips) need_value "$1" "$#" "${2-}"; list=$2; shift 2
+        IFS=, read -ra ips <<<"$list"
+        for ip in "${ips[@]}"; do
+          is_host_ipv4 "$ip" || die_usage "--edge-ips: '$ip' is not a usable IPv4 address"
+          EDGE_IPS+=("$ip")
+        done ;;
+      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
+      -h | --help) usage; exit 0 ;;
+      *) die_usage "unknown argument: $1" ;;
+    esac
+  done
+  [[ -n $ADVERTISE ]] || die_usage "--advertise-address is required"
+  is_host_ipv4 "$ADVERTISE" || die_usage "--advertise-address: '$ADVERTISE' is not a usable IPv4 address"
+  NODE_IP=${NODE_IP:-$ADVERTISE}
+  is_host_ipv4 "$NODE_IP" || die_usage "--node-ip: '$NODE_IP' is not a usable IPv4 address"
+  if [[ -z $NODE_NAME ]]; then
+    NODE_NAME=$(uname -n | tr '[:upper:]' '[:lower:]')
+    is_node_name "$NODE_NAME" || die_usage "the host name '$NODE_NAME' is not a valid node name; give --node-name"
+  fi
+  is_node_name "$NODE_NAME" || die_usage "--node-name: '$NODE_NAME' is not a valid node name (lower-case RFC 1123)"
+  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
+}
+
+# kc ARGS...: kubectl against this K3s (kubectl if installed, else k3s kubectl).
+kc() {
+  if command -v kubectl >/dev/null 2>&1; then
+    kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
+  else
+    "$K3S_BIN" kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
+  fi
+}
+api_up() { [[ -f $KUBECONFIG_PATH ]] && kc get --raw /readyz >/dev/null 2>&1; }
+
+# ---- preflight ----
+K3S_STATE=absent      # absent | same | other
+KUBEEDGE_STATE=absent # absent | same | other | unknown (API not reachable yet)
+
+detect_k3s() {
+  local have
+  [[ -x $K3S_BIN ]] || return 0
+  have=$("$K3S_BIN" --version 2>/dev/null | awk 'NR == 1 { print $3 }') || true
+  if [[ $have == "$K3S_VERSION" ]]; then
+    K3S_STATE=same
+    log "K3s $have is already installed: the binary is kept"
+  else
+    K3S_STATE=other
+    die_preflight "K3s ${have:-of unknown version} is installed at $K3S_BIN but this bundle carries $K3S_VERSION." \
+      "Refusing to replace it: upgrade or uninstall that K3s first (k3s-uninstall.sh), then re-run."
+  fi
+}
+
+detect_kubeedge() {
+  local image tag
+  if [[ $K3S_STATE == absent ]]; then
+    return 0
+  fi
+  if ! api_up; then
+    KUBEEDGE_STATE=unknown
+    log "K3s API not reachable yet: KubeEdge is checked once K3s is up"
+    return 0
+  fi
+  image=$(kc -n kubeedge get deployment cloudcore -o jsonpath='{.spec.template.spec.containers[0].image}' 2>/dev/null) || image=""
+  [[ -n $image ]] || { KUBEEDGE_STATE=absent; return 0; }
+  tag=${image##*:}
+  if [[ $tag == "$KUBEEDGE_VERSION" ]]; then
+    KUBEEDGE_STATE=same
+    log "KubeEdge CloudCore $tag is already deployed: keadm init is skipped"
+  else
+    KUBEEDGE_STATE=other
+    die_preflight "KubeEdge CloudCore $tag is deployed but this bundle carries $KUBEEDGE_VERSION. Refusing to" \
+      "mix versions: upgrade it with keadm upgrade cloud, or remove it (keadm reset cloud), then re-run."
+  fi
+}
+
+check_ports() {
+  local port owners bad=()
+  local -A allowed=([6443]=k3s [$PORT_CLOUDHUB]=cloudcore [$PORT_CLOUDHUB_HTTPS]=cloudcore
+    [$PORT_STREAM]=cloudcore [$PORT_TUNNEL]=cloudcore [$METRICS_SERVER_PORT]=metrics-server)
+  for port in 6443 "$PORT_CLOUDHUB" "$PORT_CLOUDHUB_HTTPS" "$PORT_STREAM" "$PORT_TUNNEL" "$METRICS_SERVER_PORT"; do
+    owners=$(listeners "$port" | tr '\n' ' ')
+    [[ -n $owners ]] || continue
+    # ours when the listener's process name starts with the expected name (k3s-server, cloudcore...)
+    if [[ $owners == *'(("'"${allowed[$port]}"* ]]; then
+      log "port $port is in use by our own ${allowed[$port]}: fine for a re-run"
+      continue
+    fi
+    bad+=("$port ($owners)")
+  done
+  ((${#bad[@]} == 0)) || die_preflight "port(s) needed by K3s/CloudCore/metrics-server are taken by other programs: ${bad[*]}"
+}
+
+preflight() {
+  log "== preflight =="
+  need_root
+  check_arch
+  need_cmd awk sed grep cmp install mktemp sha256sum openssl iptables ss systemctl uname
+  local f
+  for f in "$BUNDLE_K3S" "$BUNDLE_K3S_INSTALL" "$BUNDLE_KEADM" "$BUNDLE_IMAGES"; do
+    [[ -f $f ]] || die_preflight "bundle file missing: $f"
+  done
+  "$BUNDLE_DIR/verify.sh" --quiet || die_verify "the bundle in $BUNDLE_DIR is damaged (see above); copy it again"
+  log "bundle $BUNDLE_NAME verified"
+  detect_k3s
+  detect_kubeedge
+  check_ports
+  log "advertise address $ADVERTISE, node IP $NODE_IP, node name $NODE_NAME"
+}
+
+# ---- K3s ----
+k3s_exec() {
+  local args=(server --egress-selector-mode=disabled --disable=metrics-server
+    "--advertise-address=$ADVERTISE" "--node-ip=$NODE_IP" "--node-name=$NODE_NAME")
+  if [[ $NODE_IP != "$ADVERTISE" ]]; then
+    args+=("--node-external-ip=$ADVERTISE" "--tls-san=$ADVERTISE")
+  fi
+  printf '%s' "${args[*]}"
+}
+
+install_k3s() {
+  log "== K3s $K3S_VERSION =="
+  local exec_line stamp
+  exec_line=$(k3s_exec)
+  [[ $K3S_STATE == same ]] || install_file "$BUNDLE_K3S" "$K3S_BIN" 0755
+  install_file "$BUNDLE_IMAGES" "$K3S_IMAGES_DIR/kubeprepare-cloud-images.tar" 0644
+  stamp=$(state_get "$CLOUD_STATE" K3S_EXEC)
+  if [[ $K3S_STATE == same && $stamp == "$exec_line" ]] && systemctl is-active --quiet k3s; then
+    log "K3s already runs with: $exec_line"
+  else
+    log "running the K3s install script (airgap: INSTALL_K3S_SKIP_DOWNLOAD=true) with: $exec_line"
+    run env INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_SELINUX_WARN=true \
+      "INSTALL_K3S_BIN_DIR=$(dirname -- "$K3S_BIN")" "INSTALL_K3S_SYSTEMD_DIR=$(sys /etc/systemd/system)" \
+      "INSTALL_K3S_EXEC=$exec_line" sh "$BUNDLE_K3S_INSTALL"
+    [[ $DRY_RUN == 1 ]] || state_put "$CLOUD_STATE" K3S_EXEC "$exec_line"
+  fi
+  wait_for "$TIMEOUT" "the K3s kubeconfig $KUBECONFIG_PATH" test -f "$KUBECONFIG_PATH"
+  wait_for "$TIMEOUT" "the K3s API server" api_up
+  wait_for "$TIMEOUT" "node $NODE_NAME to be Ready" node_ready
+}
+node_ready() {
+  [[ $(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+# The images reach containerd when K3s starts (agent/images); import what is still missing.
+ensure_images() {
+  local present ref missing=()
+  if [[ $DRY_RUN == 1 && ! -x $K3S_BIN ]]; then
+    _kp_emit DRY-RUN "check that the ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
+    return 0
+  fi
+  present=$("$K3S_BIN" ctr -n k8s.io images ls -q 2>/dev/null) || present=""
+  for ref in "${ALL_IMAGES[@]}"; do
+    grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "all ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
+    return 0
+  fi
+  log "${#missing[@]} bundled image(s) not imported yet (${missing[0]}...): importing $BUNDLE_IMAGES"
+  run "$K3S_BIN" ctr -n k8s.io images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+}
+
+# ---- KubeEdge CloudCore ----
+advertise_list() {
+  if [[ $NODE_IP != "$ADVERTISE" ]]; then printf '%s,%s' "$ADVERTISE" "$NODE_IP"; else printf '%s' "$ADVERTISE"; fi
+}
+
+install_kubeedge() {
+  log "== KubeEdge CloudCore $KUBEEDGE_VERSION =="
+  install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
+  if [[ $KUBEEDGE_STATE == unknown ]]; then
+    KUBEEDGE_STATE=absent
+    detect_kubeedge
+  fi
+  if [[ $KUBEEDGE_STATE == same ]]; then
+    check_cloudcore_config
+    return 0
+  fi
+  # A previous install leaves these behind, and keadm init then fails on them (field experience).
+  if [[ $DRY_RUN == 0 ]] && kc get clusterrole iptables-manager >/dev/null 2>&1; then
+    log "removing the iptables-manager RBAC left by an earlier KubeEdge install"
+    run kc delete clusterrolebinding iptables-manager --ignore-not-found
+    run kc delete clusterrole iptables-manager --ignore-not-found
+  fi
+  run "$KEADM_BIN" init \
+    --kubeedge-version "$KUBEEDGE_VERSION_BARE" \
+    --advertise-address "$(advertise_list)" \
+    --kube-config "$KUBECONFIG_PATH" \
+    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY" \
+    --set iptablesManager.mode=external \
+    --set cloudCore.modules.cloudStream.enable=true \
+    --set cloudCore.modules.dynamicController.enable=true \
+    --set "mosquitto.enable=$MOSQUITTO_ENABLED"
+  wait_for "$TIMEOUT" "the cloudcore Deployment" kc -n kubeedge get deployment cloudcore
+  run kc -n kubeedge rollout status deployment/cloudcore "--timeout=${TIMEOUT}s"
+  check_cloudcore_config
+}
+
+# cloudStream and dynamicController must be on (logs/exec, metaServer, EdgeMesh).
+check_cloudcore_config() {
+  local cfg tmp v bad=()
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "check cloudStream/dynamicController in ConfigMap kubeedge/cloudcore"
+    return 0
+  fi
+  cfg=$(kc -n kubeedge get configmap cloudcore -o jsonpath='{.data.cloudcore\.yaml}')
+  tmp=$(mktemp "${TMPDIR:-/tmp}/kp.XXXXXX")
+  printf '%s\n' "$cfg" >"$tmp"
+  v=$(yaml_get "$tmp" modules.cloudStream.enable) || v=""
+  [[ $v == true ]] || bad+=("modules.cloudStream.enable=$v")
+  v=$(yaml_get "$tmp" modules.dynamicController.enable) || v=""
+  [[ $v == true ]] || bad+=("modules.dynamicController.enable=$v")
+  v=$(yaml_get "$tmp" modules.cloudStream.streamPort) || v=""
+  [[ -z $v || $v == "$PORT_STREAM" ]] || bad+=("modules.cloudStream.streamPort=$v")
+  v=$(yaml_get "$tmp" modules.cloudStream.tunnelPort) || v=""
+  [[ -z $v || $v == "$PORT_TUNNEL" ]] || bad+=("modules.cloudStream.tunnelPort=$v")
+  rm -f -- "$tmp"
+  if ((${#bad[@]})); then
+    die "CloudCore is not configured for logs/exec/metrics: ${bad[*]}. Fix it with:" \
+      "$KEADM_BIN upgrade cloud --kubeedge-version $KUBEEDGE_VERSION_BARE --kube-config $KUBECONFIG_PATH --reuse-values" \
+      "--set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
+  fi
+  log "CloudCore config: cloudStream and dynamicController enabled (stream $PORT_STREAM, tunnel $PORT_TUNNEL)"
+}
+
+# CloudCore creates ConfigMap kubeedge/tunnelport and records the negotiated tunnel port of each
+# CloudCore IP in its annotation; iptables-manager builds the TUNNEL-PORT DNAT rules from it.
+check_tunnelport() {
+  local record
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "check ConfigMap kubeedge/tunnelport"
+    return 0
+  fi
+  if ! kc -n kubeedge get configmap tunnelport >/dev/null 2>&1; then
+    warn "ConfigMap kubeedge/tunnelport does not exist yet; CloudCore creates it at start." \
+      "Check it later with scripts/check-logs-metrics.sh"
+    return 0
+  fi
+  record=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || record=""
+  log "tunnelport record: ${record:-<empty until an edge node connects>}"
+}
+
+# ---- stream certificates, EdgeMesh, metrics-server: helper scripts of the bundle ----
+sub_script() { # path args...: runs a bundle script with our --dry-run / --log-file
+  local script=$1
+  shift
+  local extra=()
+  [[ $DRY_RUN == 1 ]] && extra+=(--dry-run)
+  [[ -n $LOG_FILE ]] && extra+=(--log-file "$LOG_FILE")
+  "$BUNDLE_DIR/$script" "$@" "${extra[@]+"${extra[@]}"}"
+}
+
+stream_certs() {
+  log "== stream certificates =="
+  local args=(--add-ip "$ADVERTISE") ip
+  [[ $NODE_IP != "$ADVERTISE" ]] && args+=(--add-ip "$NODE_IP")
+  for ip in "${EDGE_IPS[@]+"${EDGE_IPS[@]}"}"; do args+=(--add-edge-ip "$ip"); done
+  sub_script scripts/refresh-stream-cert.sh "${args[@]}" --timeout "$TIMEOUT"
+}
+
+deploy_edgemesh() {
+  log "== EdgeMesh {{versions.edgemesh}} =="
+  sub_script scripts/deploy-edgemesh.sh --relay-node "$NODE_NAME" --relay-address "$ADVERTISE" --timeout "$TIMEOUT"
+}
+
+deploy_metrics_server() {
+  log "== metrics-server {{versions.metricsServer}} =="
+  sub_script manifests/iptables-metrics-setup.sh --cloudcore-ip "$NODE_IP" --stream-port "$PORT_STREAM"
+  run kc apply -f "$BUNDLE_DIR/manifests/metrics-server.yaml"
+  run kc -n kube-system rollout status deployment/metrics-server "--timeout=${TIMEOUT}s"
+  if [[ $DRY_RUN == 0 ]]; then
+    wait_for "$TIMEOUT" "the metrics API (APIService v1beta1.metrics.k8s.io Available)" metrics_api_available
+  fi
+}
+metrics_api_available() {
+  [[ $(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) == True ]]
+}
+
+save_state() {
+  [[ $DRY_RUN == 1 ]] && return 0
+  state_put "$CLOUD_STATE" ADVERTISE_ADDRESS "$ADVERTISE"
+  state_put "$CLOUD_STATE" NODE_IP "$NODE_IP"
+  state_put "$CLOUD_STATE" NODE_NAME "$NODE_NAME"
+  state_put "$CLOUD_STATE" BUNDLE "$BUNDLE_NAME"
+}
+
+print_join() {
+  local token
+  log "== edge nodes =="
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "$(quote_cmd "$KEADM_BIN" gettoken --kube-config "$KUBECONFIG_PATH")"
+    token='<token>'
+  else
+    token=$("$KEADM_BIN" gettoken --kube-config "$KUBECONFIG_PATH") || die "keadm gettoken failed"
+    token=$(printf '%s' "$token" | tr -d '[:space:]')
+  fi
+  printf '\n'
+  printf 'KubePrepare cloud install complete (%s).\n' "$BUNDLE_NAME"
+  printf 'Edge token:\n  %s\n' "$token"
+  printf 'On each edge node, from the unpacked edge bundle (same KubeEdge version %s), run:\n' "$KUBEEDGE_VERSION"
+  printf '  sudo ./install.sh --cloud %s:%s --token %s --node-name <edge-node-name>\n' "$ADVERTISE" "$PORT_CLOUDHUB" "$token"
+  printf 'Then add its IP to the stream certificate here (kubectl logs/exec):\n'
+  printf '  sudo %s/scripts/refresh-stream-cert.sh --add-edge-ip <edge-node-ip>\n' "$BUNDLE_DIR"
+  printf 'Check everything with: sudo %s/scripts/check-logs-metrics.sh\n\n' "$BUNDLE_DIR"
+  log "install finished (the token is printed on the terminal only)"
+}
+
+main() {
+  parse_args "$@"
+  log_init "$LOG_PATH"
+  [[ $DRY_RUN == 1 ]] && log "DRY RUN: nothing on this host will be changed"
+  preflight
+  install_k3s
+  ensure_images
+  install_kubeedge
+  check_tunnelport
+  save_state
+  stream_certs
+  deploy_edgemesh
+  deploy_metrics_server
+  print_join
+}
+
+main "$@"

@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# install.sh (edge): offline join of this host to a KubeEdge {{versions.kubeedge}} cloud, bundle {{bundleName}}.
+{{> shell-lib}}
+
+readonly KUBEEDGE_VERSION={{sq versions.kubeedge}}
+readonly KUBEEDGE_VERSION_BARE={{sq versions.kubeedgeBare}}
+readonly KUBEEDGE_IMAGE_REPOSITORY={{sq kubeedgeImageRepository}}
+readonly ALL_IMAGES=({{#each images.all}}{{sq this}} {{/each}})
+readonly PLATFORM={{sq platform}}
+readonly RUNTIME_BUNDLED={{#if runtimeBundled}}1{{else}}0{{/if}}
+readonly PORT_CLOUDHUB_HTTPS={{ports.cloudHubHttps}} PORT_TUNNEL={{ports.tunnel}}
+
+BUNDLE_DIR=$SCRIPT_DIR
+readonly BUNDLE_DIR
+readonly BUNDLE_KEADM="$BUNDLE_DIR/{{files.keadm}}"
+readonly BUNDLE_IMAGES="$BUNDLE_DIR/{{files.imagesArchive}}"
+{{#if runtimeBundled}}
+readonly BUNDLE_CONTAINERD="$BUNDLE_DIR/{{files.containerdTarball}}"
+readonly BUNDLE_RUNC="$BUNDLE_DIR/{{files.runc}}"
+readonly BUNDLE_CNI="$BUNDLE_DIR/{{files.cniPluginsTarball}}"
+readonly SANDBOX_IMAGE={{sq images.pause}}
+CNI_CONF_DIR=$(sys /etc/cni/net.d)
+RUNTIME_FILES="$KP_STATE_DIR/edge-runtime-files"
+readonly CNI_CONF_DIR RUNTIME_FILES
+{{/if}}
+
+KEADM_BIN=$(sys /usr/local/bin/keadm)
+EDGECORE_BIN=$(sys /usr/local/bin/edgecore)
+KUBEEDGE_DIR=$(sys /etc/kubeedge)
+EDGECORE_CONFIG=$(sys /etc/kubeedge/config/edgecore.yaml)
+CONTAINERD_SOCK=$(sys /run/containerd/containerd.sock)
+CONTAINERD_CONFIG=$(sys /etc/containerd/config.toml)
+EDGE_STATE="$KP_STATE_DIR/edge.env"
+readonly KEADM_BIN EDGECORE_BIN KUBEEDGE_DIR EDGECORE_CONFIG CONTAINERD_SOCK CONTAINERD_CONFIG EDGE_STATE
+
+usage() {
+  cat <<USAGE
+Usage: $SCRIPT_NAME --cloud IP:PORT --token TOKEN [--node-name NAME] [--cgroup-driver systemd|cgroupfs]
+                    [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
+
+Joins this host to the KubeEdge cloud without network access beyond the cloud node:
+  1. container runtime: an existing containerd is used as it is (its cgroup driver is detected);
+     without one, the containerd/runc/CNI plugins of the bundle are installed (not on arm bundles)
+  2. the bundle's images are imported into containerd (namespace k8s.io): keadm join pulls nothing
+  3. keadm join (KubeEdge $KUBEEDGE_VERSION)
+  4. edgecore.yaml: edgeStream to the cloud, metaServer, EdgeMesh DNS, kubelet on 127.0.0.1 only
+     (scripts/configure-edgecore.sh: backup, structured edit, read-back check, restart)
+
+  --cloud IP:PORT          CloudHub address of the cloud node, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}}  [required]
+  --token TOKEN            output of 'keadm gettoken' on the cloud node                       [required]
+  --node-name NAME         node name in Kubernetes (default: the host name, lower case)
+  --cgroup-driver DRIVER   systemd or cgroupfs. With an existing containerd it must match it (default:
+                           detected); for a containerd installed from the bundle the default is systemd
+  --timeout SECONDS        upper bound of each wait (default 300)
+  --dry-run                check and print every command that would change the host; change nothing
+  --log-file PATH          log file (default /var/log/kubeprepare-install.log)
+  --help                   show this help
+
+Re-running is safe: a node already joined with this version is only re-checked.
+Exit status: 0 ok, 1 a step failed, 2 bad usage, 3 preflight failed, 4 verification failed,
+5 a wait timed out.
+USAGE
+}
+
+CLOUD=""
+CLOUD_IP=""
+CLOUD_PORT=""
+TOKEN=""
+NODE_NAME=""
+CGROUP_DRIVER=""
+TIMEOUT=300
+LOG_PATH=$(sys /var/log/kubeprepare-install.log)
+
+parse_args() {
+  normalize_args "$@"
+  set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
+  while (($#)); do
+    case $1 in
+      --cloud) need_value "$1" "$#" "${2-}"; CLOUD=$2; shift 2 ;;
+      --token) need_value "$1" "$#" "${2-}"; TOKEN=$2; shift 2 ;;
+      --node-name) need_value "$1" "$#" "${2-}"; NODE_NAME=$2; shift 2 ;;
+      --cgroup-driver) need_value "$1" "$#" "${2-}"; CGROUP_DRIVER=$2; shift 2 ;;
+      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
+      -h | --help) usage; exit 0 ;;
+      *) die_usage "unknown argument: $1" ;;
+    esac
+  done
+  [[ -n $CLOUD ]] || die_usage "--cloud is required (IP:PORT of CloudHub, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}})"
+  [[ -n $TOKEN ]] || die_usage "--token is required (run 'keadm gettoken' on the cloud node)"
+  [[ $CLOUD == *:* ]] || die_usage "--cloud: '$CLOUD' has no port; expected IP:PORT"
+  CLOUD_IP=${CLOUD%:*}
+  CLOUD_PORT=${CLOUD##*:}
+  is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud: '$CLOUD_IP' is not a usable IPv4 address"
+  is_port "$CLOUD_PORT" || die_usage "--cloud: '$CLOUD_PORT' is not a TCP port (1-65535)"
+  is_token "$TOKEN" || die_usage "--token: not a KubeEdge token (expected <64 hex>.<JWT> as printed by keadm gettoken)"
+  mask_secret "$TOKEN"
+  if [[ -z $NODE_NAME ]]; then
+    NODE_NAME=$(uname -n | tr '[:upper:]' '[:lower:]')
+    is_node_name "$NODE_NAME" || die_usage "the host name '$NODE_NAME' is not a valid node name; give --node-name"
+  fi
+  is_node_name "$NODE_NAME" || die_usage "--node-name: '$NODE_NAME' is not a valid node name (lower-case RFC 1123)"
+  case $CGROUP_DRIVER in
+    "" | systemd | cgroupfs) ;;
+    *) die_usage "--cgroup-driver: '$CGROUP_DRIVER' must be systemd or cgroupfs" ;;
+  esac
+  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
+}
+
+# tcp_probe HOST PORT: can we open a TCP connection within 5 seconds?
+# (HOST and PORT are validated before: an IPv4 address and a number.)
+tcp_probe() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" >/dev/null 2>&1; }
+
+check_cloud_reachable() {
+  if tcp_probe "$CLOUD_IP" "$CLOUD_PORT"; then
+    log "cloud reachable: CloudHub $CLOUD_IP:$CLOUD_PORT"
+  else
+    die_preflight "cannot connect to CloudHub at $CLOUD_IP:$CLOUD_PORT within 5s. Check that the cloud install" \
+      "finished, the address/port are right, and no firewall blocks TCP $CLOUD_PORT (and $PORT_CLOUDHUB_HTTPS, $PORT_TUNNEL) from this host"
+  fi
+  if ! tcp_probe "$CLOUD_IP" "$PORT_CLOUDHUB_HTTPS"; then
+    die_preflight "CloudHub answers on $CLOUD_PORT but not on $PORT_CLOUDHUB_HTTPS (certificate port used by keadm join): open TCP $PORT_CLOUDHUB_HTTPS"
+  fi
+  if ! tcp_probe "$CLOUD_IP" "$PORT_TUNNEL"; then
+    warn "the CloudStream tunnel port $CLOUD_IP:$PORT_TUNNEL is not reachable: the node will join, but" \
+      "kubectl logs/exec/top will not work until TCP $PORT_TUNNEL is open"
+  fi
+}
+
+# ---- existing KubeEdge ----
+JOINED=0
+detect_edgecore() {
+  local have server
+  if [[ -f $EDGECORE_CONFIG ]]; then
+    if [[ -x $EDGECORE_BIN ]]; then
+      have=$("$EDGECORE_BIN" --version 2>/dev/null | grep -o 'v[0-9][0-9.]*' | head -n 1) || have=""
+      if [[ -n $have && $have != "$KUBEEDGE_VERSION" ]]; then
+        die_preflight "edgecore $have is installed but this bundle carries $KUBEEDGE_VERSION; refusing to mix" \
+          "versions (upgrade with keadm upgrade edge, or run ./uninstall.sh --yes first)"
+      fi
+    fi
+    server=$(grep -A6 '^    websocket:' "$EDGECORE_CONFIG" | awk '$1 == "server:" { print $2; exit }') || server=""
+    if [[ -n $server && $server != "$CLOUD" ]]; then
+      die_preflight "this node already joined the cloud at $server (not $CLOUD); run ./uninstall.sh --yes first"
+    fi
+    JOINED=1
+    log "this node already joined $CLOUD (found $EDGECORE_CONFIG): keadm join is skipped"
+  elif [[ -d $KUBEEDGE_DIR ]] && [[ -n $(ls -A -- "$KUBEEDGE_DIR" 2>/dev/null) ]]; then
+    die_preflight "$KUBEEDGE_DIR is not empty but holds no edgecore config (a failed earlier join?);" \
+      "keadm join needs it empty: run ./uninstall.sh --yes (keadm reset edge) first"
+  fi
+}
+
+# ---- container runtime ----
+RUNTIME=none # existing | ours | none
+CTR=()
+containerd_bin() {
+  local c
+  for c in "$(sys /usr/local/bin/containerd)" "$(sys /usr/bin/containerd)"; do
+    [[ -x $c ]] && { printf '%s' "$c"; return 0; }
+  done
+  [[ -z $KP_SYSROOT ]] && command -v containerd 2>/dev/null && return 0
+  return 1
+}
+config_driver() { # cgroup driver of the containerd config, or nothing without a config
+  [[ -f $CONTAINERD_CONFIG ]] || return 0
+  if grep -Eq '^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*true' "$CONTAINERD_CONFIG"; then
+    printf systemd
+  else
+    printf cgroupfs
+  fi
+}
+
+detect_runtime() {
+  local detected
+  if [[ $(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY) == kubeprepare ]]; then
+    RUNTIME=ours
+  elif [[ -S $CONTAINERD_SOCK ]] || containerd_bin >/dev/null; then
+    RUNTIME=existing
+  fi
+  if [[ $RUNTIME == none ]]; then
+    if [[ $RUNTIME_BUNDLED == 0 ]]; then
+      die_preflight "no containerd on this host and this $BUNDLE_ARCH bundle carries none (containerd publishes no" \
+        "$BUNDLE_ARCH build): install your distribution's containerd (e.g. apt-get install containerd), then re-run"
+    fi
+    CGROUP_DRIVER=${CGROUP_DRIVER:-systemd}
+    log "no container runtime found: the bundled containerd will be installed (cgroup driver $CGROUP_DRIVER)"
+    return 0
+  fi
+  if [[ -f $CONTAINERD_CONFIG ]] && grep -Eq '^[[:space:]]*disabled_plugins[[:space:]]*=.*"(io\.containerd\.grpc\.v1\.)?cri"' "$CONTAINERD_CONFIG"; then
+    die_preflight "the existing containerd has its CRI plugin disabled ($CONTAINERD_CONFIG: disabled_plugins);" \
+      "edgecore needs CRI. Remove \"cri\" from disabled_plugins, restart containerd, and re-run"
+  fi
+  detected=$(config_driver)
+  detected=${detected:-cgroupfs}
+  if [[ -n $CGROUP_DRIVER && $CGROUP_DRIVER != "$detected" ]]; then
+    die_preflight "--cgroup-driver $CGROUP_DRIVER does not match the existing containerd (SystemdCgroup ->" \
+      "$detected in $CONTAINERD_CONFIG); pods would fail. Drop --cgroup-driver or reconfigure containerd"
+  fi
+  CGROUP_DRIVER=$detected
+  log "using the $( [[ $RUNTIME == ours ]] && printf 'containerd installed earlier by KubePrepare' || printf 'existing containerd')" \
+    "as it is (cgroup driver $CGROUP_DRIVER)"
+}
+
+{{#if runtimeBundled}}
+install_runtime() {
+  [[ $RUNTIME == none ]] || return 0
+  log "== installing containerd {{versions.containerd}}, runc {{versions.runc}}, CNI plugins {{versions.cniPlugins}} =="
+  local prefix files=() f default_cfg
+  prefix=$(sys /usr/local)
+  while IFS= read -r f; do
+    [[ $f == */ ]] || files+=("/usr/local/${f#./}")
+  done < <(tar -tzf "$BUNDLE_CONTAINERD")
+  run mkdir -p -- "$prefix"
+  run tar -C "$prefix" -xzf "$BUNDLE_CONTAINERD"
+  install_file "$BUNDLE_RUNC" "$(sys /usr/local/sbin/runc)" 0755
+  files+=(/usr/local/sbin/runc)
+  run mkdir -p -- "$(sys /opt/cni/bin)"
+  while IFS= read -r f; do
+    [[ $f == */ || $f == . || $f == ./ ]] || files+=("/opt/cni/bin/${f#./}")
+  done < <(tar -tzf "$BUNDLE_CNI")
+  run tar -C "$(sys /opt/cni/bin)" -xzf "$BUNDLE_CNI"
+
+  # config.toml: containerd's own defaults, with the runc cgroup driver keadm join is given and
+  # the bundled pause image as sandbox image (edgecore starts pod sandboxes before any pull).
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "containerd config default > $CONTAINERD_CONFIG (SystemdCgroup for $CGROUP_DRIVER, sandbox $SANDBOX_IMAGE)"
+  else
+    default_cfg=$("$(sys /usr/local/bin/containerd)" config default)
+    local want=false
+    [[ $CGROUP_DRIVER == systemd ]] && want=true
+    printf '%s\n' "$default_cfg" | sed -E \
+      -e "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\\1$want/" \
+      -e "s#^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*#\\1\"$SANDBOX_IMAGE\"#" \
+      -e "s#^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*#\\1'$SANDBOX_IMAGE'#" |
+      write_file "$CONTAINERD_CONFIG" 0644
+    [[ $(config_driver) == "$CGROUP_DRIVER" ]] ||
+      die "could not set the cgroup driver $CGROUP_DRIVER in $CONTAINERD_CONFIG (no SystemdCgroup key in containerd's default config)"
+  fi
+  files+=(/etc/containerd/config.toml)
+
+  write_file "$(sys /etc/systemd/system/containerd.service)" 0644 <<UNIT
+# Installed by KubePrepare ($BUNDLE_NAME); removed by its uninstall.sh.
+[Unit]
+Description=containerd container runtime (KubePrepare)
+Documentation=https://containerd.io
+After=network.target local-fs.target
+
+[Service]
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/containerd
+Type=notify
+Delegate=yes
+KillMode=process
+Restart=always
+RestartSec=5
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+OOMScoreAdj=-999
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  files+=(/etc/systemd/system/containerd.service)
+
+  # Without a CNI network the kubelet in edgecore reports the node NotReady.
+  if [[ -z $(find "$CNI_CONF_DIR" -maxdepth 1 \( -name '*.conf' -o -name '*.conflist' \) 2>/dev/null) ]]; then
+    write_file "$CNI_CONF_DIR/10-kubeprepare-bridge.conflist" 0644 <<'CNI'
+{
+  "cniVersion": "1.0.0",
+  "name": "kubeprepare-bridge",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "promiscMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "loopback" }
+  ]
+}
+CNI
+    files+=(/etc/cni/net.d/10-kubeprepare-bridge.conflist)
+  fi
+
+  printf '%s\n' "${files[@]}" | sort -u | write_file "$RUNTIME_FILES" 0600
+  [[ $DRY_RUN == 1 ]] || state_put "$EDGE_STATE" RUNTIME_INSTALLED_BY kubeprepare
+  run systemctl daemon-reload
+  run systemctl enable --now containerd
+  RUNTIME=ours
+}
+{{else}}
+install_runtime() {
+  [[ $RUNTIME == none ]] || return 0
+  die_preflight "no container runtime and none in this bundle"
+}
+{{/if}}
+
+start_runtime() {
+  if [[ ! -S $CONTAINERD_SOCK ]]; then
+    log "containerd is installed but its socket $CONTAINERD_SOCK is missing: starting it"
+    run systemctl start containerd
+  fi
+  wait_for "$TIMEOUT" "the containerd socket $CONTAINERD_SOCK" test -S "$CONTAINERD_SOCK"
+  if [[ -x $(sys /usr/local/bin/ctr) ]]; then
+    CTR=("$(sys /usr/local/bin/ctr)")
+  elif command -v ctr >/dev/null 2>&1; then
+    CTR=(ctr)
+  elif [[ $DRY_RUN == 1 ]]; then
+    CTR=(ctr)
+  else
+    die_preflight "the ctr command of containerd was not found (needed to import the images)"
+  fi
+  CTR+=(--address "$CONTAINERD_SOCK" -n k8s.io)
+}
+
+import_images() {
+  log "== images =="
+  local present ref missing=()
+  present=$("${CTR[@]}" images ls -q 2>/dev/null) || present=""
+  for ref in "${ALL_IMAGES[@]}"; do
+    grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "all ${#ALL_IMAGES[@]} bundled images are already in containerd (k8s.io)"
+    return 0
+  fi
+  log "importing ${#ALL_IMAGES[@]} images ($PLATFORM) from $BUNDLE_IMAGES; missing now: ${missing[*]}"
+  run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+  if [[ $DRY_RUN == 0 ]]; then
+    present=$("${CTR[@]}" images ls -q)
+    for ref in "${ALL_IMAGES[@]}"; do
+      grep -qxF -- "$ref" <<<"$present" || die_verify "image $ref is still missing after the import"
+    done
+    log "all ${#ALL_IMAGES[@]} images imported"
+  fi
+}
+
+join() {
+  log "== keadm join =="
+  install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
+  if [[ $JOINED == 1 ]]; then
+    return 0
+  fi
+  run "$KEADM_BIN" join \
+    --kubeedge-version "$KUBEEDGE_VERSION_BARE" \
+    --cloudcore-ipport "$CLOUD" \
+    --token "$TOKEN" \
+    --edgenode-name "$NODE_NAME" \
+    --remote-runtime-endpoint "unix://$CONTAINERD_SOCK" \
+    --cgroupdriver "$CGROUP_DRIVER" \
+    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY"
+  wait_for "$TIMEOUT" "$EDGECORE_CONFIG written by keadm join" test -f "$EDGECORE_CONFIG"
+}
+
+configure_edgecore() {
+  log "== edgecore configuration =="
+  local extra=()
+  [[ $DRY_RUN == 1 ]] && extra+=(--dry-run)
+  [[ -n $LOG_FILE ]] && extra+=(--log-file "$LOG_FILE")
+  if [[ $DRY_RUN == 1 && ! -f $EDGECORE_CONFIG ]]; then
+    _kp_emit DRY-RUN "$BUNDLE_DIR/scripts/configure-edgecore.sh --cloud-ip $CLOUD_IP (after keadm join wrote $EDGECORE_CONFIG)"
+    return 0
+  fi
+  "$BUNDLE_DIR/scripts/configure-edgecore.sh" --cloud-ip "$CLOUD_IP" --config "$EDGECORE_CONFIG" \
+    --timeout "$TIMEOUT" "${extra[@]+"${extra[@]}"}"
+}
+
+summary() {
+  local my_ip=""
+  if command -v ip >/dev/null 2>&1; then
+    my_ip=$(ip -o route get "$CLOUD_IP" 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }') || my_ip=""
+  fi
+  [[ $DRY_RUN == 1 ]] || {
+    state_put "$EDGE_STATE" CLOUD "$CLOUD"
+    state_put "$EDGE_STATE" NODE_NAME "$NODE_NAME"
+    state_put "$EDGE_STATE" CGROUP_DRIVER "$CGROUP_DRIVER"
+  }
+  printf '\nKubePrepare edge install %s (%s)\n' "$([[ $DRY_RUN == 1 ]] && printf 'dry run done' || printf complete)" "$BUNDLE_NAME"
+  printf '  node name       %s\n' "$NODE_NAME"
+  printf '  cloud           %s\n' "$CLOUD"
+  printf '  runtime         containerd (%s), cgroup driver %s\n' "$RUNTIME" "$CGROUP_DRIVER"
+  printf '  keadm join      %s\n' "$([[ $JOINED == 1 ]] && printf 'already joined (skipped)' || printf 'done')"
+  printf '  edgecore        edgeStream -> %s:%s, metaServer {{edge.metaServer}}, clusterDNS {{edge.clusterDNS}}, kubelet on {{edge.kubeletAddress}}\n' "$CLOUD_IP" "$PORT_TUNNEL"
+  printf 'On the cloud node, add this node to the stream certificate (kubectl logs/exec):\n'
+  printf '  sudo <cloud bundle>/scripts/refresh-stream-cert.sh --add-edge-ip %s\n\n' "${my_ip:-<this node IP>}"
+  log "edge install finished"
+}
+
+main() {
+  parse_args "$@"
+  log_init "$LOG_PATH"
+  [[ $DRY_RUN == 1 ]] && log "DRY RUN: nothing on this host will be changed"
+  log "== preflight =="
+  need_root
+  check_arch
+  need_cmd awk sed grep cmp install mktemp sha256sum tar timeout systemctl uname find
+  local f
+  for f in "$BUNDLE_KEADM" "$BUNDLE_IMAGES"; do
+    [[ -f $f ]] || die_preflight "bundle file missing: $f"
+  done
+  "$BUNDLE_DIR/verify.sh" --quiet || die_verify "the bundle in $BUNDLE_DIR is damaged (see above); copy it again"
+  log "bundle $BUNDLE_NAME verified"
+  check_cloud_reachable
+  detect_edgecore
+  detect_runtime
+  install_runtime
+  start_runtime
+  import_images
+  join
+  configure_edgecore
+  summary
+}
+
+main "$@"

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# configure-edgecore.sh: sets the edgecore.yaml keys kubectl logs/exec/top and EdgeMesh need
+# (bundle {{bundleName}}).
+{{> shell-lib}}
+{{> yaml-tool}}
+
+readonly PORT_TUNNEL={{ports.tunnel}}
+
+usage() {
+  cat <<USAGE
+Usage: $SCRIPT_NAME --cloud-ip IP [--config PATH] [--no-restart] [--timeout SECONDS]
+                    [--dry-run] [--log-file PATH] [--help]
+
+Edits edgecore.yaml as a structured document (an awk reader of its block YAML that only touches
+the keys below; every other line is kept byte for byte), then reads every key back and fails if
+one does not hold its value:
+  modules.edgeStream.enable                            true
+  modules.edgeStream.server                            <cloud-ip>:$PORT_TUNNEL
+  modules.edgeStream.tlsTunnelCAFile                   /etc/kubeedge/ca/rootCA.crt
+  modules.edgeStream.tlsTunnelCertFile                 /etc/kubeedge/certs/server.crt
+  modules.edgeStream.tlsTunnelPrivateKeyFile           /etc/kubeedge/certs/server.key
+  modules.metaManager.metaServer.enable                true
+  modules.metaManager.metaServer.server                {{edge.metaServer}}
+  modules.edged.tailoredKubeletConfig.clusterDNS       [{{edge.clusterDNS}}]  (EdgeMesh DNS)
+  modules.edged.tailoredKubeletConfig.clusterDomain    {{edge.clusterDomain}}
+  modules.edged.tailoredKubeletConfig.address          {{edge.kubeletAddress}}  (no external kubelet port)
+Before the first change the file is copied to edgecore.yaml.bak.<timestamp>; when nothing has to
+change, nothing is written and edgecore is not restarted. After a change edgecore is restarted.
+
+  --cloud-ip IP      the cloud node (CloudStream tunnel on port $PORT_TUNNEL)        [required]
+  --config PATH      default /etc/kubeedge/config/edgecore.yaml
+  --no-restart       do not restart edgecore after a change
+  --timeout SECONDS  how long to wait for edgecore to be active again (default 120)
+  --dry-run          show the changes, write nothing
+  --log-file PATH    also append the log to PATH
+  --help             show this help
+Exit status: 0 ok, 1 a step failed, 2 bad usage, 3 preflight failed, 4 read-back check failed.
+USAGE
+}
+
+CLOUD_IP=""
+CONFIG=$(sys /etc/kubeedge/config/edgecore.yaml)
+RESTART=1
+TIMEOUT=120
+LOG_PATH=""
+
+parse_args() {
+  normalize_args "$@"
+  set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
+  while (($#)); do
+    case $1 in
+      --cloud-ip) need_value "$1" "$#" "${2-}"; CLOUD_IP=$2; shift 2 ;;
+      --config) need_value "$1" "$#" "${2-}"; CONFIG=$2; shift 2 ;;
+      --no-restart) RESTART=0; shift ;;
+      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
+      -h | --help) usage; exit 0 ;;
+      *) die_usage "unknown argument: $1" ;;
+    esac
+  done
+  [[ -n $CLOUD_IP ]] || die_usage "--cloud-ip is required"
+  is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud-ip: '$CLOUD_IP' is not a usable IPv4 address"
+  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
+}
+
+# path|kind|value
+desired() {
+  cat <<SETTINGS
+modules.edgeStream.enable|scalar|true
+modules.edgeStream.server|scalar|$CLOUD_IP:$PORT_TUNNEL
+modules.edgeStream.tlsTunnelCAFile|scalar|/etc/kubeedge/ca/rootCA.crt
+modules.edgeStream.tlsTunnelCertFile|scalar|/etc/kubeedge/certs/server.crt
+modules.edgeStream.tlsTunnelPrivateKeyFile|scalar|/etc/kubeedge/certs/server.key
+modules.metaManager.metaServer.enable|scalar|true
+modules.metaManager.metaServer.server|scalar|{{edge.metaServer}}
+modules.edged.tailoredKubeletConfig.clusterDNS|list|{{edge.clusterDNS}}
+modules.edged.tailoredKubeletConfig.clusterDomain|scalar|{{edge.clusterDomain}}
+modules.edged.tailoredKubeletConfig.address|scalar|{{edge.kubeletAddress}}
+SETTINGS
+}
+
+WORK=""
+NEXT=""
+cleanup() { rm -f -- "$WORK" "$NEXT"; }
+
+main() {
+  parse_args "$@"
+  [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
+  need_cmd awk cmp cp mv mktemp date
+  [[ -f $CONFIG ]] || die_preflight "$CONFIG not found (keadm join writes it)"
+  need_root
+
+  local path kind value old changes=() rc
+  WORK=$(mktemp "${TMPDIR:-/tmp}/kp-edgecore.XXXXXX")
+  NEXT=$(mktemp "${TMPDIR:-/tmp}/kp-edgecore.XXXXXX")
+  trap cleanup EXIT
+  cp -- "$CONFIG" "$WORK"
+
+  while IFS='|' read -r path kind value; do
+    rc=0
+    old=$(yaml_get "$WORK" "$path") || rc=$?
+    ((rc == 0 || rc == 3)) || die "cannot read $path from $CONFIG (awk status $rc)"
+    ((rc == 3)) && old="<absent>"
+    if [[ $old == "$value" ]]; then
+      log "ok        $path = $value"
+      continue
+    fi
+    rc=0
+    if [[ $kind == list ]]; then
+      yaml_set_list "$WORK" "$path" "$value" >"$NEXT" || rc=$?
+    else
+      yaml_set "$WORK" "$path" "$value" >"$NEXT" || rc=$?
+    fi
+    case $rc in
+      0) ;;
+      3) die "cannot set $path: its parent mapping is not in $CONFIG (not an edgecore v1alpha2 config?)" ;;
+      4) die "cannot set $path: it holds a mapping in $CONFIG, not a value" ;;
+      *) die "editing $path failed (awk status $rc)" ;;
+    esac
+    cp -- "$NEXT" "$WORK"
+    changes+=("$path: $old -> $value")
+    log "change    $path: $old -> $value"
+  done < <(desired)
+
+  if ((${#changes[@]} == 0)); then
+    log "$CONFIG already has every setting: nothing to change"
+  else
+    local backup
+    backup="$CONFIG.bak.$(date +%Y%m%d%H%M%S)"
+    if [[ $DRY_RUN == 1 ]]; then
+      _kp_emit DRY-RUN "cp -p $CONFIG $backup, then write ${#changes[@]} change(s) to $CONFIG"
+    else
+      cp -p -- "$CONFIG" "$backup"
+      log "backup: $backup"
+      # same directory, then rename: the file is never half-written
+      local tmp
+      tmp=$(mktemp "$CONFIG.kp.XXXXXX")
+      cat -- "$WORK" >"$tmp"
+      chmod --reference="$CONFIG" -- "$tmp" 2>/dev/null || chmod 0644 -- "$tmp"
+      mv -f -- "$tmp" "$CONFIG"
+      # read back every key from the file on disk
+      local bad=()
+      while IFS='|' read -r path kind value; do
+        old=$(yaml_get "$CONFIG" "$path") || old="<absent>"
+        [[ $old == "$value" ]] || bad+=("$path=$old (want $value)")
+      done < <(desired)
+      ((${#bad[@]} == 0)) || die_verify "$CONFIG does not hold the new settings: ${bad[*]} (backup in $backup)"
+      log "read back: all settings present in $CONFIG"
+    fi
+  fi
+
+  printf '\nedgecore.yaml (%s): %d change(s)\n' "$CONFIG" "${#changes[@]}"
+  local c
+  for c in "${changes[@]+"${changes[@]}"}"; do printf '  %s\n' "$c"; done
+
+  if ((${#changes[@]} > 0)) && [[ $RESTART == 1 ]]; then
+    run systemctl restart edgecore
+    wait_for "$TIMEOUT" "edgecore to be active" systemctl is-active --quiet edgecore
+  fi
+}
+
+main "$@"
