@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli, makeProgram } from '../../src/cli.js';
+import { chooseRenderer } from '../../src/progress/ui.js';
+import { parseArchList } from '../../src/platform.js';
+import { captureIo } from '../harness/io.js';
+
+test('--help of every command has examples, and exits 0', async () => {
+  const names = makeProgram(captureIo()).commands.map((c) => c.name()).filter((n) => n !== 'help');
+  assert.ok(names.includes('build') && names.includes('plan') && names.includes('render') && names.includes('images'), names.join(','));
+  for (const args of [['--help'], ...names.map((n) => [n, '--help'])]) {
+    const io = captureIo();
+    assert.equal(await runCli(args, io), 0, args.join(' '));
+    assert.match(io.outText(), /Examples:\n\s+\$ (kubeprepare|bundle) /, `${args.join(' ')} shows examples`);
+  }
+});
+
+test('usage errors exit 2: unknown command, unknown option, bad choice', async () => {
+  for (const args of [['frobnicate'], ['plan', '--arch', 'arm64', '--bogus'], ['build', '--arch', 'arm64', '--compression', 'lz4'], ['build', '--arch', 'arm64', '--only', 'both']]) {
+    const io = captureIo();
+    assert.equal(await runCli(args, io), 2, args.join(' '));
+    assert.ok(io.errText().length > 0, 'says why');
+  }
+});
+
+test('--version prints the package version', async () => {
+  const io = captureIo();
+  assert.equal(await runCli(['--version'], io), 0);
+  assert.match(io.outText(), /^\d+\.\d+\.\d+/);
+});
+
+test('progress renderer: listr2 default on a TTY, plain lines on CI or a pipe, nothing with --quiet', () => {
+  assert.equal(chooseRenderer({ isTTY: true, env: {} }), 'default');
+  assert.equal(chooseRenderer({ isTTY: true, env: { CI: 'true' } }), 'plain');
+  assert.equal(chooseRenderer({ isTTY: false, env: {} }), 'plain');
+  assert.equal(chooseRenderer({ quiet: true, isTTY: true, env: {} }), 'silent');
+});
+
+test('--arch parsing: comma lists, aliases, arm = arm/v7, duplicates dropped, never another arch', () => {
+  assert.deepEqual(parseArchList('arm64, amd64,arm64'), [
+    { os: 'linux', architecture: 'arm64' },
+    { os: 'linux', architecture: 'amd64' },
+  ]);
+  assert.deepEqual(parseArchList('arm'), [{ os: 'linux', architecture: 'arm', variant: 'v7' }]);
+  assert.deepEqual(parseArchList('linux/arm/v6'), [{ os: 'linux', architecture: 'arm', variant: 'v6' }]);
+  assert.throws(() => parseArchList('riscv64'), /unknown architecture 'riscv64'/);
+  assert.throws(() => parseArchList(' , '), /--arch is empty/);
+});
+
+test('plan --json: one object per bundle with side, arch, images[].ref and binaries[].url', async () => {
+  const io = captureIo();
+  assert.equal(await runCli(['plan', '--arch', 'arm64,arm', '--json'], io), 0, io.errText());
+  const p = JSON.parse(io.outText());
+  assert.equal(p.bundles.length, 4);
+  const edgeArm = p.bundles.find((b: { side: string; arch: string }) => b.side === 'edge' && b.arch === 'arm');
+  assert.ok(edgeArm.images.every((i: { ref: string }) => /^[a-z0-9.-]+(:\d+)?\/.+:.+$/.test(i.ref)));
+  assert.ok(edgeArm.binaries.some((b: { url: string }) => b.url.endsWith('keadm-v1.22.0-linux-arm.tar.gz')));
+  // containerd publishes no linux/arm build: the plan says so instead of bundling another arch.
+  assert.ok(!edgeArm.binaries.some((b: { name: string }) => b.name === 'containerd'));
+  assert.ok(edgeArm.notes.some((n: string) => /containerd .*no linux\/arm build/.test(n)));
+  const cloudArm64 = p.bundles.find((b: { side: string; arch: string }) => b.side === 'cloud' && b.arch === 'arm64');
+  assert.ok(cloudArm64.binaries.some((b: { url: string }) => b.url.endsWith('/k3s-arm64')));
+  assert.match(cloudArm64.output, /kubeprepare-cloud-v1\.22\.0-linux-arm64\.tar$/);
+});
