@@ -157,12 +157,16 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
   });
 }
 
-/** Forwards writes to `out` (with backpressure) while hashing them; ending it does not end `out`. */
+/**
+ * Forwards writes to `out` while hashing them; ending it does not end `out`. It buffers up to 8 MiB so
+ * that reading and hashing the next blob overlaps with the file write of the previous chunk (the file
+ * stream's own buffer is small); memory stays bounded by that.
+ */
 class HashingForwarder extends Writable {
   private readonly hash = createHash('sha256');
   private result: string | undefined;
   constructor(private readonly out: Writable) {
-    super({ highWaterMark: 1 << 20 });
+    super({ highWaterMark: 8 << 20 });
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.hash.update(chunk);

@@ -1,0 +1,205 @@
+/**
+ * Registry-engine benchmark against the reference fixtures (../shared/bench/fixtures.py).
+ *
+ *   npm run bench                       # scale 0.25 (about 450 MB of fixtures; a few minutes on 2 cores)
+ *   KP_BENCH_SCALE=1 npm run bench      # the full reference set (about 1.8 GB; fixtures take ~3 min to build)
+ *   npm run bench -- --scale 0.1        # same, as an argument
+ *
+ * Fixtures are built once per scale into bench/.work/fixtures-<scale>/ (gitignored) and pushed to two
+ * fresh local docker-registry instances (docker.io and registry.k8s.io images). Then, in one run, for
+ * the cloud arm64 set (every image but the edge ones, as in shared/bench/baselines.sh):
+ *   floor  as in shared/bench/baselines.sh: manifests resolved, every unique blob fetched by 4 parallel
+ *          curls (to /dev/null), then once more sequentially into one file
+ *   cold   our engine with an empty cache (child process: its time and peak RSS)
+ *   warm   our engine again with the cache populated
+ *   skopeo skopeo copy … oci-archive: per image, then tar cf (reference baseline)
+ * and checks: cold ≤ 1.5× floor, warm ≤ 0.7× floor, archive ≤ unique blob bytes + 1%, peak RSS ≤ 150 MB.
+ * Exits 1 when a target is missed.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const shared = resolve(root, '..', 'shared', 'bench');
+const fixturesPy = join(shared, 'fixtures.py');
+const EDGE = new Set(['kubeedge/installation-package', 'library/eclipse-mosquitto', 'kubeedge/pause']);
+const ARCH = 'arm64';
+const ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(',');
+
+interface CatalogEntry {
+  registry: string;
+  repo: string;
+  tag: string;
+}
+
+function scaleArg(): number {
+  const i = process.argv.indexOf('--scale');
+  const raw = i >= 0 ? process.argv[i + 1] : process.env.KP_BENCH_SCALE;
+  const s = Number(raw ?? '0.25');
+  if (!Number.isFinite(s) || s <= 0 || s > 4) throw new Error(`bad scale '${raw}' (use e.g. 0.25 or 1)`);
+  return s;
+}
+
+function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', rej);
+    child.on('close', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+async function must(cmd: string, args: string[], what: string): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const t0 = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(fixturesPy)) {
+    console.error(`bench: ${fixturesPy} is missing. The bench needs the shared reference fixtures beside the repository (../shared/bench/fixtures.py).`);
+    process.exit(2);
+  }
+  for (const [bin, pkg] of [
+    ['/usr/bin/docker-registry', 'docker-registry'],
+    ['/usr/bin/skopeo', 'skopeo'],
+    ['/usr/bin/curl', 'curl'],
+  ] as const) {
+    if (!existsSync(bin)) {
+      console.error(`bench: ${bin} is missing (apt-get install ${pkg})`);
+      process.exit(2);
+    }
+  }
+  const scale = scaleArg();
+  const work = join(root, 'bench', '.work');
+  const fixtures = join(work, `fixtures-${scale}`);
+  const run1 = join(work, 'run');
+  await rm(run1, { recursive: true, force: true });
+  await mkdir(run1, { recursive: true });
+
+  if (!existsSync(join(fixtures, 'catalog.json'))) {
+    console.log(`building fixtures at scale ${scale} into ${fixtures} (once per scale)…`);
+    // fixtures.py reads the scale as its third argument.
+    const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
+    console.log(`  built in ${b.seconds.toFixed(1)} s`);
+  }
+  const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
+  const cloud = catalog.filter((c) => !EDGE.has(c.repo));
+
+  let hub: TestRegistry | undefined;
+  let k8s: TestRegistry | undefined;
+  try {
+    hub = await startRegistry();
+    k8s = await startRegistry();
+    const p = await timed(() => must('python3', [fixturesPy, 'push', fixtures, String(hub!.port), String(k8s!.port)], 'fixtures.py push'));
+    console.log(`pushed ${catalog.length} images to two registries in ${p.seconds.toFixed(1)} s`);
+    const local = (c: CatalogEntry) => `${c.registry === 'registry.k8s.io' ? k8s!.host : hub!.host}/${c.repo}:${c.tag}`;
+
+    // Floor: resolve manifests, then fetch every unique blob once (4 parallel curls).
+    const floorFile = join(run1, 'floor.bin');
+    const floor = await timed(async () => {
+      const urls = new Map<string, string>();
+      for (const c of cloud) {
+        const host = c.registry === 'registry.k8s.io' ? k8s!.host : hub!.host;
+        const idx = (await (await fetch(`http://${host}/v2/${c.repo}/manifests/${c.tag}`, { headers: { accept: ACCEPT } })).json()) as { manifests: { digest: string; platform: { architecture: string } }[] };
+        const m = idx.manifests.find((e) => e.platform.architecture === ARCH)!;
+        const man = (await (await fetch(`http://${host}/v2/${c.repo}/manifests/${m.digest}`, { headers: { accept: ACCEPT } })).json()) as { config: { digest: string }; layers: { digest: string }[] };
+        for (const b of [man.config, ...man.layers]) if (!urls.has(b.digest)) urls.set(b.digest, `http://${host}/v2/${c.repo}/blobs/${b.digest}`);
+      }
+      // Exactly as shared/bench/baselines.sh: 4 parallel curls to /dev/null, then every blob once more,
+      // sequentially, appended to one file; both are part of the floor's time.
+      const list = [...urls.values()];
+      const queue = [...list];
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let u = queue.shift(); u; u = queue.shift()) await must('curl', ['-sf', '-o', '/dev/null', u], `curl ${u}`);
+        }),
+      );
+      await must('sh', ['-c', `: > "$0"; for u in "$@"; do curl -sf "$u" >> "$0" || exit 1; done`, floorFile, ...list], 'floor download');
+      return urls.size;
+    });
+    const floorBytes = (await stat(floorFile)).size;
+
+    // Our engine, cold then warm, each in a child process.
+    const registriesFile = join(run1, 'registries.yaml');
+    await writeFile(registriesFile, `mirrors:\n  docker.io:\n    endpoint: ["${hub.url}"]\n  registry.k8s.io:\n    endpoint: ["${k8s.url}"]\n`);
+    const images = cloud.map((c) => `${c.registry}/${c.repo}:${c.tag}`);
+    const cacheDir = join(run1, 'cache');
+    const engineRun = async (name: string) => {
+      const args = JSON.stringify({ images, arch: ARCH, outFile: join(run1, `${name}.tar`), cacheDir, registriesFile });
+      const wall = await timed(() => must(process.execPath, ['--import', 'tsx', join(root, 'bench', 'engine-child.ts'), args], `engine ${name} build`));
+      const r = JSON.parse(wall.value.trim().split('\n').pop()!) as { seconds: number; size: number; uniqueBlobBytes: number; totalBlobBytes: number; sha256: string; maxRssKb: number };
+      return { ...r, wall: wall.seconds };
+    };
+    const cold = await engineRun('cold');
+    const warm = await engineRun('warm');
+    if (warm.sha256 !== cold.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
+
+    // skopeo oci-archive per image, then one plain tar (as in baselines.sh).
+    const skDir = join(run1, 'skopeo', 'images');
+    await mkdir(skDir, { recursive: true });
+    const sk = await timed(async () => {
+      for (const c of cloud) {
+        const name = `${c.registry}/${c.repo}:${c.tag}`;
+        await must(
+          'skopeo',
+          ['--override-arch', ARCH, '--override-variant', 'v8', 'copy', '-q', '--src-tls-verify=false', `docker://${local(c)}`, `oci-archive:${join(skDir, `${name.replace(/[/:]/g, '-')}.tar`)}:${name}`],
+          `skopeo copy ${name}`,
+        );
+      }
+      await must('tar', ['cf', join(run1, 'skopeo-oci.tar'), '-C', join(run1, 'skopeo'), 'images'], 'tar cf');
+    });
+    const skBytes = (await stat(join(run1, 'skopeo-oci.tar'))).size;
+
+    const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+    const rows: [string, number, number][] = [
+      ['floor (unique blobs over HTTP)', floor.seconds, floorBytes],
+      ['kubeprepare cold', cold.seconds, cold.size],
+      ['kubeprepare warm', warm.seconds, warm.size],
+      ['skopeo oci-archive + tar', sk.seconds, skBytes],
+    ];
+    console.log(`\ncloud ${ARCH} set: ${cloud.length} images, ${floor.value} unique blobs, scale ${scale}`);
+    for (const [name, s, bytes] of rows) {
+      console.log(`  ${name.padEnd(32)} ${s.toFixed(2).padStart(7)} s  ${(s / floor.seconds).toFixed(2).padStart(5)}× floor  ${mb(bytes).padStart(10)}`);
+    }
+    console.log(`  (engine wall time incl. node+tsx start-up: cold ${cold.wall.toFixed(2)} s, warm ${warm.wall.toFixed(2)} s)`);
+    const checks: [string, boolean, string][] = [
+      ['cold ≤ 1.5× floor', cold.seconds <= 1.5 * floor.seconds, `${(cold.seconds / floor.seconds).toFixed(2)}×`],
+      ['warm ≤ 0.7× floor', warm.seconds <= 0.7 * floor.seconds, `${(warm.seconds / floor.seconds).toFixed(2)}×`],
+      // uniqueBlobBytes = the floor's blobs plus the image manifests the archive must carry.
+      ['archive ≤ unique blob bytes + 1%', cold.size <= cold.uniqueBlobBytes * 1.01, `${mb(cold.size)} vs ${mb(cold.uniqueBlobBytes)} (+${(((cold.size - cold.uniqueBlobBytes) / cold.uniqueBlobBytes) * 100).toFixed(2)}%)`],
+      ['peak RSS ≤ 150 MB', cold.maxRssKb <= 150 * 1024 && warm.maxRssKb <= 150 * 1024, `cold ${(cold.maxRssKb / 1024).toFixed(0)} MB, warm ${(warm.maxRssKb / 1024).toFixed(0)} MB`],
+    ];
+    console.log('');
+    for (const [name, ok, detail] of checks) console.log(`  ${ok ? 'PASS' : 'FAIL'}  ${name.padEnd(34)} ${detail}`);
+    const failed = checks.filter((c) => !c[1]).length;
+    console.log(`\n${checks.length - failed} passed, ${failed} failed`);
+    process.exitCode = failed ? 1 : 0;
+  } finally {
+    await hub?.stop();
+    await k8s?.stop();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
