@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# check-logs-metrics.sh: the cloud-side checklist for kubectl logs/exec/top on edge nodes
+# (bundle {{bundleName}}).
+{{> shell-lib}}
+{{> yaml-tool}}
+
+readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_METRICS={{ports.kubeletMetrics}}
+
+usage() {
+  cat <<USAGE
+Usage: $SCRIPT_NAME [--timeout SECONDS] [--log-file PATH] [--help]
+
+Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per check:
+  K3s runs with --egress-selector-mode=disabled
+  CloudCore pod Running; cloudStream ($PORT_STREAM/$PORT_TUNNEL) and dynamicController enabled in
+  ConfigMap kubeedge/cloudcore; CloudCore listening on $PORT_STREAM and $PORT_TUNNEL
+  iptables-manager Running; ConfigMap kubeedge/tunnelport present
+  DNAT rule nat/OUTPUT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM present
+  stream certificate (Secret kubeedge/cloudcore) covers every node IP
+  edge nodes Ready; metrics API available; kubectl top node
+  kubectl logs and kubectl exec on a Running pod of an edge node (SKIP when there is none)
+Read-only: it changes nothing. Run it on the cloud node as root.
+
+  --timeout SECONDS  per kubectl call (default 20)
+  --log-file PATH    also append the results to PATH
+  --help             show this help
+Exit status: 0 every check passed or was skipped, 1 at least one FAIL, 2 bad usage,
+3 preflight failed (no kubectl/kubeconfig).
+USAGE
+}
+
+KUBECONFIG_PATH=$(sys /etc/rancher/k3s/k3s.yaml)
+TIMEOUT=20
+LOG_PATH=""
+PASSED=0
+FAILED=0
+SKIPPED=0
+DETAIL=""
+
+parse_args() {
+  normalize_args "$@"
+  set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
+  while (($#)); do
+    case $1 in
+      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
+      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
+      -h | --help) usage; exit 0 ;;
+      *) die_usage "unknown argument: $1" ;;
+    esac
+  done
+  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
+}
+
+kc() {
+  if command -v kubectl >/dev/null 2>&1; then
+    kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout="${TIMEOUT}s" "$@"
+  else
+    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout="${TIMEOUT}s" "$@"
+  fi
+}
+
+# check NAME FUNCTION: FUNCTION returns 0 (PASS), 1 (FAIL) or 2 (SKIP) and may set DETAIL.
+check() {
+  local name=$1 fn=$2 rc=0 status
+  DETAIL=""
+  "$fn" || rc=$?
+  case $rc in
+    0) status=PASS; PASSED=$((PASSED + 1)) ;;
+    2) status=SKIP; SKIPPED=$((SKIPPED + 1)) ;;
+    *) status=FAIL; FAILED=$((FAILED + 1)) ;;
+  esac
+  printf '%-4s  %-46s %s\n' "$status" "$name" "$DETAIL"
+  if [[ -n $LOG_FILE ]]; then
+    printf '%s %-4s  %-46s %s\n' "$(date '+%Y-%m-%dT%H:%M:%S%z')" "$status" "$name" "$DETAIL" >>"$LOG_FILE"
+  fi
+}
+
+CLOUDCORE_YAML=""
+cloudcore_yaml() {
+  if [[ -z $CLOUDCORE_YAML ]]; then
+    CLOUDCORE_YAML=$(mktemp "${TMPDIR:-/tmp}/kp-cloudcore.XXXXXX")
+    kc -n kubeedge get configmap cloudcore -o jsonpath='{.data.cloudcore\.yaml}' >"$CLOUDCORE_YAML" 2>/dev/null || true
+  fi
+  printf '%s' "$CLOUDCORE_YAML"
+}
+cleanup() { [[ -z $CLOUDCORE_YAML ]] || rm -f -- "$CLOUDCORE_YAML"; }
+
+c_egress() {
+  local unit
+  unit=$(sys /etc/systemd/system/k3s.service)
+  [[ -f $unit ]] || { DETAIL="$unit not found"; return 1; }
+  grep -q -- '--egress-selector-mode=disabled' "$unit" && { DETAIL="in $unit"; return 0; }
+  DETAIL="--egress-selector-mode=disabled missing from $unit"
+  return 1
+}
+pods_running() { # namespace selector
+  local phases
+  phases=$(kc -n "$1" get pods -l "$2" -o jsonpath='{.items[*].status.phase}' 2>/dev/null) || phases=""
+  DETAIL="phases: ${phases:-none}"
+  [[ " $phases " == *" Running "* ]]
+}
+c_cloudcore() { pods_running kubeedge kubeedge=cloudcore; }
+c_iptables_manager() { pods_running kubeedge k8s-app=iptables-manager; }
+c_cloudstream() {
+  local f e s t
+  f=$(cloudcore_yaml)
+  e=$(yaml_get "$f" modules.cloudStream.enable) || e=""
+  s=$(yaml_get "$f" modules.cloudStream.streamPort) || s=""
+  t=$(yaml_get "$f" modules.cloudStream.tunnelPort) || t=""
+  DETAIL="enable=${e:-?} streamPort=${s:-default} tunnelPort=${t:-default}"
+  [[ $e == true && ${s:-$PORT_STREAM} == "$PORT_STREAM" && ${t:-$PORT_TUNNEL} == "$PORT_TUNNEL" ]]
+}
+c_dynamic() {
+  local e
+  e=$(yaml_get "$(cloudcore_yaml)" modules.dynamicController.enable) || e=""
+  DETAIL="enable=${e:-?}"
+  [[ $e == true ]]
+}
+c_ports() {
+  local p missing=()
+  for p in "$PORT_STREAM" "$PORT_TUNNEL"; do
+    [[ -n $(listeners "$p") ]] || missing+=("$p")
+  done
+  if ((${#missing[@]})); then DETAIL="nothing listens on ${missing[*]}"; return 1; fi
+  DETAIL="$PORT_STREAM: $(listeners "$PORT_STREAM" | head -n 1)"
+}
+c_tunnelport() {
+  local rec
+  kc -n kubeedge get configmap tunnelport >/dev/null 2>&1 || { DETAIL="ConfigMap kubeedge/tunnelport missing"; return 1; }
+  rec=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || rec=""
+  DETAIL=${rec:-"no record yet (no edge node connected)"}
+}
+c_dnat() {
+  local rules
+  rules=$(iptables -w -t nat -S OUTPUT 2>/dev/null | grep -- "--dport $PORT_METRICS " | grep -- '-j DNAT' | grep -- ":$PORT_STREAM") || rules=""
+  [[ -n $rules ]] || { DETAIL="no DNAT tcp/$PORT_METRICS -> :$PORT_STREAM in nat/OUTPUT (run manifests/iptables-metrics-setup.sh)"; return 1; }
+  DETAIL=$(printf '%s' "$rules" | head -n 1 | grep -o -- '--to-destination [^ ]*')
+}
+c_stream_sans() {
+  local crt sans ip missing=()
+  crt=$(kc -n kubeedge get secret cloudcore -o jsonpath='{.data.stream\.crt}' 2>/dev/null | base64 -d 2>/dev/null) || crt=""
+  [[ -n $crt ]] || { DETAIL="no stream.crt in Secret kubeedge/cloudcore"; return 1; }
+  sans=$(printf '%s\n' "$crt" | openssl x509 -noout -text 2>/dev/null | awk '/Subject Alternative Name/ { getline; print }')
+  while IFS= read -r ip; do
+    [[ -n $ip ]] || continue
+    [[ "$sans," == *"IP Address:$ip,"* ]] || missing+=("$ip")
+  done < <(kc get nodes -o jsonpath='{range .items[*]}{range .status.addresses[?(@.type=="InternalIP")]}{.address}{"\n"}{end}{end}' 2>/dev/null)
+  if ((${#missing[@]})); then
+    DETAIL="node IP(s) not in the SANs: ${missing[*]} (scripts/refresh-stream-cert.sh --from-nodes)"
+    return 1
+  fi
+  DETAIL="SANs cover every node InternalIP"
+}
+EDGE_NODES=()
+c_edge_nodes() {
+  local line not_ready=()
+  mapfile -t EDGE_NODES < <(kc get nodes -l node-role.kubernetes.io/edge -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null | grep -v '^$')
+  ((${#EDGE_NODES[@]})) || { DETAIL="no edge node joined yet"; return 2; }
+  while IFS= read -r line; do
+    [[ $line == *=True ]] || not_ready+=("${line%%=*}")
+  done < <(kc get nodes -l node-role.kubernetes.io/edge -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}')
+  if ((${#not_ready[@]})); then DETAIL="not Ready: ${not_ready[*]}"; return 1; fi
+  DETAIL="${#EDGE_NODES[@]} Ready: ${EDGE_NODES[*]}"
+}
+c_metrics_api() {
+  local s
+  s=$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) || s=""
+  DETAIL="Available=${s:-unknown}"
+  [[ $s == True ]]
+}
+c_top() {
+  local out
+  out=$(kc top node --no-headers 2>&1) || { DETAIL=$(printf '%s' "$out" | head -n 1); return 1; }
+  DETAIL="$(printf '%s\n' "$out" | grep -c .) node(s) with metrics"
+}
+EDGE_POD=""
+find_edge_pod() {
+  local node
+  [[ -n $EDGE_POD ]] && return 0
+  for node in "${EDGE_NODES[@]+"${EDGE_NODES[@]}"}"; do
+    EDGE_POD=$(kc get pods -A --field-selector "spec.nodeName=$node,status.phase=Running" \
+      -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{"\n"}{end}' 2>/dev/null | head -n 1) || EDGE_POD=""
+    [[ -n $EDGE_POD ]] && return 0
+  done
+  return 1
+}
+c_logs() {
+  find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
+  local out
+  out=$(kc logs -n "${EDGE_POD%%/*}" "${EDGE_POD#*/}" --tail=1 2>&1) || { DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"; return 1; }
+  DETAIL="kubectl logs $EDGE_POD"
+}
+c_exec() {
+  find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
+  local out
+  if out=$(kc exec -n "${EDGE_POD%%/*}" "${EDGE_POD#*/}" -- sh -c 'exit 0' 2>&1) ||
+    out=$(kc exec -n "${EDGE_POD%%/*}" "${EDGE_POD#*/}" -- true 2>&1); then
+    DETAIL="kubectl exec $EDGE_POD"
+    return 0
+  fi
+  DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"
+  return 1
+}
+
+main() {
+  parse_args "$@"
+  [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
+  need_cmd awk grep openssl base64 ss iptables
+  [[ -f $KUBECONFIG_PATH ]] || die_preflight "$KUBECONFIG_PATH not found: is K3s installed on this node?"
+  trap cleanup EXIT
+  check "K3s egress-selector-mode=disabled" c_egress
+  check "CloudCore pod Running" c_cloudcore
+  check "cloudStream enabled ($PORT_STREAM/$PORT_TUNNEL)" c_cloudstream
+  check "dynamicController enabled" c_dynamic
+  check "CloudCore listening on $PORT_STREAM/$PORT_TUNNEL" c_ports
+  check "iptables-manager Running" c_iptables_manager
+  check "ConfigMap kubeedge/tunnelport" c_tunnelport
+  check "DNAT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM" c_dnat
+  check "stream certificate SANs" c_stream_sans
+  check "edge nodes Ready" c_edge_nodes
+  check "metrics API (v1beta1.metrics.k8s.io)" c_metrics_api
+  check "kubectl top node" c_top
+  check "kubectl logs on an edge pod" c_logs
+  check "kubectl exec on an edge pod" c_exec
+  printf '\n%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+  if ((FAILED > 0)); then
+    exit 1
+  fi
+}
+
+main "$@"
