@@ -100,8 +100,9 @@ export class CredentialStore {
       if (dc.credsStore && entry) return runCredentialHelper(dc.credsStore, helperServerUrl(name));
     }
     if (dc.credsStore) {
-      // Docker asks the store even without an auths entry; a "not found" answer is simply no credentials.
-      return runCredentialHelper(dc.credsStore, helperServerUrl(names[0] ?? host), true);
+      // Docker asks the store even without an auths entry; "not found", or a store that is not
+      // installed on this machine (a copied config.json), simply means no credentials here.
+      return runCredentialHelper(dc.credsStore, helperServerUrl(names[0] ?? host), true, true);
     }
     return undefined;
   }
@@ -147,7 +148,7 @@ function fromRegistriesAuth(a: RegistryAuthConfig, source: string): Credential {
 }
 
 /** Runs `docker-credential-<name> get` with the server URL on stdin (Docker's credential helper protocol). */
-export async function runCredentialHelper(name: string, serverUrl: string, notFoundIsUndefined = true): Promise<Credential | undefined> {
+export async function runCredentialHelper(name: string, serverUrl: string, notFoundIsUndefined = true, missingIsUndefined = false): Promise<Credential | undefined> {
   const bin = `docker-credential-${name}`;
   const { code, stdout, stderr, spawnError } = await new Promise<{ code: number | null; stdout: string; stderr: string; spawnError?: Error }>((resolve) => {
     let out = '';
@@ -161,6 +162,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
     child.stdin.end(serverUrl);
   });
   if (spawnError) {
+    if (missingIsUndefined && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UserError(`credential helper ${bin} for ${serverUrl} could not be run: ${spawnError.message}`, {
       kind: 'runtime',
       hint: `install ${bin}, or remove it from credsStore/credHelpers in the Docker config`,
