@@ -68,7 +68,9 @@ export function buildIndexJson(images: OciArchiveImage[]): string {
   const manifests = images.map((img) => {
     const r = parseImageRef(img.ref);
     const annotations: Record<string, string> = { [ANNOTATION_CONTAINERD_NAME]: r.canonical };
-    // OCI convention (and Docker's own `docker save`): ref.name is the tag.
+    // containerd (ctr import, K3s' airgap import) names images from io.containerd.image.name; it only
+    // falls back to ref.name, which it filters by --base-name (no name at all without it). ref.name
+    // is the tag, as the OCI convention and Docker's own `docker save` have it.
     if (r.tag) annotations[ANNOTATION_REF_NAME] = r.tag;
     const platform: Record<string, string> = { architecture: img.platform.architecture, os: img.platform.os };
     if (img.platform.variant) platform.variant = img.platform.variant;
