@@ -20,6 +20,12 @@ export interface ImageArchiveRequest {
   mtime: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
+  /**
+   * Per-image pull policy, keyed by the reference as listed in `images` (or its canonical form).
+   * `never`: the image must already be in the Docker daemon (docker engine only; the registry engine
+   * ignores it). Default `always`.
+   */
+  pullPolicy?: Record<string, 'always' | 'never'>;
 }
 
 export interface ArchivedImage {

@@ -17,7 +17,7 @@ export interface TestDockerd {
  * The docker CLI may be newer than the daemon; it negotiates the API version (DOCKER_API_VERSION can
  * pin it). Stopped by the PID it was started with.
  */
-export async function startDockerd(opts: { insecureRegistries?: string[] } = {}): Promise<TestDockerd> {
+export async function startDockerd(opts: { insecureRegistries?: string[]; registryMirrors?: string[] } = {}): Promise<TestDockerd> {
   requireBinary('/usr/sbin/dockerd', 'docker.io');
   const cli = existsSync('/usr/local/bin/docker') ? '/usr/local/bin/docker' : '/usr/bin/docker';
   requireBinary(cli, 'docker.io');
@@ -36,6 +36,8 @@ export async function startDockerd(opts: { insecureRegistries?: string[] } = {})
     '-H', host,
     '--pidfile', join(dir, 'docker.pid'),
     ...(opts.insecureRegistries ?? []).flatMap((r) => ['--insecure-registry', r]),
+    // docker.io pulls go to these first (http:// mirrors must also be listed as insecure registries).
+    ...(opts.registryMirrors ?? []).flatMap((m) => ['--registry-mirror', m]),
   ];
   const proc = startProcess('/usr/sbin/dockerd', args, { logFile: join(dir, 'dockerd.log') });
   const env = { ...process.env, DOCKER_HOST: host, DOCKER_CONFIG: cfgDir };
