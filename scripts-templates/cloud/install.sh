@@ -359,10 +359,10 @@ metrics_api_available() {
 
 save_state() {
   [[ $DRY_RUN == 1 ]] && return 0
-  state_put "$CLOUD_STATE" ADVERTISE_ADDRESS "$ADVERTISE"
-  state_put "$CLOUD_STATE" NODE_IP "$NODE_IP"
-  state_put "$CLOUD_STATE" NODE_NAME "$NODE_NAME"
-  state_put "$CLOUD_STATE" BUNDLE "$BUNDLE_NAME"
+  {
+    [[ -f $CLOUD_STATE ]] && grep -Ev '^(ADVERTISE_ADDRESS|NODE_IP|NODE_NAME|BUNDLE)=' "$CLOUD_STATE"
+    printf 'ADVERTISE_ADDRESS=%s\nNODE_IP=%s\nNODE_NAME=%s\nBUNDLE=%s\n' "$ADVERTISE" "$NODE_IP" "$NODE_NAME" "$BUNDLE_NAME"
+  } | sort | write_file "$CLOUD_STATE" 0600
 }
 
 print_join() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install.sh (edge): offline join of this host to a KubeEdge {{versions.kubeedge}} cloud, bundle {{bundleName}}.
 {{> shell-lib}}
+{{> yaml-tool}}
 
 readonly KUBEEDGE_VERSION={{sq versions.kubeedge}}
 readonly KUBEEDGE_VERSION_BARE={{sq versions.kubeedgeBare}}
@@ -140,7 +141,7 @@ detect_edgecore() {
           "versions (upgrade with keadm upgrade edge, or run ./uninstall.sh --yes first)"
       fi
     fi
-    server=$(grep -A6 '^    websocket:' "$EDGECORE_CONFIG" | awk '$1 == "server:" { print $2; exit }') || server=""
+    server=$(yaml_get "$EDGECORE_CONFIG" modules.edgeHub.websocket.server) || server=""
     if [[ -n $server && $server != "$CLOUD" ]]; then
       die_preflight "this node already joined the cloud at $server (not $CLOUD); run ./uninstall.sh --yes first"
     fi
@@ -380,11 +381,12 @@ summary() {
   if command -v ip >/dev/null 2>&1; then
     my_ip=$(ip -o route get "$CLOUD_IP" 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }') || my_ip=""
   fi
-  [[ $DRY_RUN == 1 ]] || {
-    state_put "$EDGE_STATE" CLOUD "$CLOUD"
-    state_put "$EDGE_STATE" NODE_NAME "$NODE_NAME"
-    state_put "$EDGE_STATE" CGROUP_DRIVER "$CGROUP_DRIVER"
-  }
+  if [[ $DRY_RUN == 0 ]]; then
+    {
+      [[ -f $EDGE_STATE ]] && grep -Ev '^(CLOUD|NODE_NAME|CGROUP_DRIVER)=' "$EDGE_STATE"
+      printf 'CLOUD=%s\nNODE_NAME=%s\nCGROUP_DRIVER=%s\n' "$CLOUD" "$NODE_NAME" "$CGROUP_DRIVER"
+    } | sort | write_file "$EDGE_STATE" 0600
+  fi
   printf '\nKubePrepare edge install %s (%s)\n' "$([[ $DRY_RUN == 1 ]] && printf 'dry run done' || printf complete)" "$BUNDLE_NAME"
   printf '  node name       %s\n' "$NODE_NAME"
   printf '  cloud           %s\n' "$CLOUD"

@@ -1,0 +1,204 @@
+#!/usr/bin/env bats
+# cloud/install.sh against PATH stubs (k3s, kubectl, keadm, systemctl, ss, iptables) and a fake root.
+load helpers/common
+
+setup() { kp_setup cloud; }
+
+install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 "$@"; }
+
+# ---- bad arguments: exit 2, nothing executed ----
+@test "cloud install: --advertise-address is required" {
+  run "$BUNDLE/install.sh"
+  status_is 2
+  output_has "--advertise-address is required"
+  [[ ! -s $KP_STUB_LOG ]]
+}
+
+@test "cloud install: bad IPs are refused" {
+  for ip in 10.0.0 300.1.1.1 a.b.c.d 127.0.0.1 0.0.0.0 224.0.0.1 010.1.1.1 ""; do
+    run "$BUNDLE/install.sh" --advertise-address "$ip"
+    status_is 2
+  done
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --node-ip 10.0.0.256
+  status_is 2
+  output_has "--node-ip: '10.0.0.256' is not a usable IPv4 address"
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --edge-ips 10.0.0.2,bogus
+  status_is 2
+  output_has "--edge-ips: 'bogus'"
+  [[ ! -s $KP_STUB_LOG ]]
+}
+
+@test "cloud install: unknown flag, missing value, bad node name, bad timeout" {
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --frobnicate
+  status_is 2
+  output_has "unknown argument: --frobnicate"
+  run "$BUNDLE/install.sh" --advertise-address
+  status_is 2
+  output_has "--advertise-address needs a value"
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --node-name Bad_Name
+  status_is 2
+  output_has "not a valid node name"
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --timeout 0
+  status_is 2
+  [[ ! -s $KP_STUB_LOG ]]
+}
+
+@test "cloud install: --flag=value form is accepted" {
+  run "$BUNDLE/install.sh" --advertise-address=192.168.10.10 --node-name=cloud-01 --dry-run
+  status_is 0
+}
+
+# ---- dry run ----
+@test "cloud install: --dry-run prints the plan and changes nothing" {
+  run install_ok --edge-ips 192.168.10.21 --dry-run
+  status_is 0
+  output_has "[DRY-RUN]"
+  output_has "keadm init --kubeedge-version 1.22.0"
+  output_has "INSTALL_K3S_EXEC=server\\ --egress-selector-mode=disabled"
+  output_has "iptables -w -t nat -A OUTPUT -p tcp --dport 10350"
+  refute_mutations
+  [[ -z $(find "$KP_SYSROOT" -mindepth 1 -print -quit) ]] || { find "$KP_SYSROOT" >&2; false; }
+}
+
+# ---- a full install and a second run ----
+@test "cloud install: installs K3s, CloudCore, certificates, EdgeMesh, metrics-server; prints the join command" {
+  run install_ok --edge-ips 192.168.10.21,192.168.10.22
+  status_is 0
+  # K3s airgap
+  [[ -x $KP_SYSROOT/usr/local/bin/k3s ]]
+  [[ -f $KP_SYSROOT/var/lib/rancher/k3s/agent/images/kubeprepare-cloud-images.tar ]]
+  cmp "$BUNDLE/images/images.tar" "$KP_SYSROOT/var/lib/rancher/k3s/agent/images/kubeprepare-cloud-images.tar"
+  called "k3s-install.sh INSTALL_K3S_EXEC=server\\ --egress-selector-mode=disabled\\ --disable=metrics-server\\ --advertise-address=192.168.10.10\\ --node-ip=192.168.10.10\\ --node-name=cloud-01 INSTALL_K3S_SKIP_DOWNLOAD=true"
+  called "get node cloud-01 -o jsonpath="
+  called "k3s ctr -n k8s.io images import --platform linux/"
+  # KubeEdge
+  [[ -x $KP_SYSROOT/usr/local/bin/keadm ]]
+  called "keadm init --kubeedge-version 1.22.0 --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
+  called "-n kubeedge rollout status deployment/cloudcore"
+  # stream certificate in the Secret, signed by the K3s server CA, SANs = cloud + edge IPs
+  crt=$KP_STUB_STATE/secret-cloudcore/stream.crt
+  [[ -f $crt && -f $KP_STUB_STATE/secret-cloudcore/stream.key && -f $KP_STUB_STATE/secret-cloudcore/streamCA.crt ]]
+  openssl verify -CAfile "$KP_SYSROOT/var/lib/rancher/k3s/server/tls/server-ca.crt" "$crt"
+  sans=$(openssl x509 -in "$crt" -noout -ext subjectAltName)
+  for ip in 192.168.10.10 192.168.10.21 192.168.10.22; do [[ $sans == *"IP Address:$ip"* ]]; done
+  cmp "$KP_STUB_STATE/secret-cloudcore/streamCA.crt" "$KP_SYSROOT/var/lib/rancher/k3s/server/tls/client-ca.crt"
+  called "-n kubeedge rollout restart deployment cloudcore"
+  # EdgeMesh
+  called "apply -f $BUNDLE/scripts/../manifests/edgemesh"
+  grep -q 'nodeName: cloud-01' "$KP_STUB_STATE/applied-ConfigMap-edgemesh-agent-cfg.yaml"
+  grep -q -- '- 192.168.10.10' "$KP_STUB_STATE/applied-ConfigMap-edgemesh-agent-cfg.yaml"
+  psk=$(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk")
+  [[ $psk =~ ^[A-Za-z0-9+/]{43}=$ ]]
+  grep -qF "$psk" "$KP_STUB_STATE/applied-ConfigMap-edgemesh-agent-psk.yaml"
+  [[ $(stat -c %a "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk") == 600 ]]
+  called "label service kubernetes service.edgemesh.kubeedge.io/service-proxy-name= --overwrite"
+  # metrics-server and its DNAT rule
+  called "iptables -w -t nat -A OUTPUT -p tcp --dport 10350 -m comment --comment kubeprepare-metrics-dnat -j DNAT --to-destination 192.168.10.10:10003"
+  called "apply -f $BUNDLE/manifests/metrics-server.yaml"
+  # state, log, join command
+  grep -qx 'NODE_IP=192.168.10.10' "$KP_SYSROOT/etc/kubeprepare/cloud.env"
+  grep -q 'keadm init' "$KP_SYSROOT/var/log/kubeprepare-install.log"
+  output_has "--cloud 192.168.10.10:10000 --token aaaaaaaa"
+  output_has "refresh-stream-cert.sh --add-edge-ip"
+}
+
+@test "cloud install: a second run changes nothing and succeeds" {
+  run install_ok --edge-ips 192.168.10.21
+  status_is 0
+  before=$(tree_of | grep -v 'kubeprepare-install.log')
+  cert_before=$(sha256sum <"$KP_STUB_STATE/secret-cloudcore/stream.crt")
+  psk_before=$(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk")
+  reset_calls
+  run install_ok
+  status_is 0
+  output_has "K3s v1.31.14+k3s1 is already installed"
+  output_has "keadm init is skipped"
+  not_called "k3s-install.sh"
+  not_called "keadm init"
+  not_called "images import"
+  not_called "iptables -w -t nat -A"
+  not_called "create secret"
+  not_called "rollout restart"
+  [[ $(tree_of | grep -v 'kubeprepare-install.log') == "$before" ]]
+  [[ $(sha256sum <"$KP_STUB_STATE/secret-cloudcore/stream.crt") == "$cert_before" ]]
+  [[ $(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk") == "$psk_before" ]]
+}
+
+@test "cloud install: a different --node-ip adds --node-external-ip and a second advertise address" {
+  run "$BUNDLE/install.sh" --advertise-address 203.0.113.7 --node-ip 10.2.0.12 --node-name cloud-01
+  status_is 0
+  called "--advertise-address=203.0.113.7\\ --node-ip=10.2.0.12\\ --node-name=cloud-01\\ --node-external-ip=203.0.113.7\\ --tls-san=203.0.113.7"
+  called "keadm init --kubeedge-version 1.22.0 --advertise-address 203.0.113.7\\,10.2.0.12"
+  # CloudCore listens on the node IP (hostNetwork): the DNAT goes there
+  called "--to-destination 10.2.0.12:10003"
+}
+
+# ---- refusals: nothing changed ----
+@test "cloud install: an installed K3s of another version is never replaced" {
+  mkdir -p "$KP_SYSROOT/usr/local/bin"
+  cp "$BUNDLE/bin/k3s" "$KP_SYSROOT/usr/local/bin/k3s"
+  KP_FAKE_K3S_VERSION=v1.29.0+k3s1 run install_ok
+  status_is 3
+  output_has "K3s v1.29.0+k3s1 is installed"
+  refute_mutations
+  not_called "install -m"
+}
+
+@test "cloud install: a deployed KubeEdge of another version is refused" {
+  run install_ok
+  status_is 0
+  printf 'docker.io/kubeedge/cloudcore:v1.20.0' >"$KP_STUB_STATE/kubeedge"
+  reset_calls
+  run install_ok
+  status_is 3
+  output_has "KubeEdge CloudCore v1.20.0 is deployed"
+  refute_mutations
+}
+
+@test "cloud install: a port taken by another program stops the install" {
+  KP_FAKE_LISTENERS="10000 nginx;6443 k3s-server" run install_ok
+  status_is 3
+  output_has "10000"
+  output_has "nginx"
+  refute_mutations
+}
+
+@test "cloud install: ports held by our own K3s/CloudCore are fine on a re-run" {
+  run install_ok
+  status_is 0
+  KP_FAKE_LISTENERS="6443 k3s-server;10000 cloudcore;10002 cloudcore;10003 cloudcore;10004 cloudcore;4443 metrics-server" run install_ok
+  status_is 0
+  output_has "port 10003 is in use by our own cloudcore"
+}
+
+@test "cloud install: a damaged bundle is refused (verify.sh), exit 4" {
+  printf 'x' >>"$BUNDLE/bin/keadm"
+  run install_ok
+  status_is 4
+  output_has "modified: bin/keadm"
+  refute_mutations
+}
+
+@test "cloud install: wrong architecture, exit 3" {
+  KP_FAKE_UNAME_M=mips64 run install_ok
+  status_is 3
+  output_has "but this host is mips64"
+  refute_mutations
+}
+
+@test "cloud install: CloudCore without dynamicController is reported with the fix" {
+  cfg=$BATS_TEST_TMPDIR/cloudcore.yaml
+  printf 'modules:\n  cloudStream:\n    enable: true\n  dynamicController:\n    enable: false\n' >"$cfg"
+  KP_FAKE_CLOUDCORE_YAML=$cfg run install_ok
+  status_is 1
+  output_has "modules.dynamicController.enable=false"
+  output_has "keadm upgrade cloud"
+}
+
+@test "cloud install: stale iptables-manager RBAC from an earlier install is removed before keadm init" {
+  touch "$KP_STUB_STATE/stale-iptables-rbac"
+  run install_ok
+  status_is 0
+  called "delete clusterrolebinding iptables-manager --ignore-not-found"
+  called "delete clusterrole iptables-manager --ignore-not-found"
+}

@@ -1,0 +1,92 @@
+# Shared setup for the bats suite. Each test gets:
+#   KP_SYSROOT      a fresh fake root the scripts install into (TEST-ONLY prefix of /etc, /usr/local...)
+#   KP_STUB_DIR     test/bats/stubs first in PATH (k3s, kubectl, keadm, systemctl, iptables, ctr...)
+#   KP_STUB_LOG     every stub call, one line each: assert on it with called/not_called/count_calls
+#   KP_STUB_STATE   what the stubs emulate (k3s running, images imported, secrets...)
+#   BUNDLE          a private copy of a rendered fake bundle (cloud or edge) for the host arch
+KP_REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+export KP_REPO
+
+kp_host_arch() {
+  case $(/usr/bin/env uname -m) in
+    aarch64 | arm64) echo arm64 ;;
+    armv7l | armv8l | armhf) echo arm ;;
+    *) echo amd64 ;;
+  esac
+}
+
+# kp_bundle SIDE [ARCH]: renders (once per bats run) and prints the path of a pristine bundle.
+kp_bundle() {
+  local side=$1 arch=${2:-$(kp_host_arch)}
+  local dir=${BATS_RUN_TMPDIR:-$BATS_FILE_TMPDIR}/bundle-$side-$arch
+  if [[ ! -f $dir/SHA256SUMS ]]; then
+    (cd "$KP_REPO" && node --import tsx test/bats/helpers/render-bundle.ts "$side" "$arch" "$dir" >/dev/null) || return 1
+  fi
+  printf '%s' "$dir"
+}
+
+# kp_setup SIDE [ARCH]: per-test environment and a private bundle copy in $BUNDLE.
+kp_setup() {
+  local side=$1 arch=${2:-} src
+  src=$(kp_bundle "$side" $arch)
+  export BUNDLE=$BATS_TEST_TMPDIR/bundle
+  rm -rf "$BUNDLE"
+  cp -a "$src" "$BUNDLE"
+  export KP_SYSROOT=$BATS_TEST_TMPDIR/root
+  export KP_STUB_DIR=$KP_REPO/test/bats/stubs
+  export KP_STUB_LOG=$BATS_TEST_TMPDIR/calls.log
+  export KP_STUB_STATE=$BATS_TEST_TMPDIR/state
+  export KP_SKIP_ROOT_CHECK=1
+  export KP_POLL_INTERVAL=0
+  export PATH="$KP_STUB_DIR:$PATH"
+  mkdir -p "$KP_SYSROOT" "$KP_STUB_STATE"
+  : >"$KP_STUB_LOG"
+  # the images the stub importers "import": the bundle's list
+  KP_FAKE_IMAGES=$(node -e 'console.log(require(process.argv[1]).images.join(" "))' "$BUNDLE/bundle.json")
+  export KP_FAKE_IMAGES
+  export KP_FAKE_EDGECORE_YAML=$KP_REPO/test/fixtures/payload/edgecore-v1.22.yaml
+}
+
+# Assertions on the stub call log (fixed-string match on one line).
+called() {
+  grep -qF -- "$1" "$KP_STUB_LOG" || {
+    printf 'expected a call matching: %s\ncalls:\n' "$1" >&2
+    cat "$KP_STUB_LOG" >&2
+    return 1
+  }
+}
+not_called() {
+  if grep -F -- "$1" "$KP_STUB_LOG" >&2; then
+    printf '^ unexpected call(s) matching: %s\n' "$1" >&2
+    return 1
+  fi
+}
+count_calls() { grep -cF -- "$1" "$KP_STUB_LOG" || true; }
+reset_calls() { : >"$KP_STUB_LOG"; }
+
+# Run output assertions (bats' run sets $status and $output).
+status_is() {
+  [[ $status -eq $1 ]] || {
+    printf 'expected exit status %s, got %s; output:\n%s\n' "$1" "$status" "$output" >&2
+    return 1
+  }
+}
+output_has() {
+  [[ $output == *"$1"* ]] || {
+    printf 'expected output to contain: %s\noutput:\n%s\n' "$1" "$output" >&2
+    return 1
+  }
+}
+# A listing of every file under the fake root (for "nothing changed" checks).
+tree_of() { (cd "$KP_SYSROOT" && find . -print0 | sort -z | xargs -0 -r stat -c '%n %s %Y' 2>/dev/null); }
+
+# Mutating calls no --dry-run may make.
+refute_mutations() {
+  local pat
+  for pat in "keadm init" "keadm join" "keadm reset" "k3s-install.sh" "kubectl apply" "kubectl delete" \
+    "kubectl label" "kubectl patch" "kubectl rollout restart" "iptables -w -t nat -A" "iptables -w -t nat -D" \
+    "images import" "systemctl start" "systemctl restart" "systemctl enable" "systemctl disable" "systemctl daemon-reload" \
+    "netfilter-persistent" "k3s-uninstall.sh"; do
+    not_called "$pat" || return 1
+  done
+}
