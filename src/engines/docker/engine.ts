@@ -430,8 +430,10 @@ export class DockerEngine implements ImageEngine {
     const err = e as NodeJS.ErrnoException & { statusCode?: number; json?: { message?: string } | null; reason?: string };
     if (err?.name === 'AbortError') return err;
     if (err?.code && ['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EACCES', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(err.code)) return noDaemon(this.addr, e);
-    const msg = err?.json?.message ?? (typeof err?.json === 'string' ? err.json : undefined) ?? err?.message ?? String(e);
-    return UserError.runtime(`${what}: ${String(msg).trim()}${err?.statusCode ? ` (HTTP ${err.statusCode})` : ''}`, 'see the Docker daemon log for details', e);
+    const fromJson = err?.json && typeof err.json === 'object' ? err.json.message : typeof err?.json === 'string' ? err.json : undefined;
+    // docker-modem's own text is "(HTTP code 404) unexpected - <daemon message>"; keep the daemon's part.
+    const msg = String(fromJson ?? err?.message ?? String(e)).replace(/^\(HTTP code \d+\) [\w ]+ - /, '').trim();
+    return UserError.runtime(`${what} failed: ${msg}${err?.statusCode ? ` (HTTP ${err.statusCode})` : ''}`, 'see the Docker daemon log for details', e);
   }
 }
 
