@@ -39,6 +39,12 @@ export interface WriteOciArchiveOptions {
   images: OciArchiveImage[];
   /** Path of the verified file holding `digest` (e.g. a content-addressed cache). */
   blobFile(digest: string): string;
+  /**
+   * Optional: resolves when the blob's file is complete and verified (a download still running). The
+   * writer then streams blobs in order as they arrive, overlapping the archive with the downloads; a
+   * rejection aborts the archive (no output file). Without it, every file must exist up front.
+   */
+  blobReady?(digest: string): Promise<void>;
   signal?: AbortSignal | undefined;
 }
 
@@ -114,21 +120,23 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
   const digests = [...blobs.keys()].sort();
   let uniqueBlobBytes = 0;
   for (const d of digests) uniqueBlobBytes += blobs.get(d)!.size;
-  // Check every blob before the first byte is written, so a missing blob fails without a partial file.
+  const checkFile = async (d: string, size: number) => {
+    const file = opts.blobFile(d);
+    let actual: number;
+    try {
+      actual = (await stat(file)).size;
+    } catch (e) {
+      throw UserError.runtime(`blob ${d} is missing from ${file}`, 'build again to download it', e);
+    }
+    if (actual !== size) throw UserError.runtime(`blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
+  };
+  // Check every blob before the first byte is written, so a missing blob fails without a partial file
+  // (blobs still arriving through blobReady are checked when they are ready).
   for (const d of digests) {
     const b = blobs.get(d)!;
     if (b.bytes) {
       if (b.bytes.length !== b.size) throw new Error(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
-      continue;
-    }
-    const file = opts.blobFile(d);
-    let size: number;
-    try {
-      size = (await stat(file)).size;
-    } catch (e) {
-      throw UserError.runtime(`blob ${d} is missing from ${file}`, 'build again to download it', e);
-    }
-    if (size !== b.size) throw UserError.runtime(`blob ${d} in ${file} has ${size} bytes, expected ${b.size}`, 'remove the file and build again');
+    } else if (!opts.blobReady) await checkFile(d, b.size);
   }
 
   const indexJson = buildIndexJson(opts.images);
@@ -136,25 +144,40 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
 
   return writeAtomically(opts.outFile, async (out) => {
     const hasher = new HashingForwarder(out);
+    // Errors surface through the awaited writes and `finished` below; never as an uncaught event.
+    hasher.on('error', () => {});
     const tar = new TarWriter(hasher, { mtime: opts.mtime });
-    const check = () => {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-    };
-    // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
-    await tar.addDirectory('blobs');
-    await tar.addDirectory('blobs/sha256');
-    for (const d of digests) {
-      check();
-      const b = blobs.get(d)!;
-      if (b.bytes) await tar.addBuffer(blobPath(d), b.bytes);
-      else await tar.addFile(blobPath(d), opts.blobFile(d));
+    try {
+      const check = () => {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+      };
+      // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
+      await tar.addDirectory('blobs');
+      await tar.addDirectory('blobs/sha256');
+      for (const d of digests) {
+        check();
+        const b = blobs.get(d)!;
+        if (b.bytes) await tar.addBuffer(blobPath(d), b.bytes);
+        else {
+          if (opts.blobReady) {
+            await opts.blobReady(d);
+            check();
+            await checkFile(d, b.size);
+          }
+          await tar.addFile(blobPath(d), opts.blobFile(d));
+        }
+      }
+      await tar.addBuffer('index.json', indexJson);
+      await tar.addBuffer('manifest.json', manifestJson);
+      await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
+      await tar.finish();
+      hasher.end();
+      await finished(hasher);
+    } catch (e) {
+      // Stop forwarding before writeAtomically destroys the file stream.
+      hasher.destroy();
+      throw e;
     }
-    await tar.addBuffer('index.json', indexJson);
-    await tar.addBuffer('manifest.json', manifestJson);
-    await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
-    await tar.finish();
-    hasher.end();
-    await finished(hasher);
     return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes, totalBlobBytes };
   });
 }
@@ -171,8 +194,14 @@ class HashingForwarder extends Writable {
     super({ highWaterMark: 8 << 20 });
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.out.destroyed) {
+      cb(new Error('the archive file was closed'));
+      return;
+    }
+    // Hand the chunk to the file first: its write runs in the thread pool while we hash here.
+    const ok = this.out.write(chunk);
     this.hash.update(chunk);
-    if (this.out.write(chunk)) cb();
+    if (ok) cb();
     else {
       const onDrain = () => {
         this.out.off('error', onError);

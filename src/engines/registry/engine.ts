@@ -102,62 +102,56 @@ class RegistryEngine implements ImageEngine {
     const internal = new AbortController();
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
     const limit = createLimiter(concurrency);
-    const inflight = new Map<string, Promise<void>>();
-    const stats = new Map<string, { cached: number; fetched: number }>();
-
-    const runImage = async (ref: ImageRef): Promise<ResolvedImage> => {
-      const resolved = await limit(() => this.resolve(ref, req.platform, cache, signal));
-      const blobs: { desc: Descriptor; what: string }[] = [{ desc: resolved.config, what: 'config' }, ...resolved.layers.map((l) => ({ desc: l, what: 'layer' }))];
-      const total = blobs.reduce((s, b) => s + b.desc.size, 0);
-      progress.start(ref.canonical, total);
-      const st = { cached: 0, fetched: 0 };
-      stats.set(ref.canonical, st);
-      // allSettled: on a failure, wait until every download of this image has cleaned up its temp file.
-      const results = await Promise.allSettled(
-        blobs.map(async ({ desc, what }) => {
-          let p = inflight.get(desc.digest);
-          if (!p) {
-            p = (async () => {
-              if (await cache.has(desc)) {
-                st.cached++;
-                progress.bytes(ref.canonical, desc.size);
-                return;
-              }
-              await limit(() => this.fetchBlob(cache, resolved, desc, what, signal, (n) => progress.bytes(ref.canonical, n)));
-              st.fetched++;
-            })();
-            inflight.set(desc.digest, p);
-          } else {
-            // Shared with an image already fetching it: count it once, as done by the other image.
-            st.cached++;
-          }
-          await p;
-        }),
-      );
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !isAbort(r.reason));
-      const anyFailed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed ?? anyFailed) throw (failed ?? anyFailed)!.reason;
-      if (st.cached > 0) progress.note(ref.canonical, `${st.cached} of ${blobs.length} blobs from cache`);
-      progress.done(ref.canonical, `${formatBytes(total)}, ${resolved.layers.length} layers${st.cached ? `, ${st.cached} cached` : ''}, ${formatPlatform(resolved.platform)}`);
-      return resolved;
+    const fail = (e: unknown) => {
+      internal.abort(abortError());
+      throw e;
+    };
+    const firstError = (reasons: unknown[]): unknown => {
+      if (req.signal?.aborted) return req.signal.reason ?? abortError();
+      return reasons.find((e) => !isAbort(e)) ?? reasons[0];
     };
 
-    const settled = await Promise.allSettled(
-      refs.map((r) =>
-        runImage(r).catch((e: unknown) => {
-          internal.abort(abortError());
-          throw e;
-        }),
-      ),
-    );
-    // Report the first real failure, not the aborts it caused.
-    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
-    if (failures.length > 0) {
-      if (req.signal?.aborted) throw req.signal.reason ?? abortError();
-      throw failures.find((e) => !isAbort(e)) ?? failures[0];
-    }
-    const resolved = settled.map((s) => (s as PromiseFulfilledResult<ResolvedImage>).value);
+    // 1. Manifests (and configs, to check the platform) for every image, before anything is written.
+    const settled = await Promise.allSettled(refs.map((r) => limit(() => this.resolve(r, req.platform, cache, signal)).catch(fail)));
+    const rejected = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+    if (rejected.length > 0) throw firstError(rejected);
+    const resolved = settled.map((x) => (x as PromiseFulfilledResult<ResolvedImage>).value);
 
+    // 2. Blob downloads, each unique blob once (in archive order, so the writer can follow them).
+    const owner = new Map<string, { img: ResolvedImage; what: string; desc: Descriptor }>();
+    for (const img of resolved) {
+      for (const [desc, what] of [[img.config, 'config'] as const, ...img.layers.map((l) => [l, 'layer'] as const)]) {
+        if (!owner.has(desc.digest)) owner.set(desc.digest, { img, what, desc });
+      }
+    }
+    const cachedBefore = new Set<string>();
+    for (const d of owner.keys()) if (await cache.has(owner.get(d)!.desc)) cachedBefore.add(d);
+    const downloads = new Map<string, Promise<void>>();
+    for (const img of resolved) {
+      progress.start(img.ref.canonical, imageSize(img));
+    }
+    for (const d of [...owner.keys()].sort()) {
+      if (cachedBefore.has(d)) continue;
+      const { img, what, desc } = owner.get(d)!;
+      const p = limit(() => {
+        signal.throwIfAborted();
+        return this.fetchBlob(cache, img, desc, what, signal, (n) => progress.bytes(img.ref.canonical, n));
+      }).catch(fail);
+      p.catch(() => {}); // observed below and by the writer
+      downloads.set(d, p);
+    }
+    // Progress per image: done when all of its blobs are in the cache.
+    const perImage = resolved.map(async (img) => {
+      const blobs = [img.config, ...img.layers];
+      const cached = blobs.filter((b) => cachedBefore.has(b.digest));
+      for (const b of cached) progress.bytes(img.ref.canonical, b.size);
+      await Promise.all(blobs.map((b) => downloads.get(b.digest)));
+      if (cached.length > 0) progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
+      progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
+    });
+    perImage.forEach((p) => p.catch(() => {}));
+
+    // 3. The archive, written while the downloads run; each blob is added once it is verified.
     const archiveImages: OciArchiveImage[] = resolved.map((r) => ({
       ref: r.ref.canonical,
       platform: r.platform,
@@ -165,19 +159,30 @@ class RegistryEngine implements ImageEngine {
       config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
       layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
     }));
-    const written = await writeOciArchive({
-      outFile: req.outFile,
-      mtime: req.mtime,
-      images: archiveImages,
-      blobFile: (d) => cache.path(d),
-      signal: req.signal,
-    });
+    let written: Awaited<ReturnType<typeof writeOciArchive>>;
+    try {
+      written = await writeOciArchive({
+        outFile: req.outFile,
+        mtime: req.mtime,
+        images: archiveImages,
+        blobFile: (d) => cache.path(d),
+        blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
+        signal,
+      });
+      await Promise.all(perImage);
+    } catch (e) {
+      internal.abort(abortError());
+      // Wait until every download has stopped and removed its temp file, then report the root cause.
+      const results = await Promise.allSettled(downloads.values());
+      const reasons = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+      throw firstError([...reasons, e]);
+    }
     const images: ArchivedImage[] = resolved.map((r) => ({
       ref: r.ref.canonical,
       manifestDigest: r.manifest.digest,
       configDigest: r.config.digest,
       platform: r.platform,
-      size: r.config.size + r.layers.reduce((s, l) => s + l.size, 0),
+      size: imageSize(r),
       layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
     }));
     return { ...written, images };
@@ -306,6 +311,10 @@ class RegistryEngine implements ImageEngine {
   }
 }
 
+function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
+  return img.config.size + img.layers.reduce((s, l) => s + l.size, 0);
+}
+
 function isAbort(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
 }
@@ -383,7 +392,8 @@ export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T
   return <T>(fn: () => Promise<T>) =>
     new Promise<T>((resolve, reject) => {
       queue.push(() => {
-        fn()
+        // A task that throws synchronously must reject its own promise, not escape into the queue.
+        new Promise<T>((res) => res(fn()))
           .then(resolve, reject)
           .finally(() => {
             active--;
