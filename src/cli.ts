@@ -11,6 +11,8 @@ import { build } from './commands/build.js';
 import { plan, planToJson, planToText } from './commands/plan.js';
 import { render } from './commands/render.js';
 import { images } from './commands/images.js';
+import { verify, verifyToText } from './commands/verify.js';
+import { inspect, inspectToText } from './commands/inspect.js';
 import { parseArch } from './platform.js';
 
 /**
@@ -58,6 +60,8 @@ Examples:
   $ kubeprepare build --arch arm64                 cloud + edge tarballs for arm64 into dist/
   $ kubeprepare plan --arch amd64,arm64 --json     what a build would fetch and write
   $ kubeprepare render --arch arm64 --out rendered templates only, for review
+  $ kubeprepare verify dist/kubeprepare-edge-v1.22.0-linux-arm64.tar   check a bundle offline
+  $ kubeprepare inspect dist/kubeprepare-cloud-v1.22.0-linux-arm64.tar what a bundle holds
   $ bundle build --arch arm64                      the same command under its other name
 
 Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
@@ -197,6 +201,47 @@ Examples:
         renderer: renderer(),
       });
       io.out(`${r.file}  ${fmtBytes(r.size)}  sha256:${r.sha256}  (${r.images.length} images, ${fmtBytes(r.uniqueBlobBytes)} unique blobs of ${fmtBytes(r.totalBlobBytes)})`);
+    });
+
+  program
+    .command('verify')
+    .description('check a bundle tarball offline: every file, image blob and platform; lists every problem found')
+    .argument('<tarball>', 'bundle tarball (.tar, .tar.gz or .tar.zst, detected by content)')
+    .option('-a, --arch <arch>', 'check the images against this architecture instead of the one bundle.json names')
+    .option('--json', 'machine-readable result: ok, problems[] (kind, subject, message), counts')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare verify kubeprepare-edge-v1.22.0-linux-arm64.tar
+  $ kubeprepare verify kubeprepare-cloud-v1.22.0-linux-arm64.tar --arch arm64
+  $ kubeprepare verify bundle.tar.gz --json | jq -r '.problems[].message'
+
+Exit codes: 0 the bundle is intact, 1 problems found (all listed), 2 the file cannot be read.`,
+    )
+    .action(async (file: string, o) => {
+      const r = await verify({ file, ...(o.arch ? { platform: parseArch(o.arch) } : {}) });
+      io.out(o.json ? JSON.stringify(r, null, 2) : verifyToText(r));
+      if (!r.ok) {
+        throw UserError.runtime(`${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
+      }
+    });
+
+  program
+    .command('inspect')
+    .description('show what a bundle tarball holds: components, images, binaries, deduplication (offline)')
+    .argument('<tarball>', 'bundle tarball (.tar, .tar.gz or .tar.zst, detected by content)')
+    .option('--json', 'machine-readable: components, images[] (ref, digest, platform, size), binaries[], dedup')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ kubeprepare inspect kubeprepare-cloud-v1.22.0-linux-arm64.tar
+  $ kubeprepare inspect kubeprepare-edge-v1.22.0-linux-arm64.tar --json | jq '.images[] | {ref, platform}'`,
+    )
+    .action(async (file: string, o) => {
+      const r = await inspect({ file });
+      io.out(o.json ? JSON.stringify(r, null, 2) : inspectToText(r));
     });
 
   return program;

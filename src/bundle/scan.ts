@@ -1,0 +1,204 @@
+import { createHash, type Hash } from 'node:crypto';
+import { readTarball, TarStreamParser, type TarEntryHeader, type TarEntrySink, type TarCompression, type TarReadState } from './read.js';
+
+/**
+ * One pass over a bundle tarball, as a stream: every entry is hashed as it streams by, the small files a
+ * check needs (SHA256SUMS, bundle.json, sbom.cdx.json) are kept in memory, and every `images/*.tar` is
+ * read as a nested tar stream whose blobs are hashed the same way (its JSON documents — index.json,
+ * manifest.json, image manifests and configs — are small and kept). Nothing is written to disk.
+ */
+export interface ScannedFile {
+  /** Path relative to the bundle's top directory. */
+  path: string;
+  type: TarEntryHeader['type'];
+  size: number;
+  mode: number;
+  /** SHA-256 hex of the content; undefined when the entry was cut short (truncated archive). */
+  sha256: string | undefined;
+  /** All its bytes were read (false when a truncated archive cut it short). */
+  complete: boolean;
+  /** The first bytes (to recognise ELF binaries and their machine). */
+  head: Buffer;
+}
+
+export interface ScannedBlob {
+  digest: string;
+  size: number;
+  /** Hash of the bytes in the archive, `sha256:<hex>`; undefined when cut short. */
+  actual: string | undefined;
+  /** Content, kept only for small blobs that look like JSON (manifests, configs). */
+  json: Buffer | undefined;
+}
+
+export interface ScannedImagesArchive {
+  path: string;
+  read: TarReadState;
+  blobs: Map<string, ScannedBlob>;
+  /** Small top-level files of the layout: index.json, manifest.json, oci-layout. */
+  docs: Map<string, Buffer>;
+  /** Entries that are neither blobs nor the layout's documents nor directories. */
+  other: string[];
+}
+
+export interface BundleScan {
+  file: string;
+  compression: TarCompression;
+  fileSize: number;
+  read: TarReadState;
+  /** Top-level directories (a bundle has exactly one). */
+  topDirs: string[];
+  /** Entries outside the single top directory, or of a kind a bundle never holds. */
+  strays: string[];
+  files: Map<string, ScannedFile>;
+  /** Content of the small files kept (relative path → bytes). */
+  kept: Map<string, Buffer>;
+  images: Map<string, ScannedImagesArchive>;
+}
+
+const KEEP_FILES = new Set(['SHA256SUMS', 'bundle.json', 'sbom.cdx.json']);
+const KEEP_LIMIT = 32 << 20;
+const JSON_BLOB_LIMIT = 4 << 20;
+const IMAGES_ARCHIVE = /^images\/[^/]+\.tar$/;
+const LAYOUT_DOCS = new Set(['index.json', 'manifest.json', 'oci-layout', 'repositories']);
+const HEAD_BYTES = 64;
+
+export interface ScanOptions {
+  /** Hash the content (default true). inspect may skip it. */
+  hash?: boolean;
+}
+
+export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<BundleScan> {
+  const hashing = opts.hash !== false;
+  const files = new Map<string, ScannedFile>();
+  const kept = new Map<string, Buffer>();
+  const images = new Map<string, ScannedImagesArchive>();
+  const topDirs = new Set<string>();
+  const strays: string[] = [];
+
+  const onEntry = (h: TarEntryHeader): TarEntrySink | undefined => {
+    const clean = h.path.replace(/^\.\//, '');
+    const slash = clean.indexOf('/');
+    const top = slash === -1 ? clean : clean.slice(0, slash);
+    const rel = slash === -1 ? '' : clean.slice(slash + 1).replace(/\/$/, '');
+    if (top) topDirs.add(top);
+    if (h.type === 'directory') {
+      if (slash === -1 && !clean.endsWith('/')) strays.push(clean);
+      return undefined;
+    }
+    if (rel === '' || h.type === 'symlink' || h.type === 'hardlink' || h.type === 'other') {
+      strays.push(`${clean}${h.type === 'file' ? '' : ` (${h.type}${h.linkname ? ` → ${h.linkname}` : ''})`}`);
+      if (h.type !== 'file') return undefined;
+    }
+    if (rel === '') return undefined;
+    const rec: ScannedFile = { path: rel, type: h.type, size: h.size, mode: h.mode, sha256: undefined, complete: false, head: Buffer.alloc(0) };
+    files.set(rel, rec);
+    const hash: Hash | undefined = hashing ? createHash('sha256') : undefined;
+    const keep: Buffer[] | undefined = KEEP_FILES.has(rel) && h.size <= KEEP_LIMIT ? [] : undefined;
+    const heads: Buffer[] = [];
+    let headLen = 0;
+    let nested: NestedImages | undefined;
+    if (IMAGES_ARCHIVE.test(rel)) {
+      nested = new NestedImages(rel, hashing);
+      images.set(rel, nested.result);
+    }
+    let got = 0;
+    return {
+      data(chunk) {
+        got += chunk.length;
+        hash?.update(chunk);
+        keep?.push(Buffer.from(chunk));
+        if (headLen < HEAD_BYTES) {
+          const part = Buffer.from(chunk.subarray(0, HEAD_BYTES - headLen));
+          heads.push(part);
+          headLen += part.length;
+        }
+        nested?.write(chunk);
+      },
+      end() {
+        rec.head = Buffer.concat(heads);
+        nested?.end();
+        if (got !== h.size) return; // cut short: no hash
+        rec.complete = true;
+        if (hash) rec.sha256 = hash.digest('hex');
+        if (keep) kept.set(rel, Buffer.concat(keep));
+      },
+    };
+  };
+
+  const r = await readTarball(file, onEntry);
+  return {
+    file,
+    compression: r.compression,
+    fileSize: r.fileSize,
+    read: { complete: r.complete, ...(r.problem ? { problem: r.problem } : {}), entries: r.entries, bytes: r.bytes },
+    topDirs: [...topDirs].sort(),
+    strays,
+    files,
+    kept,
+    images,
+  };
+}
+
+/** Reads the images archive nested in the bundle as it streams by. */
+class NestedImages {
+  readonly result: ScannedImagesArchive;
+  private readonly parser: TarStreamParser;
+  constructor(path: string, hashing: boolean) {
+    const blobs = new Map<string, ScannedBlob>();
+    const docs = new Map<string, Buffer>();
+    const other: string[] = [];
+    this.result = { path, read: { complete: false, entries: 0, bytes: 0 }, blobs, docs, other };
+    this.parser = new TarStreamParser((h) => {
+      const p = h.path.replace(/^\.\//, '').replace(/\/$/, '');
+      if (h.type === 'directory') return undefined;
+      const m = /^blobs\/(sha256)\/([a-f0-9]{64})$/.exec(p);
+      if (m && h.type === 'file') {
+        const digest = `${m[1]}:${m[2]}`;
+        const blob: ScannedBlob = { digest, size: h.size, actual: undefined, json: undefined };
+        blobs.set(digest, blob);
+        const hash = hashing ? createHash('sha256') : undefined;
+        const maybeJson = h.size <= JSON_BLOB_LIMIT;
+        let parts: Buffer[] | undefined = maybeJson ? [] : undefined;
+        let got = 0;
+        return {
+          data(chunk) {
+            if (got === 0 && parts && chunk.length > 0 && !looksLikeJsonStart(chunk)) parts = undefined;
+            got += chunk.length;
+            hash?.update(chunk);
+            parts?.push(Buffer.from(chunk));
+          },
+          end() {
+            if (got !== h.size) return;
+            if (hash) blob.actual = `sha256:${hash.digest('hex')}`;
+            if (parts) blob.json = Buffer.concat(parts);
+          },
+        };
+      }
+      if (LAYOUT_DOCS.has(p) && h.type === 'file' && h.size <= KEEP_LIMIT) {
+        const parts: Buffer[] = [];
+        return {
+          data: (c) => parts.push(Buffer.from(c)),
+          end: () => {
+            docs.set(p, Buffer.concat(parts));
+          },
+        };
+      }
+      other.push(p);
+      return undefined;
+    });
+  }
+  write(chunk: Buffer): void {
+    this.parser.write(chunk);
+  }
+  end(): void {
+    this.result.read = this.parser.end();
+  }
+}
+
+function looksLikeJsonStart(b: Buffer): boolean {
+  for (const x of b) {
+    if (x === 0x20 || x === 0x0a || x === 0x0d || x === 0x09) continue;
+    return x === 0x7b; // '{'
+  }
+  return true;
+}
