@@ -83,6 +83,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
     .option('--docker-config <file>', 'Docker config.json with registry credentials (default ~/.docker/config.json)')
     .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
     .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
+    .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
     .addHelpText(
       'after',
       `
@@ -90,7 +91,8 @@ Examples:
   $ kubeprepare build --arch arm64
   $ kubeprepare build --arch amd64,arm64,arm --out release/ --compression gzip
   $ kubeprepare build --arch arm64 --only edge --registries mirrors.yaml
-  $ kubeprepare build --arch arm64 --binary-mirror https://github.com/=http://mirror.local/github/`,
+  $ kubeprepare build --arch arm64 --binary-mirror https://github.com/=http://mirror.local/github/
+  $ kubeprepare build --arch arm64 --sbom          with sbom.cdx.json in each tarball`,
     )
     .action(async (o) => {
       const result = await build({
@@ -106,6 +108,7 @@ Examples:
         ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
         ...(o.templates ? { templatesDir: o.templates } : {}),
         dryRun: Boolean(o.dryRun),
+        sbom: Boolean(o.sbom),
         renderer: renderer(),
       });
       if (result.dryRun) {

@@ -17,6 +17,7 @@ import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { writeChecksumsFile } from '../bundle/checksums.js';
+import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
 
 export interface BuildOptions {
   manifest: string;
@@ -31,6 +32,8 @@ export interface BuildOptions {
   dockerConfigPath?: string;
   templatesDir?: string;
   dryRun?: boolean;
+  /** Also write a CycloneDX SBOM, sbom.cdx.json, inside each bundle (listed in SHA256SUMS). */
+  sbom?: boolean;
   renderer: RendererMode;
   signal?: AbortSignal;
 }
@@ -83,7 +86,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engine, renderer: opts.renderer, signal: opts.signal, built }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom) }), {
           concurrent: false,
         }),
     }));
@@ -104,6 +107,7 @@ interface BundleContext {
   renderer: RendererMode;
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
+  sbom: boolean;
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
@@ -163,6 +167,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
         }
         const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
         files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
+        if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
         files.push(memoryFile('SHA256SUMS', sha256sums(files)));
         const out = await writeBundleTarball({ topDir: bundle.name, files, mtime: plan.mtime, compression: plan.compression, outFile: bundle.outFile });
         c.built.push({
