@@ -1,0 +1,254 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { finished } from 'node:stream/promises';
+import { startRegistry, type TestRegistry } from '../harness/registry.js';
+import { pushFixtureSet, type FixtureImageSpec, type FixturePlatform } from '../harness/fixtures.js';
+import { startFileServer, type FileServer } from '../harness/file-server.js';
+import { captureIo } from '../harness/io.js';
+import { runCli } from '../../src/cli.js';
+import { TarWriter } from '../../src/archive/tar-writer.js';
+import { TarStreamParser } from '../../src/bundle/read.js';
+
+/**
+ * Real bundles for the verify/inspect/verify.sh tests, built the way build.test.ts does: `build --arch
+ * arm64` against a local Distribution registry (docker.io and registry.k8s.io mapped to it) and a local
+ * HTTP server standing in for GitHub releases. Also tar helpers to take a bundle apart in memory and
+ * write a tampered copy with the project's own TarWriter.
+ */
+export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+const sha512 = (b: Buffer | string) => createHash('sha512').update(b).digest('hex');
+const ALL: FixturePlatform[] = ['linux/amd64', 'linux/arm64', 'linux/arm/v7'];
+
+const SPECS: FixtureImageSpec[] = [
+  { repo: 'rancher/mirrored-pause', tag: '3.6', format: 'docker', platforms: ALL, layers: ['pause'] },
+  { repo: 'kubeedge/cloudcore', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'ke-common', 'cloudcore-bin'], attestation: true },
+  { repo: 'kubeedge/iptables-manager', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'iptm-bin'] },
+  { repo: 'kubeedge/edgemesh-agent', tag: 'v1.17.0', format: 'docker', platforms: ALL, layers: ['alpine-base', 'edgemesh-bin'], arm64Variant: true },
+  { repo: 'metrics-server/metrics-server', tag: 'v0.8.0', format: 'oci', platforms: ALL, layers: ['distroless', 'ms-bin'] },
+  { repo: 'kubeedge/installation-package', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'edgecore-bin'] },
+  { repo: 'kubeedge/pause', tag: '3.6', format: 'docker', platforms: ALL, layers: ['pause'] },
+];
+
+/** A minimal ELF header (64-bit little-endian) for `machine` (0xb7 aarch64, 0x3e x86-64), padded. */
+export function fakeElf(machine: number, body: string): Buffer {
+  const h = Buffer.alloc(64);
+  h.write('\x7fELF', 0, 'latin1');
+  h[4] = 2; // 64-bit
+  h[5] = 1; // little-endian
+  h[6] = 1;
+  h.writeUInt16LE(2, 16); // ET_EXEC
+  h.writeUInt16LE(machine, 18);
+  return Buffer.concat([h, Buffer.from(body.repeat(200))]);
+}
+
+async function tgz(dir: string, top: string, members: Record<string, string>): Promise<Buffer> {
+  for (const [p, c] of Object.entries(members)) {
+    await mkdir(join(dir, top, p, '..'), { recursive: true });
+    await writeFile(join(dir, top, p), c);
+  }
+  execFileSync('tar', ['czf', join(dir, `${top}.tgz`), '-C', dir, top]);
+  return readFile(join(dir, `${top}.tgz`));
+}
+
+export interface BundleWorld {
+  work: string;
+  manifestPath: string;
+  /** Runs `build --arch arm64` into `out` (shared cache); returns the tarball paths by side. */
+  build(out: string, extra?: string[]): Promise<{ cloud: string; edge: string; dir: string }>;
+  stop(): Promise<void>;
+}
+
+export const CLOUD = 'kubeprepare-cloud-v1.22.0-linux-arm64';
+export const EDGE = 'kubeprepare-edge-v1.22.0-linux-arm64';
+
+export async function startBundleWorld(): Promise<BundleWorld> {
+  const work = await mkdtemp(join(tmpdir(), 'kp-verify-'));
+  const registry: TestRegistry = await startRegistry();
+  let files: FileServer | undefined;
+  const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
+  try {
+    await pushFixtureSet(registry.url, SPECS);
+    const src = join(work, 'src');
+    const keadm = await tgz(src, 'keadm-v1.22.0-linux-arm64', { 'keadm/keadm': '#!/bin/sh\necho keadm arm64\n', version: 'v1.22.0\n' });
+    const containerd = await tgz(src, 'containerd', { 'bin/containerd': 'containerd arm64' });
+    const k3s = fakeElf(0xb7, 'k3s arm64 binary\n');
+    const runc = fakeElf(0xb7, 'runc arm64\n');
+    files = await startFileServer({
+      '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/k3s-arm64': k3s,
+      '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/sha256sum-arm64.txt': `${sha256(k3s)}  k3s-arm64\n`,
+      '/raw/install.sh': installSh,
+      '/gh/kubeedge/kubeedge/releases/download/v1.22.0/keadm-v1.22.0-linux-arm64.tar.gz': keadm,
+      '/gh/kubeedge/kubeedge/releases/download/v1.22.0/checksum_keadm-v1.22.0-linux-arm64.tar.gz.txt': `${sha512(keadm)}\n`,
+      '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz': containerd,
+      '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz.sha256sum': `${sha256(containerd)}  containerd-1.7.29-linux-arm64.tar.gz\n`,
+      '/gh/opencontainers/runc/releases/download/v1.3.3/runc.arm64': runc,
+      '/gh/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum': `${sha256(runc)}  runc.arm64\n`,
+    });
+  } catch (e) {
+    await files?.stop();
+    await registry.stop();
+    throw e;
+  }
+  await writeFile(join(work, 'registries.yaml'), `mirrors:\n  docker.io:\n    endpoint: ["${registry.url}"]\n  registry.k8s.io:\n    endpoint: ["${registry.url}"]\n`);
+  const manifestPath = join(work, 'versions.yaml');
+  await writeFile(
+    manifestPath,
+    `schemaVersion: 1
+sourceDateEpoch: 1764547200
+registries: registries.yaml
+binaryMirrors:
+  - { from: 'https://github.com/', to: '${files.url}/gh/' }
+  - { from: 'https://raw.githubusercontent.com/k3s-io/k3s/abc/', to: '${files.url}/raw/' }
+components:
+  k3s:
+    version: v1.31.14+k3s1
+    images:
+      cloud: [rancher/mirrored-pause:3.6]
+    binaries:
+      - name: k3s
+        role: k3s
+        sides: [cloud]
+        url: https://github.com/k3s-io/k3s/releases/download/{version}/k3s{suffix}
+        archVars: { suffix: { amd64: '', arm64: '-arm64', arm: '-armhf' } }
+        dest: bin/k3s
+        sha256: { checksumUrl: 'https://github.com/k3s-io/k3s/releases/download/{version}/sha256sum-{arch}.txt' }
+      - name: k3s-install.sh
+        role: k3sInstallScript
+        sides: [cloud]
+        url: https://raw.githubusercontent.com/k3s-io/k3s/abc/install.sh
+        dest: scripts/k3s-install.sh
+        mode: '0755'
+        sha256: { pinned: { any: ${sha256(installSh)} } }
+  kubeedge:
+    version: v1.22.0
+    images:
+      cloud:
+        - { ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }
+        - { ref: kubeedge/iptables-manager:v1.22.0, role: iptablesManager }
+      edge:
+        - { ref: kubeedge/installation-package:v1.22.0, role: installationPackage }
+        - { ref: kubeedge/pause:3.6, role: pause }
+    binaries:
+      - name: keadm
+        role: keadm
+        sides: [cloud, edge]
+        url: https://github.com/kubeedge/kubeedge/releases/download/{version}/keadm-{version}-linux-{arch}.tar.gz
+        extract: keadm-{version}-linux-{arch}/keadm/keadm
+        dest: bin/keadm
+        sha256:
+          checksumUrl: https://github.com/kubeedge/kubeedge/releases/download/{version}/checksum_keadm-{version}-linux-{arch}.tar.gz.txt
+          algorithm: sha512
+  edgemesh:
+    version: v1.17.0
+    images:
+      cloud: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
+      edge: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
+  metricsServer:
+    version: v0.8.0
+    images:
+      cloud: [{ ref: registry.k8s.io/metrics-server/metrics-server:v0.8.0, role: metricsServer }]
+  containerd:
+    version: v1.7.29
+    binaries:
+      - name: containerd
+        role: containerdTarball
+        sides: [edge]
+        arches: [amd64, arm64]
+        url: https://github.com/containerd/containerd/releases/download/{version}/containerd-{versionBare}-linux-{arch}.tar.gz
+        dest: runtime/containerd-{versionBare}-linux-{arch}.tar.gz
+        sha256: { checksumUrl: 'https://github.com/containerd/containerd/releases/download/{version}/containerd-{versionBare}-linux-{arch}.tar.gz.sha256sum' }
+  runc:
+    version: v1.3.3
+    binaries:
+      - name: runc
+        role: runc
+        sides: [edge]
+        url: https://github.com/opencontainers/runc/releases/download/{version}/runc.{arch}
+        dest: runtime/runc
+        sha256: { checksumUrl: 'https://github.com/opencontainers/runc/releases/download/{version}/runc.sha256sum' }
+`,
+  );
+  process.env.KP_OFFLINE = '1';
+  const cache = join(work, 'cache');
+  const fs = files;
+  return {
+    work,
+    manifestPath,
+    async build(out, extra = []) {
+      const io = captureIo();
+      const code = await runCli(['build', '--arch', 'arm64', '--manifest', manifestPath, '--out', out, '--cache-dir', cache, ...extra], io);
+      if (code !== 0) throw new Error(`build failed (${code}): ${io.errText()}`);
+      const ext = extra.includes('gzip') ? '.tar.gz' : extra.includes('zstd') ? '.tar.zst' : '.tar';
+      return { cloud: join(out, `${CLOUD}${ext}`), edge: join(out, `${EDGE}${ext}`), dir: out };
+    },
+    async stop() {
+      await fs.stop();
+      await registry.stop();
+      await rm(work, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One entry of a tar held in memory (test bundles are small). */
+export interface MemEntry {
+  path: string;
+  dir: boolean;
+  mode: number;
+  data: Buffer;
+}
+
+/** Reads a whole (uncompressed) tar into memory with the project's stream parser. */
+export function readTarBuffer(buf: Buffer): MemEntry[] {
+  const out: MemEntry[] = [];
+  const p = new TarStreamParser((h) => {
+    const e: MemEntry = { path: h.path, dir: h.type === 'directory', mode: h.mode, data: Buffer.alloc(0) };
+    out.push(e);
+    const parts: Buffer[] = [];
+    return { data: (c) => parts.push(Buffer.from(c)), end: () => void (e.data = Buffer.concat(parts)) };
+  });
+  p.write(buf);
+  const st = p.end();
+  if (!st.complete) throw new Error(`readTarBuffer: ${st.problem}`);
+  return out;
+}
+
+/** Writes entries (in the given order) as a tar with the project's deterministic TarWriter. */
+export async function writeTarBuffer(entries: MemEntry[], mtime = 1764547200): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const { Writable } = await import('node:stream');
+  const sink = new Writable({
+    write(c: Buffer, _e, cb) {
+      chunks.push(Buffer.from(c));
+      cb();
+    },
+  });
+  const tw = new TarWriter(sink, { mtime });
+  for (const e of entries) {
+    if (e.dir) await tw.addDirectory(e.path, { mode: e.mode });
+    else await tw.addBuffer(e.path, e.data, { mode: e.mode });
+  }
+  await tw.finish();
+  sink.end();
+  await finished(sink);
+  return Buffer.concat(chunks);
+}
+
+/** Rewrites `src` (plain tar) into `dest` after `edit` changed its entries. */
+export async function repack(src: string, dest: string, edit: (entries: MemEntry[]) => MemEntry[] | void | Promise<MemEntry[] | void>): Promise<string> {
+  const entries = readTarBuffer(await readFile(src));
+  const edited = (await edit(entries)) ?? entries;
+  const out = createWriteStream(dest);
+  out.end(await writeTarBuffer(edited));
+  await finished(out);
+  return dest;
+}
+
+export function entry(entries: MemEntry[], rel: string): MemEntry {
+  const e = entries.find((x) => x.path.split('/').slice(1).join('/') === rel);
+  if (!e) throw new Error(`no entry ${rel}`);
+  return e;
+}
