@@ -24,7 +24,5 @@ export async function createEngine(name: EngineName, opts: EngineOptions): Promi
     const { createDockerEngine } = await import('./docker/index.js');
     return createDockerEngine(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {});
   }
-  throw new UserError(`the docker engine is not available in this version of KubePrepare`, {
-    hint: 'use --engine registry (the default), which pulls from registries and mirrors without a Docker daemon',
-  });
+  throw new UserError(`unknown image engine '${String(name)}'`, { hint: `use one of ${ENGINES.join(', ')}` });
 }
