@@ -174,8 +174,10 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
       hasher.end();
       await finished(hasher);
     } catch (e) {
-      // Stop forwarding before writeAtomically destroys the file stream.
+      // Stop forwarding before writeAtomically destroys the file stream; a write still in flight then
+      // ends in ERR_STREAM_DESTROYED, which must not become an uncaught 'error' (we fail with `e`).
       hasher.destroy();
+      out.on('error', () => {});
       throw e;
     }
     return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes, totalBlobBytes };

@@ -93,6 +93,8 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A command that exits without reading stdin makes this write fail with EPIPE: not an error here.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }

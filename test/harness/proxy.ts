@@ -76,7 +76,9 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
     }
     const headers: http.OutgoingHttpHeaders = { ...req.headers, host: target.host };
     for (const h of action.dropRequestHeaders ?? []) delete headers[h.toLowerCase()];
+    req.on('error', () => {});
     const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (upRes) => {
+      upRes.on('error', () => {});
       seen.status = upRes.statusCode ?? 0;
       const outHeaders = { ...upRes.headers };
       // Keep redirects pointing at the proxy so that every request is seen.
@@ -114,6 +116,8 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
     req.pipe(up);
   });
   server.on('connection', (s) => {
+    // Clients (the engine under test) may drop connections at any time: that is not a harness error.
+    s.on('error', () => {});
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
