@@ -253,12 +253,17 @@ test('a referenced blob missing from images.tar and an image listed in bundle.js
     const manifest = JSON.parse(inner.find((e) => e.path === `blobs/sha256/${desc.digest.slice(7)}`)!.data.toString('utf8'));
     gone = manifest.config.digest;
     inner = inner.filter((e) => e.path !== `blobs/sha256/${gone.slice(7)}`);
+    // and drop kubeedge/pause from index.json (bundle.json still lists it)
+    const idx = inner.find((e) => e.path === 'index.json')!;
+    index.manifests = index.manifests.filter((m: { annotations: Record<string, string> }) => m.annotations['io.containerd.image.name'] !== 'docker.io/kubeedge/pause:3.6');
+    idx.data = Buffer.from(JSON.stringify(index));
     images.data = await writeTarBuffer(inner);
   });
   const r = await cli(['verify', bad]);
   assert.equal(r.code, 1);
   assert.match(r.out, new RegExp(`missing blob: config ${gone} of image docker\\.io/kubeedge/installation-package:v1\\.22\\.0 is not in images/images\\.tar`));
   assert.match(r.out, /missing blob: blobs\/sha256\/[a-f0-9]{64} \(manifest\.json, docker\.io\/kubeedge\/installation-package:v1\.22\.0\)/);
+  assert.match(r.out, /missing image: docker\.io\/kubeedge\/pause:3\.6 \(manifest sha256:[a-f0-9]{64}, listed in bundle\.json\) is not in images\/images\.tar/);
 });
 
 test('not a bundle, not a tar, no such file: clear messages and exit codes', async () => {
