@@ -30,6 +30,8 @@ export async function writeAtomically<T>(finalPath: string, write: (out: WriteSt
     await rename(tmp, finalPath);
     return result;
   } catch (e) {
+    // A write still in flight fails with ERR_STREAM_DESTROYED; the caller's error `e` is what counts.
+    out.on('error', () => {});
     out.destroy();
     await rm(tmp, { force: true });
     throw e;
