@@ -123,10 +123,37 @@ export class DockerEngine implements ImageEngine {
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
     const phases = { pull: new PhaseClock(), save: new PhaseClock() };
     const policyOf = (input: string, ref: ImageRef) => req.pullPolicy?.[input] ?? req.pullPolicy?.[ref.canonical] ?? 'always';
+    // Pinned images stay until the whole call ends: layers shared between images are pulled once
+    // (removing an image as soon as it is saved would delete shared base layers the next pull needs).
+    const pins: string[] = [];
+    try {
+      return await this.archiveAll(req, refs, { cache, store, signal, progress, phases, limit, internal, policyOf, pins, t0 });
+    } finally {
+      for (const tag of pins) await this.removeRef(tag).catch(() => {});
+    }
+  }
+
+  private async archiveAll(
+    req: ImageArchiveRequest,
+    refs: { input: string; ref: ImageRef }[],
+    x: {
+      cache: BlobCache;
+      store: LayerStore;
+      signal: AbortSignal;
+      progress: ProgressSink;
+      phases: { pull: PhaseClock; save: PhaseClock };
+      limit: <T>(fn: () => Promise<T>) => Promise<T>;
+      internal: AbortController;
+      policyOf: (input: string, ref: ImageRef) => 'always' | 'never';
+      pins: string[];
+      t0: number;
+    },
+  ): Promise<DockerArchiveResult> {
+    const { cache, store, signal, progress, phases, limit, internal, policyOf, t0 } = x;
 
     const settled = await Promise.allSettled(
       refs.map(({ input, ref }) =>
-        limit(() => this.processImage(ref, policyOf(input, ref), req.platform, { cache, store, signal, progress, phases })).catch((e: unknown) => {
+        limit(() => this.processImage(ref, policyOf(input, ref), req.platform, { cache, store, signal, progress, phases, pins: x.pins })).catch((e: unknown) => {
           internal.abort(new Error('another image failed'));
           throw e;
         }),
@@ -170,7 +197,7 @@ export class DockerEngine implements ImageEngine {
     ref: ImageRef,
     policy: 'always' | 'never',
     want: Platform,
-    c: { cache: BlobCache; store: LayerStore; signal: AbortSignal; progress: ProgressSink; phases: { pull: PhaseClock; save: PhaseClock } },
+    c: { cache: BlobCache; store: LayerStore; signal: AbortSignal; progress: ProgressSink; phases: { pull: PhaseClock; save: PhaseClock }; pins: string[] },
   ): Promise<Resolved> {
     const item = ref.canonical;
     c.progress.start(item);
@@ -180,10 +207,11 @@ export class DockerEngine implements ImageEngine {
     const privateTag = `${this.opts.tempRepository ?? 'kubeprepare.local/tmp'}/${hash}-${process.pid}-${randomBytes(3).toString('hex')}:${archTag}`;
 
     // Pull (or find) and pin under the private tag, with the user's references put back as they were.
+    c.pins.push(privateTag);
     const pinned = await this.withLock(daemonName, () =>
       c.phases.pull.time(() => (policy === 'never' ? this.pinLocal(item, daemonName, want, privateTag) : this.pullAndPin(ref, daemonName, want, privateTag, c))),
     );
-    try {
+    {
       let saved = await this.fromCache(pinned, c.cache, c.store);
       let format: Resolved['format'] = 'cache';
       if (!saved) {
@@ -215,8 +243,6 @@ export class DockerEngine implements ImageEngine {
         manifest: { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, bytes },
         format,
       };
-    } finally {
-      await this.removeRef(privateTag).catch(() => {});
     }
   }
 
