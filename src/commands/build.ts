@@ -68,6 +68,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     binaryMirrors: opts.binaryMirrors ?? [],
   });
   const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
+  checkImageSettings(plan, opts.engine, lm.displayPath);
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
@@ -97,6 +98,24 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   }
   const checksumsFile = await writeChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
   return { plan, dryRun: false, bundles: built, checksumsFile };
+}
+
+/**
+ * Per-image manifest settings the chosen engine cannot honour are errors, not silently ignored:
+ * `pull: never` (use the daemon's local image) needs the docker engine, and one archive is written by one
+ * engine, so an image that names another engine than the build's is refused.
+ */
+export function checkImageSettings(plan: BuildPlan, engine: EngineName, manifestShown: string): void {
+  const problems: string[] = [];
+  for (const b of plan.bundles) {
+    for (const i of b.images) {
+      if (i.engine && i.engine !== engine) problems.push(`${manifestShown}: components.${i.component}: image ${i.ref} asks for engine '${i.engine}' but the build uses --engine ${engine}`);
+      if (i.pull === 'never' && engine !== 'docker') problems.push(`${manifestShown}: components.${i.component}: image ${i.ref} has 'pull: never' (a local daemon image), which needs --engine docker`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new UserError([...new Set(problems)].join('\n'), { hint: 'build with the engine these images name, or remove the per-image setting' });
+  }
 }
 
 interface BundleContext {
@@ -132,8 +151,10 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
       skip: () => (bundle.images.length === 0 ? `no images listed for the ${bundle.side} side` : false),
       task: async (_ctx, task) => {
         if (!c.engine) throw new Error('internal: no image engine');
+        const pullPolicy = Object.fromEntries(bundle.images.filter((i) => i.pull).map((i) => [i.ref, i.pull as 'always' | 'never']));
         images = await c.engine.archive({
           images: bundle.images.map((i) => i.ref),
+          ...(Object.keys(pullPolicy).length > 0 ? { pullPolicy } : {}),
           platform: bundle.platform,
           outFile: imagesFile,
           cacheDir: c.cacheDir,

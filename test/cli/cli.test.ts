@@ -62,3 +62,20 @@ test('plan --json: one object per bundle with side, arch, images[].ref and binar
   assert.ok(cloudArm64.binaries.some((b: { url: string }) => b.url.endsWith('/k3s-arm64')));
   assert.match(cloudArm64.output, /kubeprepare-cloud-v1\.22\.0-linux-arm64\.tar$/);
 });
+
+test('per-image settings the engine cannot honour are input errors (exit 2), listed with the manifest', async () => {
+  const { mkdtemp, writeFile, readFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { DEFAULT_MANIFEST } = await import('../../src/version.js');
+  const dir = await mkdtemp(join(tmpdir(), 'kp-settings-'));
+  const file = join(dir, 'versions.yaml');
+  const text = (await readFile(DEFAULT_MANIFEST, 'utf8'))
+    .replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never }')
+    .replace('- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission }', '- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission, engine: docker }');
+  await writeFile(file, text);
+  const io = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', file], io), 2);
+  assert.match(io.errText(), /image docker\.io\/kubeedge\/pause:3\.6 has 'pull: never' .*needs --engine docker/);
+  assert.match(io.errText(), /image docker\.io\/kubeedge\/admission:v1\.22\.0 asks for engine 'docker' but the build uses --engine registry/);
+});
