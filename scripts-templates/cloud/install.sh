@@ -161,8 +161,9 @@ check_ports() {
   for port in 6443 "$PORT_CLOUDHUB" "$PORT_CLOUDHUB_HTTPS" "$PORT_STREAM" "$PORT_TUNNEL" "$METRICS_SERVER_PORT"; do
     owners=$(listeners "$port" | tr '\n' ' ')
     [[ -n $owners ]] || continue
-    # ours when the listener's process name starts with the expected name (k3s-server, cloudcore...)
-    if [[ $owners == *'(("'"${allowed[$port]}"* ]]; then
+    # ours when our K3s is installed and the listener's process name starts with the expected
+    # name (k3s-server, cloudcore...); without our K3s every listener is someone else's
+    if [[ $K3S_STATE == same && $owners == *'(("'"${allowed[$port]}"* ]]; then
       log "port $port is in use by our own ${allowed[$port]}: fine for a re-run"
       continue
     fi
@@ -376,7 +377,11 @@ print_join() {
     token=$(printf '%s' "$token" | tr -d '[:space:]')
   fi
   printf '\n'
-  printf 'KubePrepare cloud install complete (%s).\n' "$BUNDLE_NAME"
+  if [[ $DRY_RUN == 1 ]]; then
+    printf 'KubePrepare cloud install: dry run complete, nothing was changed (%s).\n' "$BUNDLE_NAME"
+  else
+    printf 'KubePrepare cloud install complete (%s).\n' "$BUNDLE_NAME"
+  fi
   printf 'Edge token:\n  %s\n' "$token"
   printf 'On each edge node, from the unpacked edge bundle (same KubeEdge version %s), run:\n' "$KUBEEDGE_VERSION"
   printf '  sudo ./install.sh --cloud %s:%s --token %s --node-name <edge-node-name>\n' "$ADVERTISE" "$PORT_CLOUDHUB" "$token"

@@ -161,6 +161,11 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   output_has "10000"
   output_has "nginx"
   refute_mutations
+  # a K3s that is not ours (no /usr/local/bin/k3s from this bundle) holding 6443 is foreign too
+  KP_FAKE_LISTENERS="6443 k3s-server" run install_ok
+  status_is 3
+  output_has "6443"
+  refute_mutations
 }
 
 @test "cloud install: ports held by our own K3s/CloudCore are fine on a re-run" {

@@ -78,8 +78,15 @@ RULE=(-p tcp --dport "$METRICS_PORT" -m comment --comment "$COMMENT" -j DNAT --t
 
 # Every OUTPUT rule of the nat table that DNATs tcp/METRICS_PORT, as printed by iptables -S.
 metrics_rules() {
-  "${IPT[@]}" -S OUTPUT | awk -v p="$METRICS_PORT" '
-    $1 == "-A" && / -j DNAT / && (index($0, " --dport " p " ") > 0) { print }'
+  local rules
+  if ! rules=$("${IPT[@]}" -S OUTPUT 2>&1); then
+    if [[ $DRY_RUN == 1 ]]; then
+      warn "cannot read the nat table (${rules%%$'\n'*}): the dry run assumes no rule"
+      return 0
+    fi
+    die "iptables -t nat -S OUTPUT failed: $rules"
+  fi
+  awk -v p="$METRICS_PORT" '$1 == "-A" && / -j DNAT / && (index($0, " --dport " p " ") > 0) { print }' <<<"$rules"
 }
 
 delete_rule_line() { # an "-A OUTPUT ..." line of iptables -S
@@ -115,12 +122,13 @@ save_to() {
 }
 
 changed=0
+current=$(metrics_rules)
 if [[ $REMOVE == 1 ]]; then
   while IFS= read -r line; do
     [[ -n $line ]] || continue
     delete_rule_line "$line"
     changed=1
-  done < <(metrics_rules)
+  done <<<"$current"
   if [[ $changed == 1 ]]; then
     log "removed the DNAT rule(s) for tcp/$METRICS_PORT"
     persist
@@ -140,7 +148,7 @@ while IFS= read -r line; do
   log "replacing a stale rule: $line"
   delete_rule_line "$line"
   changed=1
-done < <(metrics_rules)
+done <<<"$current"
 
 if "${IPT[@]}" -C OUTPUT "${RULE[@]}" 2>/dev/null; then
   log "rule already present"

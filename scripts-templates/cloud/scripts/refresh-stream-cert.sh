@@ -116,7 +116,7 @@ main() {
     [[ -f $K3S_TLS/client-ca.crt ]] && ca_args+=(--client-ca "$K3S_TLS/client-ca.crt")
     log "signing with the K3s server CA ($K3S_TLS/server-ca.crt)"
   else
-    ((APPLY == 0)) || warn "K3s server CA not found in $K3S_TLS: using a stream CA of our own;" \
+    ((APPLY == 0)) || [[ $DRY_RUN == 1 ]] || warn "K3s server CA not found in $K3S_TLS: using a stream CA of our own;" \
       "an API server that checks kubelet certificates will reject it"
   fi
   [[ $DRY_RUN == 1 ]] && extra+=(--dry-run)
