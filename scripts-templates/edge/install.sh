@@ -231,11 +231,12 @@ install_runtime() {
     default_cfg=$("$(sys /usr/local/bin/containerd)" config default)
     local want=false
     [[ $CGROUP_DRIVER == systemd ]] && want=true
-    printf '%s\n' "$default_cfg" | sed -E \
-      -e "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\\1$want/" \
-      -e "s#^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*#\\1\"$SANDBOX_IMAGE\"#" \
-      -e "s#^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*#\\1'$SANDBOX_IMAGE'#" |
-      write_file "$CONTAINERD_CONFIG" 0644
+    local edits=(-e "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\\1$want/")
+    if [[ -n $SANDBOX_IMAGE ]]; then
+      edits+=(-e "s#^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*#\\1\"$SANDBOX_IMAGE\"#"
+        -e "s#^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*#\\1'$SANDBOX_IMAGE'#")
+    fi
+    printf '%s\n' "$default_cfg" | sed -E "${edits[@]}" | write_file "$CONTAINERD_CONFIG" 0644
     [[ $(config_driver) == "$CGROUP_DRIVER" ]] ||
       die "could not set the cgroup driver $CGROUP_DRIVER in $CONTAINERD_CONFIG (no SystemdCgroup key in containerd's default config)"
   fi
