@@ -70,6 +70,11 @@ export interface BuildPlan {
   compression: Compression;
   outDir: string;
   bundles: BundlePlan[];
+  /**
+   * Image reference per role across the whole manifest (both sides), so one side's scripts can name an
+   * image the other side ships (the cloud's CloudCore chart runs mosquitto on edge nodes).
+   */
+  imageRoles: Partial<Record<ImageRole, string>>;
 }
 
 export interface PlanOptions {
@@ -160,8 +165,16 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
     }
   }
   const versions: Record<string, string> = {};
-  for (const [k, v] of Object.entries(manifest.components)) versions[k] = v.version;
-  return { manifestPath: lm.path, versions, mtime, mtimeSource: source, compression: opts.compression, outDir, bundles };
+  const imageRoles: Partial<Record<ImageRole, string>> = {};
+  for (const [k, v] of Object.entries(manifest.components)) {
+    versions[k] = v.version;
+    for (const side of ALL_SIDES) {
+      for (const e of v.images?.[side] ?? []) {
+        if (typeof e !== 'string' && e.role && !imageRoles[e.role]) imageRoles[e.role] = parseImageRef(e.ref).canonical;
+      }
+    }
+  }
+  return { manifestPath: lm.path, versions, mtime, mtimeSource: source, compression: opts.compression, outDir, bundles, imageRoles };
 }
 
 function planBinary(b: BinarySpec, component: string, version: string, arch: Arch, mirrors: { from: string; to: string }[], where: string): PlannedBinary {

@@ -17,6 +17,8 @@ export function buildRenderContext(plan: BuildPlan, bundle: BundlePlan): RenderC
   const v = plan.versions;
   const kubeedge = v.kubeedge ?? '';
   const images = Object.fromEntries(IMAGE_ROLES.map((r) => [r, ''])) as Record<(typeof IMAGE_ROLES)[number], string>;
+  // This side's images first; roles it does not ship come from the other side (see BuildPlan.imageRoles).
+  for (const [role, ref] of Object.entries(plan.imageRoles)) images[role as keyof typeof images] = ref;
   for (const img of bundle.images) if (img.role) images[img.role] = img.ref;
   const files: RenderContext['files'] = { imagesArchive: bundle.images.length > 0 ? IMAGES_ARCHIVE_PATH : '', keadm: '' };
   const byRole = new Map<BinaryRole, string>();

@@ -28,7 +28,11 @@ export interface RenderContext {
     runc?: string;
     cniPlugins?: string;
   };
-  /** Canonical image references (docker.io/kubeedge/cloudcore:v1.22.0) by role; empty string when not in the bundle. */
+  /**
+   * Canonical image references (docker.io/kubeedge/cloudcore:v1.22.0) by role, from this side or else the
+   * other side's list (e.g. `mosquitto` on the cloud: the chart runs it on edges); empty string when the
+   * manifest has no image for the role. `all` is exactly this bundle's archive.
+   */
   images: {
     cloudcore: string;
     iptablesManager: string;

@@ -79,3 +79,17 @@ test('per-image settings the engine cannot honour are input errors (exit 2), lis
   assert.match(io.errText(), /image docker\.io\/kubeedge\/pause:3\.6 has 'pull: never' .*needs --engine docker/);
   assert.match(io.errText(), /image docker\.io\/kubeedge\/admission:v1\.22\.0 asks for engine 'docker' but the build uses --engine registry/);
 });
+
+test('render: the cloud installer enables the chart mosquitto because the edge bundle ships its image', async () => {
+  const { mkdtemp, readFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const out = await mkdtemp(join(tmpdir(), 'kp-render-'));
+  const io = captureIo();
+  assert.equal(await runCli(['render', '--arch', 'arm64', '--only', 'cloud', '--out', out], io), 0, io.errText());
+  const install = await readFile(join(out, 'kubeprepare-cloud-v1.22.0-linux-arm64', 'install.sh'), 'utf8');
+  assert.match(install, /^readonly MOSQUITTO_ENABLED=true$/m);
+  const ms = await readFile(join(out, 'kubeprepare-cloud-v1.22.0-linux-arm64', 'manifests', 'metrics-server.yaml'), 'utf8');
+  assert.match(ms, /image: registry\.k8s\.io\/metrics-server\/metrics-server:v0\.8\.0/);
+  assert.match(ms, /imagePullPolicy: Never/);
+});
