@@ -361,7 +361,8 @@ metrics_api_available() {
 save_state() {
   [[ $DRY_RUN == 1 ]] && return 0
   {
-    [[ -f $CLOUD_STATE ]] && grep -Ev '^(ADVERTISE_ADDRESS|NODE_IP|NODE_NAME|BUNDLE)=' "$CLOUD_STATE"
+    # keep the other keys; grep finds none when the file holds only these (exit 1 is fine then)
+    if [[ -f $CLOUD_STATE ]]; then grep -Ev '^(ADVERTISE_ADDRESS|NODE_IP|NODE_NAME|BUNDLE)=' "$CLOUD_STATE" || true; fi
     printf 'ADVERTISE_ADDRESS=%s\nNODE_IP=%s\nNODE_NAME=%s\nBUNDLE=%s\n' "$ADVERTISE" "$NODE_IP" "$NODE_NAME" "$BUNDLE_NAME"
   } | sort | write_file "$CLOUD_STATE" 0600
 }

@@ -15,11 +15,12 @@ BUNDLE_DIR=$SCRIPT_DIR
 readonly BUNDLE_DIR
 readonly BUNDLE_KEADM="$BUNDLE_DIR/{{files.keadm}}"
 readonly BUNDLE_IMAGES="$BUNDLE_DIR/{{files.imagesArchive}}"
+# The bundled pause image: sandbox image of the bundled containerd, or tagged for an existing one.
+readonly SANDBOX_IMAGE={{sq images.pause}}
 {{#if runtimeBundled}}
 readonly BUNDLE_CONTAINERD="$BUNDLE_DIR/{{files.containerdTarball}}"
 readonly BUNDLE_RUNC="$BUNDLE_DIR/{{files.runc}}"
 readonly BUNDLE_CNI="$BUNDLE_DIR/{{files.cniPluginsTarball}}"
-readonly SANDBOX_IMAGE={{sq images.pause}}
 CNI_CONF_DIR=$(sys /etc/cni/net.d)
 RUNTIME_FILES="$KP_STATE_DIR/edge-runtime-files"
 readonly CNI_CONF_DIR RUNTIME_FILES
@@ -347,6 +348,46 @@ import_images() {
   fi
 }
 
+# An existing containerd starts pod sandboxes (keadm join's own, then every pod's) from the sandbox
+# image of ITS config (sandbox_image / sandbox; 1.7 defaults to registry.k8s.io/pause:3.8). With no
+# network it must already be in the image store: when it is missing, the bundled pause image is tagged
+# with that name. The bundled containerd is configured with the bundled pause image instead.
+normalize_ref() {
+  local r=$1 first=${1%%/*}
+  if [[ $r != */* ]]; then
+    r="docker.io/library/$r"
+  elif [[ $first != *.* && $first != *:* && $first != localhost ]]; then
+    r="docker.io/$r"
+  fi
+  [[ ${r##*/} == *:* || $r == *@* ]] || r="$r:latest"
+  printf '%s' "$r"
+}
+runtime_sandbox_image() {
+  local bin dump
+  bin=$(containerd_bin) || return 0
+  dump=$("$bin" config dump 2>/dev/null) || return 0
+  sed -nE "s/^[[:space:]]*(sandbox_image|sandbox)[[:space:]]*=[[:space:]]*[\"']([^\"']+)[\"'].*/\\2/p" <<<"$dump" | head -n 1
+}
+ensure_sandbox_image() {
+  [[ -n $SANDBOX_IMAGE && $RUNTIME == existing ]] || return 0
+  local want present
+  want=$(runtime_sandbox_image)
+  if [[ -z $want ]]; then
+    warn "could not read containerd's sandbox image ('containerd config dump'); if pods stay in" \
+      "ContainerCreating, tag $SANDBOX_IMAGE with it: ctr -n k8s.io images tag $SANDBOX_IMAGE <sandbox image>"
+    return 0
+  fi
+  want=$(normalize_ref "$want")
+  [[ $want == "$SANDBOX_IMAGE" ]] && return 0
+  present=$("${CTR[@]}" images ls -q 2>/dev/null) || present=""
+  if grep -qxF -- "$want" <<<"$present"; then
+    log "containerd's sandbox image $want is present"
+    return 0
+  fi
+  log "containerd's sandbox image $want is not present (no network here): tagging the bundled $SANDBOX_IMAGE as $want"
+  run "${CTR[@]}" images tag "$SANDBOX_IMAGE" "$want"
+}
+
 join() {
   log "== keadm join =="
   install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
@@ -384,7 +425,8 @@ summary() {
   fi
   if [[ $DRY_RUN == 0 ]]; then
     {
-      [[ -f $EDGE_STATE ]] && grep -Ev '^(CLOUD|NODE_NAME|CGROUP_DRIVER)=' "$EDGE_STATE"
+      # keep the other keys; grep finds none when the file holds only these (exit 1 is fine then)
+      if [[ -f $EDGE_STATE ]]; then grep -Ev '^(CLOUD|NODE_NAME|CGROUP_DRIVER)=' "$EDGE_STATE" || true; fi
       printf 'CLOUD=%s\nNODE_NAME=%s\nCGROUP_DRIVER=%s\n' "$CLOUD" "$NODE_NAME" "$CGROUP_DRIVER"
     } | sort | write_file "$EDGE_STATE" 0600
   fi
@@ -419,6 +461,7 @@ main() {
   install_runtime
   start_runtime
   import_images
+  ensure_sandbox_image
   join
   configure_edgecore
   summary

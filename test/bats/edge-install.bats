@@ -224,3 +224,31 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   status_is 0
   called "images import --platform linux/arm/v7"
 }
+
+@test "edge install: an existing containerd's missing sandbox image is tagged from the bundled pause" {
+  existing_containerd false
+  # the bundle's pause image (fixture context) is registry.k8s.io/pause:3.8
+  KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  status_is 0
+  output_has "sandbox image registry.k8s.io/pause:3.10 is not present"
+  called "images tag registry.k8s.io/pause:3.8 registry.k8s.io/pause:3.10"
+  # a second run finds it present and tags nothing more
+  KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  status_is 0
+  output_has "sandbox image registry.k8s.io/pause:3.10 is present"
+  [[ $(count_calls "images tag") -eq 1 ]]
+}
+
+@test "edge install: a containerd already using the bundled pause image needs no tag" {
+  existing_containerd false
+  KP_FAKE_SANDBOX=registry.k8s.io/pause:3.8 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  status_is 0
+  not_called "images tag"
+}
+
+@test "edge install: a short sandbox image name is normalised before it is looked up" {
+  existing_containerd false
+  KP_FAKE_SANDBOX=rancher/mirrored-pause:3.6 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  status_is 0
+  called "images tag registry.k8s.io/pause:3.8 docker.io/rancher/mirrored-pause:3.6"
+}
