@@ -58,3 +58,14 @@ setup() { kp_setup cloud; }
   run "$BUNDLE/verify.sh" --quiet
   status_is 0
 }
+
+@test "verify.sh: a file added to the bundle (not in SHA256SUMS) is reported, exit 4" {
+  printf '#!/bin/sh\n' >"$BUNDLE/bin/backdoor"
+  ln -s /etc/passwd "$BUNDLE/manifests/link"
+  run "$BUNDLE/verify.sh"
+  status_is 4
+  output_has "unexpected: bin/backdoor (not in SHA256SUMS)"
+  output_has "unexpected: manifests/link (not in SHA256SUMS)"
+  output_has "0 missing and 0 modified file(s) out of"
+  output_has ", 2 unexpected,"
+}
