@@ -14,99 +14,33 @@
  *             --platform + docker tag + docker save per image, then tar czf of the directory
  * and checks: engine at least 3× faster than seed. Exits 1 when missed.
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createDockerEngine } from '../src/engines/docker/index.js';
 import { parseArch } from '../src/platform.js';
 import { startDockerd, type TestDockerd } from '../test/harness/dockerd.js';
-import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const fixturesPy = join(root, '..', 'shared', 'bench', 'fixtures.py');
-const EDGE = new Set(['kubeedge/installation-package', 'library/eclipse-mosquitto', 'kubeedge/pause']);
-const ARCH = 'arm64';
-
-interface CatalogEntry {
-  registry: string;
-  repo: string;
-  tag: string;
-}
-
-function scaleArg(): number {
-  const i = process.argv.indexOf('--scale');
-  const raw = i >= 0 ? process.argv[i + 1] : process.env.KP_BENCH_SCALE;
-  const s = Number(raw ?? '0.1');
-  if (!Number.isFinite(s) || s <= 0 || s > 4) throw new Error(`bad scale '${raw}' (use e.g. 0.1 or 1)`);
-  return s;
-}
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', rej);
-    child.on('close', (code) => res({ code, stdout, stderr }));
-  });
-}
-
-async function must(cmd: string, args: string[], what: string): Promise<string> {
-  const r = await run(cmd, args);
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const t0 = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
-}
+import { ARCH, must, prepareFixtures, requireTools, root, scaleArg, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
 
 async function main(): Promise<void> {
-  if (!existsSync(fixturesPy)) {
-    console.error(`bench: ${fixturesPy} is missing (the shared reference fixtures beside the repository)`);
-    process.exit(2);
-  }
-  for (const [bin, pkg] of [
+  requireTools([
     ['/usr/bin/docker-registry', 'docker-registry'],
     ['/usr/sbin/dockerd', 'docker.io'],
-  ] as const) {
-    if (!existsSync(bin)) {
-      console.error(`bench: ${bin} is missing (apt-get install ${pkg})`);
-      process.exit(2);
-    }
-  }
+  ] as const);
   const scale = scaleArg();
   const work = join(root, 'bench', '.work');
-  const fixtures = join(work, `fixtures-${scale}`);
   const runDir = join(work, 'docker-run');
   await rm(runDir, { recursive: true, force: true });
   await mkdir(runDir, { recursive: true });
-  if (!existsSync(join(fixtures, 'catalog.json'))) {
-    console.log(`building fixtures at scale ${scale} into ${fixtures} (once per scale)…`);
-    const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
-    console.log(`  built in ${b.seconds.toFixed(1)} s`);
-  }
-  const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
-  const cloud = catalog.filter((c) => !EDGE.has(c.repo));
+  const { fixtures, catalog, cloud } = await prepareFixtures(scale);
 
-  let hub: TestRegistry | undefined;
-  let k8s: TestRegistry | undefined;
+  let regs: Awaited<ReturnType<typeof startFixtureRegistries>> | undefined;
   const daemons: TestDockerd[] = [];
   try {
-    hub = await startRegistry();
-    k8s = await startRegistry();
-    const p = await timed(() => must('python3', [fixturesPy, 'push', fixtures, String(hub!.port), String(k8s!.port)], 'fixtures.py push'));
-    console.log(`pushed ${catalog.length} images to two registries in ${p.seconds.toFixed(1)} s`);
-    const local = (c: CatalogEntry) => `${c.registry === 'registry.k8s.io' ? k8s!.host : hub!.host}/${c.repo}:${c.tag}`;
+    regs = await startFixtureRegistries(fixtures, catalog.length);
+    const { hub, k8s, local } = regs;
     const canonical = (c: CatalogEntry) => `${c.registry}/${c.repo}:${c.tag}`;
     const newDaemon = async () => {
-      const d = await startDockerd({ insecureRegistries: [hub!.host, k8s!.host], registryMirrors: [hub!.url] });
+      const d = await startDockerd({ insecureRegistries: [hub.host, k8s.host], registryMirrors: [hub.url] });
       daemons.push(d);
       return d;
     };
@@ -156,8 +90,7 @@ async function main(): Promise<void> {
     process.exitCode = ok ? 0 : 1;
   } finally {
     for (const d of daemons) await d.stop();
-    await hub?.stop();
-    await k8s?.stop();
+    await regs?.stop();
   }
 }
 

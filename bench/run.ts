@@ -16,109 +16,34 @@
  * and checks: cold ≤ 1.5× floor, warm ≤ 0.7× floor, archive ≤ unique blob bytes + 1%, peak RSS ≤ 150 MB.
  * Exits 1 when a target is missed.
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const shared = resolve(root, '..', 'shared', 'bench');
-const fixturesPy = join(shared, 'fixtures.py');
-const EDGE = new Set(['kubeedge/installation-package', 'library/eclipse-mosquitto', 'kubeedge/pause']);
-const ARCH = 'arm64';
-const ACCEPT = [
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(',');
-
-interface CatalogEntry {
-  registry: string;
-  repo: string;
-  tag: string;
-}
-
-function scaleArg(): number {
-  const i = process.argv.indexOf('--scale');
-  const raw = i >= 0 ? process.argv[i + 1] : process.env.KP_BENCH_SCALE;
-  const s = Number(raw ?? '0.25');
-  if (!Number.isFinite(s) || s <= 0 || s > 4) throw new Error(`bad scale '${raw}' (use e.g. 0.25 or 1)`);
-  return s;
-}
-
-function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', rej);
-    child.on('close', (code) => res({ code, stdout, stderr }));
-  });
-}
-
-async function must(cmd: string, args: string[], what: string): Promise<string> {
-  const r = await run(cmd, args);
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
-  return r.stdout;
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
-  const t0 = process.hrtime.bigint();
-  const value = await fn();
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
-}
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ACCEPT, ARCH, must, prepareFixtures, requireTools, root, scaleArg, startFixtureRegistries, timed } from './lib.js';
 
 async function main(): Promise<void> {
-  if (!existsSync(fixturesPy)) {
-    console.error(`bench: ${fixturesPy} is missing. The bench needs the shared reference fixtures beside the repository (../shared/bench/fixtures.py).`);
-    process.exit(2);
-  }
-  for (const [bin, pkg] of [
+  requireTools([
     ['/usr/bin/docker-registry', 'docker-registry'],
     ['/usr/bin/skopeo', 'skopeo'],
     ['/usr/bin/curl', 'curl'],
-  ] as const) {
-    if (!existsSync(bin)) {
-      console.error(`bench: ${bin} is missing (apt-get install ${pkg})`);
-      process.exit(2);
-    }
-  }
+  ] as const);
   const scale = scaleArg();
   const work = join(root, 'bench', '.work');
-  const fixtures = join(work, `fixtures-${scale}`);
   const run1 = join(work, 'run');
   await rm(run1, { recursive: true, force: true });
   await mkdir(run1, { recursive: true });
+  const { fixtures, catalog, cloud } = await prepareFixtures(scale);
 
-  if (!existsSync(join(fixtures, 'catalog.json'))) {
-    console.log(`building fixtures at scale ${scale} into ${fixtures} (once per scale)…`);
-    // fixtures.py reads the scale as its third argument.
-    const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
-    console.log(`  built in ${b.seconds.toFixed(1)} s`);
-  }
-  const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
-  const cloud = catalog.filter((c) => !EDGE.has(c.repo));
-
-  let hub: TestRegistry | undefined;
-  let k8s: TestRegistry | undefined;
+  let regs: Awaited<ReturnType<typeof startFixtureRegistries>> | undefined;
   try {
-    hub = await startRegistry();
-    k8s = await startRegistry();
-    const p = await timed(() => must('python3', [fixturesPy, 'push', fixtures, String(hub!.port), String(k8s!.port)], 'fixtures.py push'));
-    console.log(`pushed ${catalog.length} images to two registries in ${p.seconds.toFixed(1)} s`);
-    const local = (c: CatalogEntry) => `${c.registry === 'registry.k8s.io' ? k8s!.host : hub!.host}/${c.repo}:${c.tag}`;
+    regs = await startFixtureRegistries(fixtures, catalog.length);
+    const { hub, k8s, local } = regs;
 
     // Floor: resolve manifests, then fetch every unique blob once (4 parallel curls).
     const floorFile = join(run1, 'floor.bin');
     const floor = await timed(async () => {
       const urls = new Map<string, string>();
       for (const c of cloud) {
-        const host = c.registry === 'registry.k8s.io' ? k8s!.host : hub!.host;
+        const host = c.registry === 'registry.k8s.io' ? k8s.host : hub.host;
         const idx = (await (await fetch(`http://${host}/v2/${c.repo}/manifests/${c.tag}`, { headers: { accept: ACCEPT } })).json()) as { manifests: { digest: string; platform: { architecture: string } }[] };
         const m = idx.manifests.find((e) => e.platform.architecture === ARCH)!;
         const man = (await (await fetch(`http://${host}/v2/${c.repo}/manifests/${m.digest}`, { headers: { accept: ACCEPT } })).json()) as { config: { digest: string }; layers: { digest: string }[] };
@@ -194,8 +119,7 @@ async function main(): Promise<void> {
     console.log(`\n${checks.length - failed} passed, ${failed} failed`);
     process.exitCode = failed ? 1 : 0;
   } finally {
-    await hub?.stop();
-    await k8s?.stop();
+    await regs?.stop();
   }
 }
 

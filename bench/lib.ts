@@ -1,0 +1,114 @@
+/**
+ * Shared set-up of the benchmarks: the reference fixtures (../shared/bench/fixtures.py) built once per
+ * scale into bench/.work/, pushed to two fresh local docker-registry instances (docker.io and
+ * registry.k8s.io images), and small process/timing helpers.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const shared = resolve(root, '..', 'shared', 'bench');
+export const fixturesPy = join(shared, 'fixtures.py');
+export const EDGE = new Set(['kubeedge/installation-package', 'library/eclipse-mosquitto', 'kubeedge/pause']);
+export const ARCH = 'arm64';
+export const ACCEPT = [
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+].join(',');
+
+export interface CatalogEntry {
+  registry: string;
+  repo: string;
+  tag: string;
+}
+
+export function scaleArg(): number {
+  const i = process.argv.indexOf('--scale');
+  const raw = i >= 0 ? process.argv[i + 1] : process.env.KP_BENCH_SCALE;
+  const s = Number(raw ?? '0.25');
+  if (!Number.isFinite(s) || s <= 0 || s > 4) throw new Error(`bad scale '${raw}' (use e.g. 0.25 or 1)`);
+  return s;
+}
+
+export function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', rej);
+    child.on('close', (code) => res({ code, stdout, stderr }));
+  });
+}
+
+export async function must(cmd: string, args: string[], what: string): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
+  const t0 = process.hrtime.bigint();
+  const value = await fn();
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, value };
+}
+
+
+/** Exits with status 2 naming what is missing (the fixture builder, or a program and its apt package). */
+export function requireTools(tools: readonly (readonly [string, string])[]): void {
+  if (!existsSync(fixturesPy)) {
+    console.error(`bench: ${fixturesPy} is missing. The bench needs the shared reference fixtures beside the repository (../shared/bench/fixtures.py).`);
+    process.exit(2);
+  }
+  for (const [bin, pkg] of tools) {
+    if (!existsSync(bin)) {
+      console.error(`bench: ${bin} is missing (apt-get install ${pkg})`);
+      process.exit(2);
+    }
+  }
+}
+
+/** Builds the fixtures at `scale` once (bench/.work/fixtures-<scale>/) and returns the catalog and its cloud set. */
+export async function prepareFixtures(scale: number): Promise<{ fixtures: string; catalog: CatalogEntry[]; cloud: CatalogEntry[] }> {
+  const fixtures = join(root, 'bench', '.work', `fixtures-${scale}`);
+  if (!existsSync(join(fixtures, 'catalog.json'))) {
+    console.log(`building fixtures at scale ${scale} into ${fixtures} (once per scale)…`);
+    // fixtures.py reads the scale as its third argument.
+    const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
+    console.log(`  built in ${b.seconds.toFixed(1)} s`);
+  }
+  const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
+  return { fixtures, catalog, cloud: catalog.filter((c) => !EDGE.has(c.repo)) };
+}
+
+/** Starts the two registries and pushes the fixtures; `local(c)` is an image's reference at its registry. */
+export async function startFixtureRegistries(fixtures: string, count: number): Promise<{ hub: TestRegistry; k8s: TestRegistry; local(c: CatalogEntry): string; stop(): Promise<void> }> {
+  const hub = await startRegistry();
+  let k8s: TestRegistry | undefined;
+  try {
+    k8s = await startRegistry();
+    const k = k8s;
+    const p = await timed(() => must('python3', [fixturesPy, 'push', fixtures, String(hub.port), String(k.port)], 'fixtures.py push'));
+    console.log(`pushed ${count} images to two registries in ${p.seconds.toFixed(1)} s`);
+    return {
+      hub,
+      k8s: k,
+      local: (c) => `${c.registry === 'registry.k8s.io' ? k.host : hub.host}/${c.repo}:${c.tag}`,
+      async stop() {
+        await k.stop();
+        await hub.stop();
+      },
+    };
+  } catch (e) {
+    await k8s?.stop();
+    await hub.stop();
+    throw e;
+  }
+}
