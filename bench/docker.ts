@@ -14,12 +14,12 @@
  *             --platform + docker tag + docker save per image, then tar czf of the directory
  * and checks: engine at least 3× faster than seed. Exits 1 when missed.
  */
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDockerEngine } from '../src/engines/docker/index.js';
 import { parseArch } from '../src/platform.js';
 import { startDockerd, type TestDockerd } from '../test/harness/dockerd.js';
-import { ARCH, must, prepareFixtures, requireTools, root, scaleArg, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
+import { ARCH, prepareFixtures, requireTools, root, scaleArg, seedBaseline, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
 
 async function main(): Promise<void> {
   requireTools([
@@ -57,24 +57,12 @@ async function main(): Promise<void> {
     if (warm.value.sha256 !== cold.value.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
 
     // seed(): docker pull + tag + save per image, then tar czf (gzip -6, one core), on a fresh daemon.
-    const d2 = await newDaemon();
-    const seedDir = join(runDir, 'seed', 'images');
-    await mkdir(seedDir, { recursive: true });
-    const docker = async (args: string[]) => {
-      const r = await d2.docker(args);
-      if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
-    };
-    let pullS = 0;
-    let saveS = 0;
-    const seed = await timed(async () => {
-      for (const c of cloud) {
-        pullS += (await timed(() => docker(['pull', '-q', '--platform', `linux/${ARCH}`, local(c)]))).seconds;
-        await docker(['tag', local(c), canonical(c)]);
-        saveS += (await timed(() => docker(['save', canonical(c), '-o', join(seedDir, `${canonical(c).replace(/[/:]/g, '-')}.tar`)]))).seconds;
-      }
-      return timed(() => must('tar', ['czf', join(runDir, 'seed.tar.gz'), '-C', join(runDir, 'seed'), 'images'], 'tar czf'));
-    });
-    const seedBytes = (await stat(join(runDir, 'seed.tar.gz'))).size;
+    const seedRun = await seedBaseline({ cloud, local, runDir, daemon: await newDaemon() });
+    const seed = { seconds: seedRun.seconds };
+    const seedBytes = seedRun.bytes;
+    const pullS = seedRun.pull;
+    const saveS = seedRun.save;
+    const seedTar = seedRun.tar;
 
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
     const t = cold.value.timings;
@@ -84,7 +72,7 @@ async function main(): Promise<void> {
     console.log(`    pull ${t.pull.toFixed(2)} s · save+gzip ${t.save.toFixed(2)} s · archive ${t.archive.toFixed(2)} s (wall time with ≥1 image in the phase; phases overlap across images)`);
     console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}`);
     console.log(`  ${'seed: docker pull/save + tar czf'.padEnd(34)} ${seed.seconds.toFixed(2).padStart(7)} s  ${mb(seedBytes).padStart(10)}`);
-    console.log(`    pull ${pullS.toFixed(2)} s · save ${saveS.toFixed(2)} s · tar czf ${seed.value.seconds.toFixed(2)} s`);
+    console.log(`    pull ${pullS.toFixed(2)} s · save ${saveS.toFixed(2)} s · tar czf ${seedTar.toFixed(2)} s`);
     const ok = ratio >= 3;
     console.log(`\n  ${ok ? 'PASS' : 'FAIL'}  engine ≥ 3× faster than seed            ${ratio.toFixed(2)}×`);
     process.exitCode = ok ? 0 : 1;

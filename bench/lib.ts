@@ -8,7 +8,9 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mkdir, stat } from 'node:fs/promises';
 import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
+import type { TestDockerd } from '../test/harness/dockerd.js';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const shared = resolve(root, '..', 'shared', 'bench');
@@ -111,4 +113,30 @@ export async function startFixtureRegistries(fixtures: string, count: number): P
     await hub.stop();
     throw e;
   }
+}
+
+/**
+ * The design documents' approach (shared/bench/baselines.sh `seed()`): per image `docker pull
+ * --platform`, tag to the canonical name, `docker save`; then one `tar czf` of all the tars.
+ */
+export async function seedBaseline(opts: { cloud: CatalogEntry[]; local(c: CatalogEntry): string; runDir: string; daemon: TestDockerd }): Promise<{ seconds: number; bytes: number; pull: number; save: number; tar: number }> {
+  const canonical = (c: CatalogEntry) => `${c.registry}/${c.repo}:${c.tag}`;
+  const seedDir = join(opts.runDir, 'seed', 'images');
+  await mkdir(seedDir, { recursive: true });
+  const docker = async (args: string[]) => {
+    const r = await opts.daemon.docker(args);
+    if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr}`);
+  };
+  let pull = 0;
+  let save = 0;
+  const all = await timed(async () => {
+    for (const c of opts.cloud) {
+      pull += (await timed(() => docker(['pull', '-q', '--platform', `linux/${ARCH}`, opts.local(c)]))).seconds;
+      await docker(['tag', opts.local(c), canonical(c)]);
+      save += (await timed(() => docker(['save', canonical(c), '-o', join(seedDir, `${canonical(c).replace(/[/:]/g, '-')}.tar`)]))).seconds;
+    }
+    return timed(() => must('tar', ['czf', join(opts.runDir, 'seed.tar.gz'), '-C', join(opts.runDir, 'seed'), 'images'], 'tar czf'));
+  });
+  const bytes = (await stat(join(opts.runDir, 'seed.tar.gz'))).size;
+  return { seconds: all.seconds, bytes, pull, save, tar: all.value.seconds };
 }

@@ -13,17 +13,20 @@
  *   cold   our engine with an empty cache (child process: its time and peak RSS)
  *   warm   our engine again with the cache populated
  *   skopeo skopeo copy … oci-archive: per image, then tar cf (reference baseline)
+ *   docker the design documents' docker pull --platform + docker save per image, then tar czf (baseline)
  * and checks: cold ≤ 1.5× floor, warm ≤ 0.7× floor, archive ≤ unique blob bytes + 1%, peak RSS ≤ 150 MB.
  * Exits 1 when a target is missed.
  */
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ACCEPT, ARCH, must, prepareFixtures, requireTools, root, scaleArg, startFixtureRegistries, timed } from './lib.js';
+import { ACCEPT, ARCH, must, prepareFixtures, requireTools, root, scaleArg, seedBaseline, startFixtureRegistries, timed } from './lib.js';
+import { startDockerd } from '../test/harness/dockerd.js';
 
 async function main(): Promise<void> {
   requireTools([
     ['/usr/bin/docker-registry', 'docker-registry'],
     ['/usr/bin/skopeo', 'skopeo'],
+    ['/usr/sbin/dockerd', 'docker.io'],
     ['/usr/bin/curl', 'curl'],
   ] as const);
   const scale = scaleArg();
@@ -94,12 +97,22 @@ async function main(): Promise<void> {
     });
     const skBytes = (await stat(join(run1, 'skopeo-oci.tar'))).size;
 
+    // The design documents' docker pull/save + tar czf, on a test dockerd pulling from the same registries.
+    const daemon = await startDockerd({ insecureRegistries: [hub.host, k8s.host] });
+    let seed: Awaited<ReturnType<typeof seedBaseline>>;
+    try {
+      seed = await seedBaseline({ cloud, local, runDir: run1, daemon });
+    } finally {
+      await daemon.stop();
+    }
+
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
     const rows: [string, number, number][] = [
       ['floor (unique blobs over HTTP)', floor.seconds, floorBytes],
       ['kubeprepare cold', cold.seconds, cold.size],
       ['kubeprepare warm', warm.seconds, warm.size],
       ['skopeo oci-archive + tar', sk.seconds, skBytes],
+      ['docker pull/save + tar czf', seed.seconds, seed.bytes],
     ];
     console.log(`\ncloud ${ARCH} set: ${cloud.length} images, ${floor.value} unique blobs, scale ${scale}`);
     for (const [name, s, bytes] of rows) {
