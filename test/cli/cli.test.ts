@@ -93,3 +93,15 @@ test('render: the cloud installer enables the chart mosquitto because the edge b
   assert.match(ms, /image: registry\.k8s\.io\/metrics-server\/metrics-server:v0\.8\.0/);
   assert.match(ms, /imagePullPolicy: Never/);
 });
+
+test('templates: a missing variable is an error naming the template, its position and the variable; shell quoting helper', async () => {
+  const { createRenderer, renderOne, shellQuote } = await import('../../src/render/render.js');
+  const hb = createRenderer();
+  assert.throws(
+    () => renderOne(hb, 'cloud/install.sh', '#!/bin/sh\necho {{versions.k3sx}}\n', { versions: { k3s: 'v1' } }),
+    (e: unknown) => e instanceof Error && /^scripts-templates\/cloud\/install\.sh:2:\d+: variable 'k3sx' is not defined$/.test(e.message),
+  );
+  assert.equal(renderOne(hb, 't', 'X={{sq v}}', { v: "it's a <test> & $HOME" }), `X='it'\\''s a <test> & $HOME'`);
+  assert.equal(shellQuote('plain-1.2_3/x:y'), 'plain-1.2_3/x:y');
+  assert.equal(shellQuote(''), "''");
+});
