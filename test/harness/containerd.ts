@@ -1,7 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { requireBinary, run, startProcess, waitUntil } from './process.js';
 
 export interface TestContainerd {
@@ -15,11 +15,13 @@ export interface TestContainerd {
  * A private containerd (own root, state and socket in a temp dir; CRI plugin disabled), as root
  * without systemd. Stopped by the PID it was started with.
  */
-export async function startContainerd(): Promise<TestContainerd> {
+export async function startContainerd(opts: { address?: string } = {}): Promise<TestContainerd> {
   requireBinary('/usr/bin/containerd', 'containerd');
   requireBinary('/usr/bin/ctr', 'containerd');
   const dir = await mkdtemp(join(tmpdir(), 'kp-containerd-'));
-  const address = join(dir, 'containerd.sock');
+  // A caller may place the socket where a script under test looks for it (e.g. <sysroot>/run/containerd/).
+  const address = opts.address ?? join(dir, 'containerd.sock');
+  await mkdir(dirname(address), { recursive: true });
   const config = join(dir, 'config.toml');
   await writeFile(
     config,
