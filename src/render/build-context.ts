@@ -6,6 +6,26 @@ import { TOOL_VERSION } from '../version.js';
 
 export const IMAGES_ARCHIVE_PATH = 'images/images.tar';
 
+/** CloudCore/EdgeCore ports of the design documents (KubeEdge defaults). */
+export const PORTS: RenderContext['ports'] = {
+  cloudHubWebsocket: 10000,
+  cloudHubQuic: 10001,
+  cloudHubHttps: 10002,
+  cloudStream: 10003,
+  tunnel: 10004,
+  kubeletMetrics: 10350,
+  tunnelVirtual: 10351,
+  metaServer: 10550,
+};
+
+/** EdgeCore settings every edge gets: EdgeMesh DNS, local-only metaServer and kubelet address. */
+export const EDGE_SETTINGS: RenderContext['edge'] = {
+  clusterDNS: '169.254.96.16',
+  clusterDomain: 'cluster.local',
+  metaServer: '127.0.0.1:10550',
+  kubeletAddress: '127.0.0.1',
+};
+
 const UNAME: Record<string, string[]> = {
   amd64: ['x86_64', 'amd64'],
   arm64: ['aarch64', 'arm64'],
@@ -51,17 +71,8 @@ export function buildRenderContext(plan: BuildPlan, bundle: BundlePlan): RenderC
     images: { ...images, all: bundle.images.map((i) => i.ref) },
     kubeedgeImageRepository: repo ? `${repo.registry}/${repo.repository.split('/').slice(0, -1).join('/')}` : 'docker.io/kubeedge',
     files,
-    ports: {
-      cloudHubWebsocket: 10000,
-      cloudHubQuic: 10001,
-      cloudHubHttps: 10002,
-      cloudStream: 10003,
-      tunnel: 10004,
-      kubeletMetrics: 10350,
-      tunnelVirtual: 10351,
-      metaServer: 10550,
-    },
-    edge: { clusterDNS: '169.254.96.16', clusterDomain: 'cluster.local', metaServer: '127.0.0.1:10550', kubeletAddress: '127.0.0.1' },
+    ports: { ...PORTS },
+    edge: { ...EDGE_SETTINGS },
     runtimeBundled: Boolean(files.containerdTarball && files.runc && files.cniPluginsTarball),
   };
 }
