@@ -2,7 +2,7 @@ import { resolve, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { loadManifest } from '../manifest/load.js';
 import { makePlan, resolveMtime } from '../plan/plan.js';
-import { parseImageRef, ImageRefError } from '../manifest/image-ref.js';
+import { parseImageRefs } from '../manifest/image-ref.js';
 import type { Platform } from '../platform.js';
 import type { Side } from '../manifest/schema.js';
 import { createEngine, type EngineName } from '../engines/index.js';
@@ -30,14 +30,7 @@ export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
   const lm = await loadManifest(opts.manifest);
   let refs: string[];
   if (opts.refs.length > 0) {
-    refs = opts.refs.map((r) => {
-      try {
-        return parseImageRef(r).canonical;
-      } catch (e) {
-        if (e instanceof ImageRefError) throw new UserError(e.message, { hint: 'give references like docker.io/kubeedge/cloudcore:v1.22.0' });
-        throw e;
-      }
-    });
+    refs = parseImageRefs(opts.refs).map((r) => r.ref.canonical);
   } else {
     const plan = makePlan(lm, { platforms: [opts.platform], ...(opts.only ? { only: opts.only } : {}), outDir: '.', compression: 'none' });
     refs = plan.bundles.flatMap((b) => b.images.map((i) => i.ref));

@@ -1,3 +1,5 @@
+import { UserError } from '../errors.js';
+
 /**
  * Docker-style image reference normalisation, as `docker pull` and containerd do it:
  *   nginx                      → docker.io/library/nginx:latest
@@ -71,4 +73,29 @@ export function normalizeImageRef(input: string): string {
 /** The reference a registry is asked for: the digest when pinned, else the tag. */
 export function refReference(ref: ImageRef): string {
   return ref.digest ?? ref.tag ?? 'latest';
+}
+
+/**
+ * Parses the references an engine or command is asked for: each one normalised, duplicates (by canonical
+ * name) dropped in order, and a bad one reported as a UserError. Keeps what was written (`input`) beside
+ * the parsed reference, for callers that key per-image settings by it.
+ */
+export function parseImageRefs(images: string[]): { input: string; ref: ImageRef }[] {
+  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
+  const out: { input: string; ref: ImageRef }[] = [];
+  const seen = new Set<string>();
+  for (const input of images) {
+    let ref: ImageRef;
+    try {
+      ref = parseImageRef(input);
+    } catch (e) {
+      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
+      throw e;
+    }
+    if (!seen.has(ref.canonical)) {
+      seen.add(ref.canonical);
+      out.push({ input, ref });
+    }
+  }
+  return out;
 }

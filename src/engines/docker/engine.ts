@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import { UserError } from '../../errors.js';
-import { ImageRefError, parseImageRef, type ImageRef } from '../../manifest/image-ref.js';
+import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { writeOciArchive, type OciArchiveImage } from '../../archive/oci-archive.js';
@@ -112,7 +112,7 @@ export class DockerEngine implements ImageEngine {
     if (this.closed) throw new Error('docker engine is closed');
     const t0 = performance.now();
     const progress = req.progress ?? silentSink;
-    const refs = normalizeRefs(req.images);
+    const refs = parseImageRefs(req.images);
     const cache = new BlobCache(req.cacheDir);
     const level = this.opts.gzipLevel ?? 1;
     if (!Number.isInteger(level) || level < 1 || level > 9) throw new UserError(`gzip level ${level} is not 1..9`);
@@ -477,26 +477,6 @@ function splitName(name: string): { repo: string; tag: string } {
   const colon = name.lastIndexOf(':');
   if (colon > slash) return { repo: name.slice(0, colon), tag: name.slice(colon + 1) };
   return { repo: name, tag: 'latest' };
-}
-
-function normalizeRefs(images: string[]): { input: string; ref: ImageRef }[] {
-  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
-  const out: { input: string; ref: ImageRef }[] = [];
-  const seen = new Set<string>();
-  for (const s of images) {
-    let r: ImageRef;
-    try {
-      r = parseImageRef(s);
-    } catch (e) {
-      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
-      throw e;
-    }
-    if (!seen.has(r.canonical)) {
-      seen.add(r.canonical);
-      out.push({ input: s, ref: r });
-    }
-  }
-  return out;
 }
 
 /** Wall-clock time during which at least one task of a phase ran. */

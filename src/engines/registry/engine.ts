@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
-import { ImageRefError, parseImageRef, refReference, type ImageRef } from '../../manifest/image-ref.js';
+import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { writeOciArchive, type OciArchiveImage } from '../../archive/oci-archive.js';
@@ -93,7 +93,7 @@ class RegistryEngine implements ImageEngine {
   async archive(req: ImageArchiveRequest): Promise<ImageArchiveResult> {
     if (this.closed) throw new Error('registry engine is closed');
     const progress = req.progress ?? silentSink;
-    const refs = normalizeRefs(req.images);
+    const refs = parseImageRefs(req.images).map((r) => r.ref);
     const cache = new BlobCache(req.cacheDir);
     await cache.init();
     const concurrency = Math.max(1, Math.floor(req.concurrency ?? DEFAULT_CONCURRENCY));
@@ -317,26 +317,6 @@ function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
 
 function isAbort(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
-}
-
-function normalizeRefs(images: string[]): ImageRef[] {
-  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
-  const out: ImageRef[] = [];
-  const seen = new Set<string>();
-  for (const s of images) {
-    let r: ImageRef;
-    try {
-      r = parseImageRef(s);
-    } catch (e) {
-      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
-      throw e;
-    }
-    if (!seen.has(r.canonical)) {
-      seen.add(r.canonical);
-      out.push(r);
-    }
-  }
-  return out;
 }
 
 /** Errors after which the next endpoint is worth a try (K3s/containerd fall through on these too). */
