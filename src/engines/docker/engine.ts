@@ -455,7 +455,13 @@ export class DockerEngine implements ImageEngine {
     if (e instanceof UserError) return e;
     const err = e as NodeJS.ErrnoException & { statusCode?: number; json?: { message?: string } | null; reason?: string };
     if (err?.name === 'AbortError') return err;
-    if (err?.code && ['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EACCES', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(err.code)) return noDaemon(this.addr, e);
+    // The daemon answered when the engine connected: a socket that is gone, refused or forbidden now means
+    // the daemon went away; a connection it reset or closed mid-request (Docker 20.10 does this to a pull
+    // that fails, e.g. a missing tag) is that request failing, named as such.
+    if (err?.code && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(err.code)) return noDaemon(this.addr, e);
+    if (err?.code === 'ECONNRESET' || err?.code === 'EPIPE') {
+      return UserError.runtime(`${what} failed: the Docker daemon closed the connection (${err.code})`, 'see the Docker daemon log for details (journalctl -u docker)', e);
+    }
     const fromJson = err?.json && typeof err.json === 'object' ? err.json.message : typeof err?.json === 'string' ? err.json : undefined;
     // docker-modem's own text is "(HTTP code 404) unexpected - <daemon message>"; keep the daemon's part.
     const msg = String(fromJson ?? err?.message ?? String(e)).replace(/^\(HTTP code \d+\) [\w ]+ - /, '').trim();
