@@ -77,7 +77,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
   )
     .option('-o, --out <dir>', 'output directory', 'dist')
     .option('--cache-dir <dir>', 'blob and download cache (default $XDG_CACHE_HOME/kubeprepare or ~/.cache/kubeprepare)')
-    .addOption(new Option('--engine <engine>', 'how images are fetched').choices([...ENGINES]).default('registry'))
+    .addOption(new Option('--engine <engine>', 'how images are fetched (an image\'s own engine: in the manifest wins)').choices([...ENGINES]).default('registry'))
     .addOption(new Option('--compression <kind>', 'tarball compression (none: plain tar, see README)').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
     .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
     .option('--docker-config <file>', 'Docker config.json with registry credentials (default ~/.docker/config.json)')

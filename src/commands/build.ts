@@ -9,6 +9,7 @@ import type { Side } from '../manifest/schema.js';
 import { fetchBinary, type FetchedBinary } from '../binaries/fetch.js';
 import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult, ImageEngine } from '../engines/types.js';
+import { archiveWithEngines } from '../engines/write.js';
 import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
@@ -75,25 +76,28 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   await mkdir(plan.outDir, { recursive: true });
   const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);
-  let engine: ImageEngine | undefined;
+  const engines = new Map<EngineName, ImageEngine>();
   const built: BuiltBundle[] = [];
   try {
-    if (plan.bundles.some((b) => b.images.length > 0)) {
-      engine = await createEngine(opts.engine, {
-        ...(registriesFile ? { registriesFile } : {}),
-        ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
-      });
+    for (const name of enginesNeeded(plan, opts.engine)) {
+      engines.set(
+        name,
+        await createEngine(name, {
+          ...(registriesFile ? { registriesFile } : {}),
+          ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
+        }),
+      );
     }
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom) }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom) }), {
           concurrent: false,
         }),
     }));
     await runTasks(tasks, opts.renderer);
   } finally {
-    await engine?.close();
+    for (const e of engines.values()) await e.close();
     await rm(workRoot, { recursive: true, force: true });
   }
   const checksumsFile = await writeChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
@@ -101,28 +105,42 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 }
 
 /**
- * Per-image manifest settings the chosen engine cannot honour are errors, not silently ignored:
- * `pull: never` (use the daemon's local image) needs the docker engine, and one archive is written by one
- * engine, so an image that names another engine than the build's is refused.
+ * Per-image manifest settings are honoured or refused, never silently ignored: an image may name its
+ * own engine (`engine: docker` for an image only the local daemon has), and `pull: never` (use the
+ * daemon's local image) needs the docker engine for that image.
  */
 export function checkImageSettings(plan: BuildPlan, engine: EngineName, manifestShown: string): void {
   const problems: string[] = [];
   for (const b of plan.bundles) {
+    const engineOf = new Map<string, string>();
     for (const i of b.images) {
-      if (i.engine && i.engine !== engine) problems.push(`${manifestShown}: components.${i.component}: image ${i.ref} asks for engine '${i.engine}' but the build uses --engine ${engine}`);
-      if (i.pull === 'never' && engine !== 'docker') problems.push(`${manifestShown}: components.${i.component}: image ${i.ref} has 'pull: never' (a local daemon image), which needs --engine docker`);
+      const used = i.engine ?? engine;
+      if (i.pull === 'never' && used !== 'docker') {
+        problems.push(
+          `${manifestShown}: components.${i.component}: image ${i.ref} has 'pull: never' (an image from the local Docker daemon), which needs the docker engine: add 'engine: docker' to it or build with --engine docker`,
+        );
+      }
+      const other = engineOf.get(i.ref);
+      if (other && other !== used) problems.push(`${manifestShown}: image ${i.ref} is listed twice, for engines ${other} and ${used}`);
+      engineOf.set(i.ref, used);
     }
   }
   if (problems.length > 0) {
-    throw new UserError([...new Set(problems)].join('\n'), { hint: 'build with the engine these images name, or remove the per-image setting' });
+    throw new UserError([...new Set(problems)].join('\n'), { hint: 'fix the per-image engine/pull settings in the manifest' });
   }
+}
+
+/** The engine each bundle image goes through: its own `engine:` or the build's. */
+export function enginesNeeded(plan: BuildPlan, engine: EngineName): EngineName[] {
+  return [...new Set(plan.bundles.flatMap((b) => b.images.map((i) => i.engine ?? engine)))].sort();
 }
 
 interface BundleContext {
   cacheDir: string;
   templatesRoot: string;
   workRoot: string;
-  engine: ImageEngine | undefined;
+  engines: Map<EngineName, ImageEngine>;
+  defaultEngine: EngineName;
   renderer: RendererMode;
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
@@ -150,9 +168,9 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
       title: `images for ${bundle.name}`,
       skip: () => (bundle.images.length === 0 ? `no images listed for the ${bundle.side} side` : false),
       task: async (_ctx, task) => {
-        if (!c.engine) throw new Error('internal: no image engine');
+        const shares = [...c.engines].map(([name, engine]) => ({ engine, images: bundle.images.filter((i) => (i.engine ?? c.defaultEngine) === name).map((i) => i.ref) }));
         const pullPolicy = Object.fromEntries(bundle.images.filter((i) => i.pull).map((i) => [i.ref, i.pull as 'always' | 'never']));
-        images = await c.engine.archive({
+        images = await archiveWithEngines(shares, {
           images: bundle.images.map((i) => i.ref),
           ...(Object.keys(pullPolicy).length > 0 ? { pullPolicy } : {}),
           platform: bundle.platform,

@@ -1,5 +1,6 @@
 import type { Platform } from '../platform.js';
 import type { ProgressSink } from '../progress/sink.js';
+import type { OciArchiveImage } from '../archive/oci-archive.js';
 
 /**
  * The one small interface every image engine (registry, docker) implements. An engine resolves each
@@ -54,9 +55,36 @@ export interface ImageArchiveResult {
   totalBlobBytes: number;
 }
 
+/** What `collect` needs: an archive request without the archive. */
+export type ImageCollectRequest = Omit<ImageArchiveRequest, 'outFile' | 'mtime'>;
+
+/** One image an engine collected: what the archive writer stores, and what the result reports. */
+export interface CollectedImage {
+  archive: OciArchiveImage;
+  info: ArchivedImage;
+}
+
+/**
+ * Images one engine resolved for a platform, their blobs in the shared cache (`<cacheDir>/blobs/sha256/`)
+ * or still arriving. Several engines' collections go into one archive (src/engines/write.ts), so a
+ * manifest can name the engine per image.
+ */
+export interface CollectedImages {
+  /** In request order, each canonical reference once. */
+  images: CollectedImage[];
+  /** Resolves when the blob is complete and verified in the cache (at once for a blob that is there). */
+  blobReady(digest: string): Promise<void>;
+  /** Resolves when every blob is in (and progress reported); rejects with the engine's failure. */
+  done: Promise<void>;
+  /** Stops whatever still runs, waits until it has stopped (no temp files left), returns its failures. */
+  stop(): Promise<unknown[]>;
+}
+
 export interface ImageEngine {
   readonly name: 'registry' | 'docker';
   archive(req: ImageArchiveRequest): Promise<ImageArchiveResult>;
+  /** Resolves the images and puts their blobs in the cache, without writing an archive. */
+  collect(req: ImageCollectRequest): Promise<CollectedImages>;
   /** Releases connections, temp state. Safe to call twice. */
   close(): Promise<void>;
 }

@@ -63,21 +63,28 @@ test('plan --json: one object per bundle with side, arch, images[].ref and binar
   assert.match(cloudArm64.output, /kubeprepare-cloud-v1\.22\.0-linux-arm64\.tar$/);
 });
 
-test('per-image settings the engine cannot honour are input errors (exit 2), listed with the manifest', async () => {
+test('per-image settings: pull: never without the docker engine is an input error (exit 2); engine: docker per image is accepted', async () => {
   const { mkdtemp, writeFile, readFile } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const { DEFAULT_MANIFEST } = await import('../../src/version.js');
   const dir = await mkdtemp(join(tmpdir(), 'kp-settings-'));
-  const file = join(dir, 'versions.yaml');
-  const text = (await readFile(DEFAULT_MANIFEST, 'utf8'))
-    .replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never }')
-    .replace('- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission }', '- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission, engine: docker }');
-  await writeFile(file, text);
+  const base = await readFile(DEFAULT_MANIFEST, 'utf8');
+  const admissionViaDocker = base.replace('- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission }', '- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission, engine: docker }');
+  assert.notEqual(admissionViaDocker, base);
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, admissionViaDocker.replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never }'));
   const io = captureIo();
-  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', file], io), 2);
-  assert.match(io.errText(), /image docker\.io\/kubeedge\/pause:3\.6 has 'pull: never' .*needs --engine docker/);
-  assert.match(io.errText(), /image docker\.io\/kubeedge\/admission:v1\.22\.0 asks for engine 'docker' but the build uses --engine registry/);
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', bad], io), 2);
+  assert.match(io.errText(), /bad\.yaml: components\.\S+: image docker\.io\/kubeedge\/pause:3\.6 has 'pull: never' .*needs the docker engine: add 'engine: docker' to it or build with --engine docker/);
+  assert.doesNotMatch(io.errText(), /admission/);
+  // The same pull: never image passes once it names the docker engine; so does it under --engine docker.
+  const good = join(dir, 'good.yaml');
+  await writeFile(good, admissionViaDocker.replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never, engine: docker }'));
+  const io2 = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', good], io2), 0, io2.errText());
+  const io3 = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--engine', 'docker', '--manifest', bad], io3), 0, io3.errText());
 });
 
 test('render: the cloud installer enables the chart mosquitto because the edge bundle ships its image', async () => {

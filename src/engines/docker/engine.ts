@@ -5,9 +5,9 @@ import { UserError } from '../../errors.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
-import { writeOciArchive, type OciArchiveImage } from '../../archive/oci-archive.js';
 import { fmtBytes } from '../../util/format.js';
-import type { ArchivedImage, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from '../types.js';
+import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
+import { ANOTHER_FAILED, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from '../registry/auth.js';
 import { BlobCache } from '../registry/blob-cache.js';
 import { configPlatform } from '../registry/manifest.js';
@@ -109,6 +109,18 @@ export class DockerEngine implements ImageEngine {
   }
 
   async archive(req: ImageArchiveRequest): Promise<DockerArchiveResult> {
+    const collected = await this.collect(req);
+    const ta = performance.now();
+    const written = await writeCollected([collected], req);
+    const t = collected.timings;
+    return { ...written, timings: { ...t, archive: (performance.now() - ta) / 1000, total: t.total + (performance.now() - ta) / 1000 }, saveFormat: collected.saveFormat };
+  }
+
+  /**
+   * Every image pulled (or found), checked and saved into the blob cache; the private tags are gone again
+   * when this returns. Nothing is left running, so `blobReady`, `done` and `stop` have nothing to wait for.
+   */
+  async collect(req: ImageCollectRequest): Promise<CollectedImages & { timings: DockerTimings; saveFormat: DockerArchiveResult['saveFormat'] }> {
     if (this.closed) throw new Error('docker engine is closed');
     const t0 = performance.now();
     const progress = req.progress ?? silentSink;
@@ -123,72 +135,54 @@ export class DockerEngine implements ImageEngine {
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
     const phases = { pull: new PhaseClock(), save: new PhaseClock() };
     const policyOf = (input: string, ref: ImageRef) => req.pullPolicy?.[input] ?? req.pullPolicy?.[ref.canonical] ?? 'always';
-    // Pinned images stay until the whole call ends: layers shared between images are pulled once
+    // Pinned images stay until every image is saved: layers shared between images are pulled once
     // (removing an image as soon as it is saved would delete shared base layers the next pull needs).
     const pins: string[] = [];
+    let resolved: Resolved[];
     try {
-      return await this.archiveAll(req, refs, { cache, store, signal, progress, phases, limit, internal, policyOf, pins, t0 });
+      const settled = await Promise.allSettled(
+        refs.map(({ input, ref }) =>
+          limit(() => this.processImage(ref, policyOf(input, ref), req.platform, { cache, store, signal, progress, phases, pins })).catch((e: unknown) => {
+            // Once one image failed (or the caller aborted), the others' errors are consequences of the
+            // abort (a pull cut off mid-stream reads as a reset connection), never the reported cause.
+            if (signal.aborted) throw new Error(ANOTHER_FAILED, { cause: e });
+            internal.abort(new Error(ANOTHER_FAILED));
+            throw e;
+          }),
+        ),
+      );
+      const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
+      if (failures.length > 0) {
+        if (req.signal?.aborted) throw req.signal.reason ?? new Error('aborted');
+        throw failures.find((e) => e instanceof UserError) ?? rootCause(failures, req.signal);
+      }
+      resolved = settled.map((s) => (s as PromiseFulfilledResult<Resolved>).value);
     } finally {
       for (const tag of pins) await this.removeRef(tag).catch(() => {});
     }
-  }
-
-  private async archiveAll(
-    req: ImageArchiveRequest,
-    refs: { input: string; ref: ImageRef }[],
-    x: {
-      cache: BlobCache;
-      store: LayerStore;
-      signal: AbortSignal;
-      progress: ProgressSink;
-      phases: { pull: PhaseClock; save: PhaseClock };
-      limit: <T>(fn: () => Promise<T>) => Promise<T>;
-      internal: AbortController;
-      policyOf: (input: string, ref: ImageRef) => 'always' | 'never';
-      pins: string[];
-      t0: number;
-    },
-  ): Promise<DockerArchiveResult> {
-    const { cache, store, signal, progress, phases, limit, internal, policyOf, t0 } = x;
-
-    const settled = await Promise.allSettled(
-      refs.map(({ input, ref }) =>
-        limit(() => this.processImage(ref, policyOf(input, ref), req.platform, { cache, store, signal, progress, phases, pins: x.pins })).catch((e: unknown) => {
-          internal.abort(new Error('another image failed'));
-          throw e;
-        }),
-      ),
-    );
-    const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
-    if (failures.length > 0) {
-      if (req.signal?.aborted) throw req.signal.reason ?? new Error('aborted');
-      throw failures.find((e) => e instanceof UserError) ?? failures.find((e) => !(e instanceof Error && e.message === 'another image failed')) ?? failures[0];
-    }
-    const resolved = settled.map((s) => (s as PromiseFulfilledResult<Resolved>).value);
-
-    const ta = performance.now();
-    const archiveImages: OciArchiveImage[] = resolved.map((r) => ({
-      ref: r.ref.canonical,
-      platform: r.platform,
-      manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
-      config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
-      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-    }));
-    const written = await writeOciArchive({ outFile: req.outFile, mtime: req.mtime, images: archiveImages, blobFile: (d) => cache.path(d), signal: req.signal });
-    const archiveSeconds = (performance.now() - ta) / 1000;
-    const images: ArchivedImage[] = resolved.map((r) => ({
-      ref: r.ref.canonical,
-      manifestDigest: r.manifest.digest,
-      configDigest: r.config.digest,
-      platform: r.platform,
-      size: r.config.size + r.layers.reduce((s, l) => s + l.size, 0),
-      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-    }));
     const formats = new Set(resolved.map((r) => r.format));
     return {
-      ...written,
-      images,
-      timings: { pull: phases.pull.seconds(), save: phases.save.seconds(), archive: archiveSeconds, total: (performance.now() - t0) / 1000 },
+      images: resolved.map((r) => ({
+        archive: {
+          ref: r.ref.canonical,
+          platform: r.platform,
+          manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
+          config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
+          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        },
+        info: {
+          ref: r.ref.canonical,
+          manifestDigest: r.manifest.digest,
+          configDigest: r.config.digest,
+          platform: r.platform,
+          size: r.config.size + r.layers.reduce((s, l) => s + l.size, 0),
+          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        },
+      })),
+      blobReady: () => Promise.resolve(),
+      done: Promise.resolve(),
+      stop: () => Promise.resolve([]),
+      timings: { pull: phases.pull.seconds(), save: phases.save.seconds(), archive: 0, total: (performance.now() - t0) / 1000 },
       saveFormat: formats.size === 1 ? [...formats][0]! : 'mixed',
     };
   }

@@ -4,8 +4,8 @@ import { UserError } from '../../errors.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
-import { writeOciArchive, type OciArchiveImage } from '../../archive/oci-archive.js';
-import type { ArchivedImage, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from '../types.js';
+import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
+import { rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from './auth.js';
 import { BlobCache, type BlobRef } from './blob-cache.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
@@ -91,6 +91,11 @@ class RegistryEngine implements ImageEngine {
   }
 
   async archive(req: ImageArchiveRequest): Promise<ImageArchiveResult> {
+    // The archive is written while the downloads run; each blob is added once it is verified.
+    return writeCollected([await this.collect(req)], req);
+  }
+
+  async collect(req: ImageCollectRequest): Promise<CollectedImages> {
     if (this.closed) throw new Error('registry engine is closed');
     const progress = req.progress ?? silentSink;
     const refs = parseImageRefs(req.images).map((r) => r.ref);
@@ -106,15 +111,11 @@ class RegistryEngine implements ImageEngine {
       internal.abort(abortError());
       throw e;
     };
-    const firstError = (reasons: unknown[]): unknown => {
-      if (req.signal?.aborted) return req.signal.reason ?? abortError();
-      return reasons.find((e) => !isAbort(e)) ?? reasons[0];
-    };
 
     // 1. Manifests (and configs, to check the platform) for every image, before anything is written.
     const settled = await Promise.allSettled(refs.map((r) => limit(() => this.resolve(r, req.platform, cache, signal)).catch(fail)));
     const rejected = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
-    if (rejected.length > 0) throw firstError(rejected);
+    if (rejected.length > 0) throw rootCause(rejected, req.signal);
     const resolved = settled.map((x) => (x as PromiseFulfilledResult<ResolvedImage>).value);
 
     // 2. Blob downloads, each unique blob once (in archive order, so the writer can follow them).
@@ -149,43 +150,36 @@ class RegistryEngine implements ImageEngine {
       if (cached.length > 0) progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
       progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
     });
-    perImage.forEach((p) => p.catch(() => {}));
+    const done = Promise.all(perImage).then(() => {});
+    done.catch(() => {}); // observed by the writer
 
-    // 3. The archive, written while the downloads run; each blob is added once it is verified.
-    const archiveImages: OciArchiveImage[] = resolved.map((r) => ({
-      ref: r.ref.canonical,
-      platform: r.platform,
-      manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
-      config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
-      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-    }));
-    let written: Awaited<ReturnType<typeof writeOciArchive>>;
-    try {
-      written = await writeOciArchive({
-        outFile: req.outFile,
-        mtime: req.mtime,
-        images: archiveImages,
-        blobFile: (d) => cache.path(d),
-        blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
-        signal,
-      });
-      await Promise.all(perImage);
-    } catch (e) {
-      internal.abort(abortError());
-      // Wait until every download has stopped and removed its temp file, then report the root cause.
-      const results = await Promise.allSettled(downloads.values());
-      const reasons = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
-      throw firstError([...reasons, e]);
-    }
-    const images: ArchivedImage[] = resolved.map((r) => ({
-      ref: r.ref.canonical,
-      manifestDigest: r.manifest.digest,
-      configDigest: r.config.digest,
-      platform: r.platform,
-      size: imageSize(r),
-      layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-    }));
-    return { ...written, images };
+    return {
+      images: resolved.map((r) => ({
+        archive: {
+          ref: r.ref.canonical,
+          platform: r.platform,
+          manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
+          config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
+          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        },
+        info: {
+          ref: r.ref.canonical,
+          manifestDigest: r.manifest.digest,
+          configDigest: r.config.digest,
+          platform: r.platform,
+          size: imageSize(r),
+          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        },
+      })),
+      blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
+      done,
+      stop: async () => {
+        // Wait until every download has stopped and removed its temp file; report what failed.
+        internal.abort(abortError());
+        const results = await Promise.allSettled(downloads.values());
+        return results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+      },
+    };
   }
 
   /** Resolves `ref` to its platform-specific manifest, trying the endpoints in order. */
@@ -313,10 +307,6 @@ class RegistryEngine implements ImageEngine {
 
 function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
   return img.config.size + img.layers.reduce((s, l) => s + l.size, 0);
-}
-
-function isAbort(e: unknown): boolean {
-  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
 }
 
 /** Errors after which the next endpoint is worth a try (K3s/containerd fall through on these too). */

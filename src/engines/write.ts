@@ -1,0 +1,94 @@
+import { writeOciArchive } from '../archive/oci-archive.js';
+import { parseImageRefs } from '../manifest/image-ref.js';
+import { UserError } from '../errors.js';
+import { BlobCache } from './registry/blob-cache.js';
+import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
+
+function isAbort(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+/** The root cause among failures: the caller's own abort, else the first failure that is not a consequence of another. */
+export function rootCause(reasons: unknown[], callerSignal?: AbortSignal): unknown {
+  if (callerSignal?.aborted) return callerSignal.reason ?? reasons[0];
+  return reasons.find((e) => !isAbort(e) && !(e instanceof Error && e.message === ANOTHER_FAILED)) ?? reasons[0];
+}
+
+/** The reason an engine is stopped with when another part of the same archive failed. */
+export const ANOTHER_FAILED = 'another image of this archive failed';
+
+/**
+ * Writes one images archive from the collections of one or more engines (blobs from the shared cache,
+ * each once, images in the order given by `order`). Blobs still arriving are streamed as they are
+ * verified. On any failure every engine is stopped and waited for, then the root cause is thrown.
+ */
+export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal'> & { order?: string[] }): Promise<ImageArchiveResult> {
+  const all = parts.flatMap((p) => p.images);
+  const byRef = new Map(all.map((i) => [i.info.ref, i]));
+  const images = req.order ? req.order.map((r) => byRef.get(r) ?? missing(r)) : all;
+  const cache = new BlobCache(req.cacheDir);
+  try {
+    const written = await writeOciArchive({
+      outFile: req.outFile,
+      mtime: req.mtime,
+      images: images.map((i) => i.archive),
+      blobFile: (d) => cache.path(d),
+      blobReady: async (d) => {
+        await Promise.all(parts.map((p) => p.blobReady(d)));
+      },
+      signal: req.signal,
+    });
+    await Promise.all(parts.map((p) => p.done));
+    return { ...written, images: images.map((i) => i.info) };
+  } catch (e) {
+    const reasons = (await Promise.all(parts.map((p) => p.stop()))).flat();
+    throw rootCause([...reasons, e], req.signal);
+  }
+}
+
+function missing(ref: string): never {
+  throw new Error(`internal: no engine collected ${ref}`);
+}
+
+/**
+ * One archive from several engines: each engine collects its share of `req.images` (at the same time),
+ * then the shared writer stores them in request order. A failure in one share stops the others.
+ * With one share this is simply that engine's `archive`.
+ */
+export async function archiveWithEngines(shares: { engine: ImageEngine; images: string[] }[], req: ImageArchiveRequest): Promise<ImageArchiveResult> {
+  const used = shares.filter((s) => s.images.length > 0);
+  if (used.length === 1) return used[0]!.engine.archive({ ...req, images: used[0]!.images });
+  const order = parseImageRefs(req.images).map((r) => r.ref.canonical);
+  const seen = new Map<string, string>();
+  for (const s of used) {
+    for (const { ref } of parseImageRefs(s.images)) {
+      const other = seen.get(ref.canonical);
+      if (other && other !== s.engine.name) {
+        throw new UserError(`${ref.canonical} is given to two engines (${other} and ${s.engine.name})`, { hint: 'name one engine per image' });
+      }
+      seen.set(ref.canonical, s.engine.name);
+    }
+  }
+  const internal = new AbortController();
+  const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
+  const settled = await Promise.allSettled(
+    used.map((s) =>
+      s.engine.collect({ ...withoutArchive(req), images: s.images, signal }).catch((e: unknown) => {
+        internal.abort(new Error(ANOTHER_FAILED));
+        throw e;
+      }),
+    ),
+  );
+  const collected = settled.filter((x): x is PromiseFulfilledResult<CollectedImages> => x.status === 'fulfilled').map((x) => x.value);
+  const failed = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+  if (failed.length > 0) {
+    const reasons = (await Promise.all(collected.map((c) => c.stop()))).flat();
+    throw rootCause([...failed, ...reasons], req.signal);
+  }
+  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, order });
+}
+
+function withoutArchive(req: ImageArchiveRequest): Omit<ImageArchiveRequest, 'outFile' | 'mtime'> {
+  const { outFile: _o, mtime: _m, ...rest } = req;
+  return rest;
+}
