@@ -46,7 +46,8 @@ Joins this host to the KubeEdge cloud without network access beyond the cloud no
   2. the bundle's images are imported into containerd (namespace k8s.io): keadm join pulls nothing
   3. keadm join (KubeEdge $KUBEEDGE_VERSION)
   4. edgecore.yaml: edgeStream to the cloud, metaServer, EdgeMesh DNS, kubelet on 127.0.0.1 only
-     (scripts/configure-edgecore.sh: backup, structured edit, read-back check, restart)
+     (scripts/configure-edgecore.sh: edgecore stopped, backup, structured edit, started, read back twice;
+     the join token is cleared once edgecore has its certificates)
 
   --cloud IP:PORT          CloudHub address of the cloud node, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}}  [required]
   --token TOKEN            output of 'keadm gettoken' on the cloud node                       [required]

@@ -154,8 +154,14 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   cfg=$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml
   ls "$cfg".bak.* >/dev/null
   grep -A1 '^  edgeStream:' "$cfg" | grep -q 'enable: true'
-  called "systemctl restart edgecore"
-  output_has "3 change(s)"
+  # edgecore stopped before the edit (it would rewrite the file from memory), started after it
+  called "systemctl stop edgecore"
+  called "systemctl start edgecore"
+  # the join token is cleared once edgecore has its certificates; the backup holding it is 0600
+  grep -qx '    token: ""' "$cfg"
+  [[ $(stat -c %a "$cfg".bak.*) == 600 ]]
+  output_has "modules.edgeHub.token: <join token> -> \"\""
+  output_has "4 change(s)"
   output_has "refresh-stream-cert.sh --add-edge-ip 192.168.10.21"
 }
 

@@ -3,7 +3,7 @@
 // key — changed keys hold the new values, every other key is untouched — and a second run is a no-op.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +12,8 @@ import { REPO_ROOT, writeFakeBundle } from './helpers.js';
 import { hostArch } from '../fixtures/payload/context.js';
 
 const FIXTURE = join(REPO_ROOT, 'test', 'fixtures', 'payload', 'edgecore-v1.22.yaml');
+/** The join token keadm wrote into the fixture (a fake test value). */
+const TOKEN = `${'a'.repeat(64)}.eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl`;
 let work = '';
 let script = '';
 
@@ -22,10 +24,10 @@ before(async () => {
 });
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function runConfigure(config: string, cloudIp = '192.168.10.10', extra: string[] = []) {
+function runConfigure(config: string, cloudIp = '192.168.10.10', extra: string[] = [], sysroot = join(work, 'root')) {
   const r = spawnSync('bash', [script, '--cloud-ip', cloudIp, '--config', config, '--no-restart', ...extra], {
     encoding: 'utf8',
-    env: { ...process.env, KP_SKIP_ROOT_CHECK: '1', KP_SYSROOT: join(work, 'root') },
+    env: { ...process.env, KP_SKIP_ROOT_CHECK: '1', KP_SYSROOT: sysroot },
   });
   return r;
 }
@@ -84,18 +86,19 @@ const WANT: Record<string, unknown> = {
   'modules.edged.tailoredKubeletConfig.address': '127.0.0.1',
 };
 
-function checkEdited(beforeText: string, afterText: string): void {
+function checkEdited(beforeText: string, afterText: string, extra: Record<string, unknown> = {}): void {
+  const want = { ...WANT, ...extra };
   const beforeMap = flatten(parseStrict(beforeText));
   const afterMap = flatten(parseStrict(afterText));
-  for (const [path, value] of Object.entries(WANT)) {
+  for (const [path, value] of Object.entries(want)) {
     assert.equal(afterMap.get(path), JSON.stringify(value), `${path} after the edit`);
   }
   for (const [path, value] of beforeMap) {
-    if (path in WANT) continue;
+    if (path in want) continue;
     assert.equal(afterMap.get(path), value, `${path} must be unchanged`);
   }
   for (const path of afterMap.keys()) {
-    assert.ok(beforeMap.has(path) || path in WANT, `unexpected new key ${path}`);
+    assert.ok(beforeMap.has(path) || path in want, `unexpected new key ${path}`);
   }
 }
 
@@ -125,6 +128,40 @@ test('edit: exactly the wanted keys change, a backup is made, other lines are ke
   const { removed, added } = lineDiff(original.split('\n'), edited.split('\n'));
   assert.deepEqual(removed, ['    enable: false', '      enable: false'], 'removed lines');
   assert.deepEqual(added, ['    enable: true', '      clusterDNS:', '      - 169.254.96.16', '      enable: true'], 'added lines');
+});
+
+test('without certificates the join token stays (edgecore still needs it); the backup is 0600', () => {
+  const dir = mkdtempSync(join(work, 't0-'));
+  const config = join(dir, 'edgecore.yaml');
+  copyFileSync(FIXTURE, config);
+  const r = runConfigure(config);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /keeping modules\.edgeHub\.token: edgecore has no certificates yet/);
+  assert.equal((parse(readFileSync(config, 'utf8')) as any).modules.edgeHub.token, TOKEN);
+  const backup = readdirSync(dir).find((f) => f.startsWith('edgecore.yaml.bak.'))!;
+  assert.equal(statSync(join(dir, backup)).mode & 0o777, 0o600);
+  assert.ok(!r.stdout.includes(TOKEN) && !r.stderr.includes(TOKEN), 'the token is never printed');
+});
+
+test('once edgecore has its certificates the join token is cleared too, and never printed', () => {
+  const dir = mkdtempSync(join(work, 't1-'));
+  const config = join(dir, 'edgecore.yaml');
+  copyFileSync(FIXTURE, config);
+  const root = mkdtempSync(join(work, 'root-'));
+  mkdirSync(join(root, 'etc/kubeedge/certs'), { recursive: true });
+  writeFileSync(join(root, 'etc/kubeedge/certs/server.crt'), 'cert\n');
+  writeFileSync(join(root, 'etc/kubeedge/certs/server.key'), 'key\n');
+  const original = readFileSync(FIXTURE, 'utf8');
+  const r = runConfigure(config, '192.168.10.10', [], root);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /4 change\(s\)/);
+  assert.match(r.stdout, /modules\.edgeHub\.token: <join token> -> ""/);
+  assert.ok(!r.stdout.includes(TOKEN) && !r.stderr.includes(TOKEN), 'the token is never printed');
+  checkEdited(original, readFileSync(config, 'utf8'), { 'modules.edgeHub.token': '' });
+  // a second run: nothing left to change
+  const again = runConfigure(config, '192.168.10.10', [], root);
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /0 change\(s\)/);
 });
 
 test('second run: nothing written, no new backup', () => {

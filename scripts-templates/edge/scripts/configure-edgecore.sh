@@ -24,12 +24,17 @@ one does not hold its value:
   modules.edged.tailoredKubeletConfig.clusterDNS       [{{edge.clusterDNS}}]  (EdgeMesh DNS)
   modules.edged.tailoredKubeletConfig.clusterDomain    {{edge.clusterDomain}}
   modules.edged.tailoredKubeletConfig.address          {{edge.kubeletAddress}}  (no external kubelet port)
-Before the first change the file is copied to edgecore.yaml.bak.<timestamp>; when nothing has to
-change, nothing is written and edgecore is not restarted. After a change edgecore is restarted.
+Once edgecore holds its certificates (modules.edgeHub.tlsCertFile and tlsPrivateKeyFile exist), the
+join token keadm join copies into modules.edgeHub.token is cleared as well (edgecore does the same).
+Before the first change the file is copied to edgecore.yaml.bak.<timestamp> (mode 0600: it may hold
+the token); when nothing has to change, nothing is written and edgecore is not restarted. Before a
+change edgecore is stopped (it rewrites edgecore.yaml from its memory when it drops the token, which
+would undo the edit), and started again after it; the keys are read back after the write and again
+once edgecore is running.
 
   --cloud-ip IP      the cloud node (CloudStream tunnel on port $PORT_TUNNEL)        [required]
   --config PATH      default /etc/kubeedge/config/edgecore.yaml
-  --no-restart       do not restart edgecore after a change
+  --no-restart       do not stop/start edgecore around a change
   --timeout SECONDS  how long to wait for edgecore to be active again (default 120)
   --dry-run          show the changes, write nothing
   --log-file PATH    also append the log to PATH
@@ -80,8 +85,45 @@ modules.edged.tailoredKubeletConfig.address|scalar|{{edge.kubeletAddress}}
 SETTINGS
 }
 
+# The join token, once edgecore no longer needs it (its certificates exist): sets TOKEN_SETTING to
+# one more desired line, or leaves it empty.
+decide_token() {
+  local token cert key rc=0
+  token=$(yaml_get "$WORK" modules.edgeHub.token) || rc=$?
+  ((rc == 0)) || return 0
+  [[ -n $token && $token != '""' && $token != "''" ]] || return 0
+  cert=$(yaml_get "$WORK" modules.edgeHub.tlsCertFile) || return 0
+  key=$(yaml_get "$WORK" modules.edgeHub.tlsPrivateKeyFile) || return 0
+  if [[ -s $(sys "$cert") && -s $(sys "$key") ]]; then
+    TOKEN_SETTING=$'modules.edgeHub.token|scalar|""\n'
+  else
+    log "keeping modules.edgeHub.token: edgecore has no certificates yet ($cert), it still needs the token"
+  fi
+}
+
+# Every key from the file on disk; dies naming those that do not hold their value.
+read_back() { # when
+  local path kind value old bad=()
+  while IFS='|' read -r path kind value; do
+    old=$(yaml_get "$CONFIG" "$path") || old="<absent>"
+    holds "$old" "$value" || bad+=("$path=$(shown "$path" "$old") (want $value)")
+  done < <(desired; printf '%s' "$TOKEN_SETTING")
+  ((${#bad[@]} == 0)) || die_verify "$CONFIG does not hold the new settings $1: ${bad[*]} (backup in $BACKUP)"
+  log "read back $1: all settings present in $CONFIG"
+}
+
+# Does the value read back (yaml_get removes quotes) hold the wanted one?
+holds() { [[ $1 == "$2" || ($2 == '""' && -z $1) ]]; }
+
+# A value as it may appear in the log: never the token itself.
+shown() { # path value
+  if [[ $1 == modules.edgeHub.token && -n $2 && $2 != '""' ]]; then printf '<join token>'; else printf '%s' "$2"; fi
+}
+
 WORK=""
 NEXT=""
+BACKUP=""
+TOKEN_SETTING=""
 cleanup() { rm -f -- "$WORK" "$NEXT"; }
 
 main() {
@@ -96,13 +138,14 @@ main() {
   NEXT=$(mktemp "${TMPDIR:-/tmp}/kp-edgecore.XXXXXX")
   trap cleanup EXIT
   cp -- "$CONFIG" "$WORK"
+  decide_token
 
   while IFS='|' read -r path kind value; do
     rc=0
     old=$(yaml_get "$WORK" "$path") || rc=$?
     ((rc == 0 || rc == 3)) || die "cannot read $path from $CONFIG (awk status $rc)"
     ((rc == 3)) && old="<absent>"
-    if [[ $old == "$value" ]]; then
+    if holds "$old" "$value"; then
       log "ok        $path = $value"
       continue
     fi
@@ -119,34 +162,32 @@ main() {
       *) die "editing $path failed (awk status $rc)" ;;
     esac
     cp -- "$NEXT" "$WORK"
-    changes+=("$path: $old -> $value")
-    log "change    $path: $old -> $value"
-  done < <(desired)
+    changes+=("$path: $(shown "$path" "$old") -> $value")
+    log "change    $path: $(shown "$path" "$old") -> $value"
+  done < <(desired; printf '%s' "$TOKEN_SETTING")
 
   if ((${#changes[@]} == 0)); then
     log "$CONFIG already has every setting: nothing to change"
   else
-    local backup
-    backup="$CONFIG.bak.$(date +%Y%m%d%H%M%S)"
+    BACKUP="$CONFIG.bak.$(date +%Y%m%d%H%M%S)"
     if [[ $DRY_RUN == 1 ]]; then
-      _kp_emit DRY-RUN "cp -p $CONFIG $backup, then write ${#changes[@]} change(s) to $CONFIG"
+      ((RESTART == 0)) || _kp_emit DRY-RUN "systemctl stop edgecore"
+      _kp_emit DRY-RUN "cp $CONFIG $BACKUP (mode 0600), then write ${#changes[@]} change(s) to $CONFIG"
     else
-      cp -p -- "$CONFIG" "$backup"
-      log "backup: $backup"
+      if ((RESTART)); then
+        log "stopping edgecore first: it rewrites $CONFIG from memory when it drops the join token"
+        run systemctl stop edgecore
+      fi
+      (umask 077 && cp -- "$CONFIG" "$BACKUP")
+      chmod 0600 -- "$BACKUP"
+      log "backup: $BACKUP"
       # same directory, then rename: the file is never half-written
       local tmp
       tmp=$(mktemp "$CONFIG.kp.XXXXXX")
       cat -- "$WORK" >"$tmp"
       chmod --reference="$CONFIG" -- "$tmp" 2>/dev/null || chmod 0644 -- "$tmp"
       mv -f -- "$tmp" "$CONFIG"
-      # read back every key from the file on disk
-      local bad=()
-      while IFS='|' read -r path kind value; do
-        old=$(yaml_get "$CONFIG" "$path") || old="<absent>"
-        [[ $old == "$value" ]] || bad+=("$path=$old (want $value)")
-      done < <(desired)
-      ((${#bad[@]} == 0)) || die_verify "$CONFIG does not hold the new settings: ${bad[*]} (backup in $backup)"
-      log "read back: all settings present in $CONFIG"
+      read_back "after the write"
     fi
   fi
 
@@ -155,8 +196,9 @@ main() {
   for c in "${changes[@]+"${changes[@]}"}"; do printf '  %s\n' "$c"; done
 
   if ((${#changes[@]} > 0)) && [[ $RESTART == 1 ]]; then
-    run systemctl restart edgecore
+    run systemctl start edgecore
     wait_for "$TIMEOUT" "edgecore to be active" systemctl is-active --quiet edgecore
+    [[ $DRY_RUN == 1 ]] || read_back "with edgecore running"
   fi
 }
 
