@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { UserError } from '../../src/errors.js';
 import { createDockerEngine, type DockerEngine } from '../../src/engines/docker/index.js';
 import { parseArch } from '../../src/platform.js';
@@ -119,5 +120,36 @@ describe('docker engine and the daemon state', () => {
     const arm = await build([pinned], 'arm64', 'pinned-arm2');
     assert.equal(arm.images[0]!.configDigest, fixtureConfig('rancher/mirrored-pause', 'linux/arm64'));
     assert.equal(await state(), clean);
+  });
+
+  it('reaches the daemon at a tcp:// address too (DOCKER_HOST=tcp://host:port)', async () => {
+    // A plain TCP forwarder to the daemon's socket stands for a daemon listening on TCP
+    // (dockerd itself delays TCP without TLS, which would only slow the test).
+    const sock = dk.host.replace(/^unix:\/\//, '');
+    const server = createServer((c) => {
+      const u = connect(sock);
+      c.pipe(u).pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    const port = (server.address() as AddressInfo).port;
+    const saved = process.env.DOCKER_HOST;
+    process.env.DOCKER_HOST = `tcp://127.0.0.1:${port}`;
+    try {
+      const viaTcp = await createDockerEngine();
+      try {
+        const before = await state();
+        const r = await viaTcp.archive({ images: [PAUSE], platform: parseArch('arm64'), outFile: join(work, 'tcp.tar'), cacheDir: join(work, 'cache-tcp'), mtime: 0 });
+        assert.equal(r.images[0]!.configDigest, fixtureConfig('rancher/mirrored-pause', 'linux/arm64'));
+        assert.equal(await state(), before);
+      } finally {
+        await viaTcp.close();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.DOCKER_HOST;
+      else process.env.DOCKER_HOST = saved;
+      await new Promise((res) => server.close(res));
+    }
   });
 });
