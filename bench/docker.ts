@@ -10,6 +10,8 @@
  *   engine    `--engine docker`: pull per image for linux/arm64, docker save streamed into gzip blobs,
  *             one deduplicated OCI+docker archive (time split: pull, save, archive)
  *   warm      the engine again on the same daemon and cache (first round only)
+ *   kept      first round only: `--keep-images` twice on one daemon; the second run (a rebuild on a
+ *             daemon that holds the images) beside the seed run again on its own daemon
  *   seed      the design documents' approach (shared/bench/baselines.sh `seed()`): docker pull
  *             --platform + docker tag + docker save per image, then tar czf of the directory
  * Rounds alternate which approach runs first. Checks, on the medians: engine at least 3× faster than
@@ -61,6 +63,8 @@ async function main(): Promise<void> {
     const rounds = roundsArg();
     const results: { engine: number; seed: number; floor: number }[] = [];
     let daemonVersion = '';
+    let keptWarm: { seconds: number; value: DockerArchiveResult } | undefined;
+    let warmSeed: Awaited<ReturnType<typeof seedBaseline>> | undefined;
     for (let r = 0; r < rounds; r++) {
       // Alternate the order: on a shared VM, whichever runs second can inherit the first one's writeback.
       const order = r % 2 === 0 ? (['engine', 'seed'] as const) : (['seed', 'engine'] as const);
@@ -71,7 +75,9 @@ async function main(): Promise<void> {
         await mkdir(roundDir, { recursive: true });
         if (which === 'seed') {
           // seed(): docker pull + tag + save per image, then tar czf (gzip -6, one core), on a fresh daemon.
-          seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: await newDaemon() });
+          const d = await newDaemon();
+          seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: d });
+          if (r === 0) warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d });
         } else {
           const d = await newDaemon();
           const engine = await createDockerEngine({ host: d.host });
@@ -85,6 +91,14 @@ async function main(): Promise<void> {
             console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}   (pulls again: the daemon is left as it was)`);
           }
           await engine.close();
+          if (r === 0) {
+            // --keep-images: the pulled images stay in the daemon under the engine's own tags.
+            const keeper = await createDockerEngine({ host: d.host, keepImages: true });
+            const keepReq = { ...req, cacheDir: join(roundDir, 'cache-keep') };
+            await keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-1.tar') });
+            keptWarm = await timed(() => keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-2.tar') }));
+            await keeper.close();
+          }
         }
         await daemons.pop()?.stop();
       }
@@ -101,6 +115,12 @@ async function main(): Promise<void> {
       console.log(`  ${'seed: docker pull/save + tar czf'.padEnd(34)} ${sd.seconds.toFixed(2).padStart(7)} s  ${mb(sd.bytes).padStart(10)}`);
       console.log(`    pull ${sd.pull.toFixed(2)} s · save ${sd.save.toFixed(2)} s · tar czf ${sd.tar.toFixed(2)} s`);
       console.log(`  ratio ${(sd.seconds / e.seconds).toFixed(2)}×; ceiling for any daemon-pulling engine: seed / daemon pull (${floor.toFixed(2)} s) = ${(sd.seconds / floor).toFixed(2)}×`);
+    }
+    if (keptWarm && warmSeed) {
+      console.log(`\nrebuild on a daemon that already holds the images (first round):`);
+      console.log(`  ${'engine --keep-images (rebuild)'.padEnd(34)} ${keptWarm.seconds.toFixed(2).padStart(7)} s  (saveFormat ${keptWarm.value.saveFormat})`);
+      console.log(`  ${'seed again on its daemon'.padEnd(34)} ${warmSeed.seconds.toFixed(2).padStart(7)} s  (pull ${warmSeed.pull.toFixed(2)} s · save ${warmSeed.save.toFixed(2)} s · tar czf ${warmSeed.tar.toFixed(2)} s)`);
+      console.log(`  ratio ${(warmSeed.seconds / keptWarm.seconds).toFixed(2)}×`);
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
     const ratio = median(results.map((x) => x.seed / x.engine));

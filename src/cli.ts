@@ -81,6 +81,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
     .addOption(new Option('--compression <kind>', 'tarball compression (none: plain tar, see README)').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
     .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
     .option('--docker-config <file>', 'Docker config.json with registry credentials (default ~/.docker/config.json)')
+    .option('--keep-images', 'docker engine: keep the pulled images in the daemon (under kubeprepare.local/keep/) for fast rebuilds')
     .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
     .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
     .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
@@ -106,6 +107,7 @@ Examples:
         binaryMirrors: (o.binaryMirror as string[]).map(parseMirrorFlag),
         ...(o.registries ? { registriesFile: o.registries } : {}),
         ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
+        ...(o.keepImages ? { keepImages: true } : {}),
         ...(o.templates ? { templatesDir: o.templates } : {}),
         dryRun: Boolean(o.dryRun),
         sbom: Boolean(o.sbom),

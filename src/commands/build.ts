@@ -31,6 +31,8 @@ export interface BuildOptions {
   binaryMirrors?: { from: string; to: string }[];
   registriesFile?: string;
   dockerConfigPath?: string;
+  /** docker engine: keep what the build pulled in the daemon, under the engine's own tags. */
+  keepImages?: boolean;
   templatesDir?: string;
   dryRun?: boolean;
   /** Also write a CycloneDX SBOM, sbom.cdx.json, inside each bundle (listed in SHA256SUMS). */
@@ -70,6 +72,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   });
   const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
   checkImageSettings(plan, opts.engine, lm.displayPath);
+  if (opts.keepImages && !enginesNeeded(plan, opts.engine).includes('docker')) {
+    throw new UserError('--keep-images applies to the docker engine, and no image of this build goes through it', { hint: 'add --engine docker, or drop --keep-images' });
+  }
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
@@ -85,6 +90,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         await createEngine(name, {
           ...(registriesFile ? { registriesFile } : {}),
           ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
+          ...(opts.keepImages ? { keepImages: true } : {}),
         }),
       );
     }

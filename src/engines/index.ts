@@ -9,6 +9,8 @@ export interface EngineOptions {
   registriesFile?: string;
   /** Docker config.json with credentials; default ~/.docker/config.json. */
   dockerConfigPath?: string;
+  /** docker engine: keep the pulled images in the daemon under its own tags (see DockerEngineOptions). */
+  keepImages?: boolean;
 }
 
 /** Creates the engine `build --engine` names. Engines are loaded lazily: a build without images loads none. */
@@ -22,7 +24,7 @@ export async function createEngine(name: EngineName, opts: EngineOptions): Promi
   }
   if (name === 'docker') {
     const { createDockerEngine } = await import('./docker/index.js');
-    return createDockerEngine(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {});
+    return createDockerEngine({ ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}), ...(opts.keepImages ? { keepImages: true } : {}) });
   }
   throw new UserError(`unknown image engine '${String(name)}'`, { hint: `use one of ${ENGINES.join(', ')}` });
 }

@@ -87,6 +87,14 @@ test('per-image settings: pull: never without the docker engine is an input erro
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--engine', 'docker', '--manifest', bad], io3), 0, io3.errText());
 });
 
+test('--keep-images without any image going through the docker engine is an input error', async () => {
+  const io = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--keep-images'], io), 2);
+  assert.match(io.errText(), /--keep-images applies to the docker engine/);
+  const io2 = captureIo();
+  assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--keep-images', '--engine', 'docker'], io2), 0, io2.errText());
+});
+
 test('render: the cloud installer enables the chart mosquitto because the edge bundle ships its image', async () => {
   const { mkdtemp, readFile } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');

@@ -152,4 +152,36 @@ describe('docker engine and the daemon state', () => {
       await new Promise((res) => server.close(res));
     }
   });
+
+  it('keepImages: what was pulled stays under the engine\'s own tags, a rebuild needs no docker save, a moved upstream tag replaces the kept image', async () => {
+    const MOVING = 'docker.io/test/moving:1';
+    await pushFixtureSet(reg.url, [{ repo: 'test/moving', tag: '1', format: 'oci', platforms: ['linux/amd64', 'linux/arm64'], layers: ['alpine-base', 'moving-v1'] }]);
+    const keeper = await createDockerEngine({ host: dk.host, keepImages: true });
+    try {
+      const before = await state();
+      const req = (name: string) => ({ images: [MOVING, EDGEMESH], platform: parseArch('arm64'), outFile: join(work, `${name}.tar`), cacheDir: join(work, 'cache-keep'), mtime: 0 });
+      const first = await keeper.archive(req('keep-1'));
+      assert.equal(first.saveFormat, 'docker-archive');
+      const kept = (await must(['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}', 'kubeprepare.local/keep/*'])).split('\n').filter(Boolean);
+      assert.equal(kept.length, 2, `two kept tags: ${kept.join('; ')}`);
+      assert.ok(kept.every((k) => k.includes(':arm64 ')), kept.join('; '));
+      // Apart from the kept images, the user's view is unchanged: no user tag moved or appeared.
+      const userView = (x: string) => x.split('\n').filter((l) => !/kubeprepare\.local\/keep\//.test(l)).map((l) => l.replace(/ tags=(\S*)/, (_m, t: string) => ` tags=${t.split(',').filter((x) => x && !x.startsWith('kubeprepare.local/')).join(',')}`)).filter((l) => !/ tags= digests=$/.test(l)).join('\n');
+      assert.equal(userView(await state()), userView(before));
+      // A rebuild: the daemon finds the image up to date, the cache has its layers: no docker save.
+      const again = await keeper.archive(req('keep-2'));
+      assert.equal(again.saveFormat, 'cache');
+      assert.equal(again.sha256, first.sha256);
+      // The upstream tag moves: the new image is kept, the old one is gone from the daemon.
+      const oldId = first.images.find((i) => i.ref === MOVING)!.configDigest;
+      await pushFixtureSet(reg.url, [{ repo: 'test/moving', tag: '1', format: 'oci', platforms: ['linux/amd64', 'linux/arm64'], layers: ['alpine-base', 'moving-v2'] }]);
+      const moved = await keeper.archive(req('keep-3'));
+      const newId = moved.images.find((i) => i.ref === MOVING)!.configDigest;
+      assert.notEqual(newId, oldId);
+      const ids = (await must(['images', '-a', '-q', '--no-trunc'])).split('\n');
+      assert.ok(ids.includes(newId) && !ids.includes(oldId), 'the replaced kept image is removed');
+    } finally {
+      await keeper.close();
+    }
+  });
 });

@@ -29,6 +29,13 @@ export interface DockerEngineOptions {
   gzipLevel?: number;
   /** Repository for the engine's temporary tags (default `kubeprepare.local/tmp`). */
   tempRepository?: string;
+  /**
+   * Keep what the build pulled in the daemon, under the engine's own stable tags
+   * (`kubeprepare.local/keep/<hash>:<arch>`, one per image and platform; the user's tags are still
+   * put back as they were). A rebuild then only checks each manifest with the registry and, with the
+   * blob cache, needs no `docker save`. Off by default: the daemon is left as it was found.
+   */
+  keepImages?: boolean;
   /** Images handled at once (pull, export, compress); default 3. `ImageArchiveRequest.concurrency` wins. */
   concurrency?: number;
 }
@@ -198,10 +205,12 @@ export class DockerEngine implements ImageEngine {
     const daemonName = ref.digest ? `${ref.registry}/${ref.repository}@${ref.digest}` : `${ref.registry}/${ref.repository}:${ref.tag ?? 'latest'}`;
     const archTag = formatPlatform(want).replace(/^linux\//, '').replace(/\//g, '-');
     const hash = createHash('sha256').update(item).digest('hex').slice(0, 16);
-    const privateTag = `${this.opts.tempRepository ?? 'kubeprepare.local/tmp'}/${hash}-${process.pid}-${randomBytes(3).toString('hex')}:${archTag}`;
+    const privateTag = this.opts.keepImages
+      ? `kubeprepare.local/keep/${hash}:${archTag}`
+      : `${this.opts.tempRepository ?? 'kubeprepare.local/tmp'}/${hash}-${process.pid}-${randomBytes(3).toString('hex')}:${archTag}`;
 
     // Pull (or find) and pin under the private tag, with the user's references put back as they were.
-    c.pins.push(privateTag);
+    if (!this.opts.keepImages) c.pins.push(privateTag);
     const pinned = await this.withLock(daemonName, () =>
       c.phases.pull.time(() => (policy === 'never' ? this.pinLocal(item, daemonName, want, privateTag) : this.pullAndPin(ref, daemonName, want, privateTag, c))),
     );
@@ -247,7 +256,7 @@ export class DockerEngine implements ImageEngine {
       throw UserError.runtime(`${item} is not in the Docker daemon at ${this.addr.display} (pull: never)`, `load or build it into that daemon first (docker images ${daemonName}), or set pull: always`);
     }
     this.checkPlatform(item, info, want, 'in the Docker daemon (pull: never)');
-    await this.tag(info.Id, privateTag);
+    await this.pin(info.Id, privateTag);
     return info;
   }
 
@@ -263,7 +272,7 @@ export class DockerEngine implements ImageEngine {
     if (ref.digest && prev) {
       // A digest reference cannot be re-pointed through the API, so never let a pull move it.
       if (platformOk(prev, want)) {
-        await this.tag(prev.Id, privateTag);
+        await this.pin(prev.Id, privateTag);
         return prev;
       }
       throw UserError.runtime(
@@ -278,7 +287,7 @@ export class DockerEngine implements ImageEngine {
       pulled = await this.inspect(daemonName);
       if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon reported success but has no image ${daemonName}`);
       this.checkPlatform(item, pulled, want, `pulled by the Docker daemon at ${this.addr.display}`);
-      await this.tag(pulled.Id, privateTag);
+      await this.pin(pulled.Id, privateTag);
       return pulled;
     } finally {
       await this.restore(item, daemonName, ref, prev, prevDigests, pulled);
@@ -393,6 +402,22 @@ export class DockerEngine implements ImageEngine {
         kind: 'runtime',
         hint: `the image has no ${formatPlatform(want)} variant (or the daemon picked another one); nothing was saved. Pick an architecture the image provides`,
       });
+    }
+  }
+
+  /**
+   * Tags the image under the engine's private name. A kept tag that pointed at an older image (the
+   * upstream tag moved) leaves that image untagged: it is removed unless something else still uses it.
+   */
+  private async pin(id: string, privateTag: string): Promise<void> {
+    const old = this.opts.keepImages ? await this.inspect(privateTag) : undefined;
+    await this.tag(id, privateTag);
+    if (old && old.Id !== id) {
+      try {
+        await this.docker.getImage(old.Id).remove();
+      } catch {
+        // still tagged by the user or used by a container: left alone
+      }
     }
   }
 
