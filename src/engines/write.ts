@@ -1,8 +1,24 @@
-import { writeOciArchive } from '../archive/oci-archive.js';
+import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { UserError } from '../errors.js';
 import { BlobCache } from './registry/blob-cache.js';
-import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
+import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
+
+/** A collected image from what the archive stores; the reported info (digests, size) follows from it. */
+export function collectedImage(archive: OciArchiveImage): CollectedImage {
+  const layers = archive.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType }));
+  return {
+    archive: { ...archive, layers },
+    info: {
+      ref: archive.ref,
+      manifestDigest: archive.manifest.digest,
+      configDigest: archive.config.digest,
+      platform: archive.platform,
+      size: archive.config.size + layers.reduce((s, l) => s + l.size, 0),
+      layers,
+    },
+  };
+}
 
 function isAbort(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');

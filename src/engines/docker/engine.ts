@@ -7,7 +7,7 @@ import { formatPlatform, platformMatches, type Platform } from '../../platform.j
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { fmtBytes } from '../../util/format.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { ANOTHER_FAILED, rootCause, writeCollected } from '../write.js';
+import { ANOTHER_FAILED, collectedImage, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from '../registry/auth.js';
 import { BlobCache } from '../registry/blob-cache.js';
 import { configPlatform } from '../registry/manifest.js';
@@ -169,23 +169,15 @@ export class DockerEngine implements ImageEngine {
     }
     const formats = new Set(resolved.map((r) => r.format));
     return {
-      images: resolved.map((r) => ({
-        archive: {
+      images: resolved.map((r) =>
+        collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
           config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
-          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-        },
-        info: {
-          ref: r.ref.canonical,
-          manifestDigest: r.manifest.digest,
-          configDigest: r.config.digest,
-          platform: r.platform,
-          size: r.config.size + r.layers.reduce((s, l) => s + l.size, 0),
-          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-        },
-      })),
+          layers: r.layers,
+        }),
+      ),
       blobReady: () => Promise.resolve(),
       done: Promise.resolve(),
       stop: () => Promise.resolve([]),

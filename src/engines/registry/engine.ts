@@ -5,7 +5,7 @@ import { parseImageRefs, refReference, type ImageRef } from '../../manifest/imag
 import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { rootCause, writeCollected } from '../write.js';
+import { collectedImage, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from './auth.js';
 import { BlobCache, type BlobRef } from './blob-cache.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
@@ -154,23 +154,15 @@ class RegistryEngine implements ImageEngine {
     done.catch(() => {}); // observed by the writer
 
     return {
-      images: resolved.map((r) => ({
-        archive: {
+      images: resolved.map((r) =>
+        collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
           config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
-          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-        },
-        info: {
-          ref: r.ref.canonical,
-          manifestDigest: r.manifest.digest,
-          configDigest: r.config.digest,
-          platform: r.platform,
-          size: imageSize(r),
-          layers: r.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
-        },
-      })),
+          layers: r.layers,
+        }),
+      ),
       blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
       done,
       stop: async () => {
