@@ -25,7 +25,7 @@ export async function plan(opts: PlanOptions): Promise<BuildPlan> {
   });
 }
 
-/** `plan --json`: one object per bundle with its side, arch, images[].ref and binaries[].url. */
+/** `plan --json`: one object per bundle with its side, arch, images[] (ref, engine/pull when set per image) and binaries[].url. */
 export function planToJson(p: BuildPlan): object {
   return {
     manifest: p.manifestPath,
@@ -39,7 +39,7 @@ export function planToJson(p: BuildPlan): object {
       platform: b.platformString,
       name: b.name,
       output: b.outFile,
-      images: b.images.map((i) => ({ ref: i.ref, component: i.component, role: i.role ?? null })),
+      images: b.images.map((i) => ({ ref: i.ref, component: i.component, role: i.role ?? null, engine: i.engine ?? null, pull: i.pull ?? null })),
       binaries: b.binaries.map((x) => ({
         name: x.name,
         component: x.component,
@@ -61,7 +61,7 @@ export function planToText(p: BuildPlan): string {
   out.push(`mtime ${p.mtime} (from ${p.mtimeSource}), compression ${p.compression}`);
   for (const b of p.bundles) {
     out.push('', `${b.side} ${b.platformString} → ${b.outFile}`);
-    out.push(table(b.images.map((i) => ['image', i.ref, i.component])));
+    out.push(table(b.images.map((i) => ['image', i.ref, [i.component, i.engine ? `engine ${i.engine}` : '', i.pull === 'never' ? 'pull never' : ''].filter(Boolean).join(', ')])));
     out.push(table(b.binaries.map((x) => ['binary', x.dest, x.url])));
     for (const n of b.notes) out.push(`note: ${n}`);
   }

@@ -83,6 +83,13 @@ test('per-image settings: pull: never without the docker engine is an input erro
   await writeFile(good, admissionViaDocker.replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never, engine: docker }'));
   const io2 = captureIo();
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--manifest', good], io2), 0, io2.errText());
+  assert.match(io2.outText(), /image +docker\.io\/kubeedge\/pause:3\.6 +\S+, engine docker, pull never/);
+  const io4 = captureIo();
+  assert.equal(await runCli(['plan', '--arch', 'arm64', '--json', '--manifest', good], io4), 0, io4.errText());
+  const planned = (JSON.parse(io4.outText()) as { bundles: { images: { ref: string; engine: string | null; pull: string | null }[] }[] }).bundles.flatMap((b) => b.images);
+  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/admission:v1.22.0' && i.engine === 'docker' && i.pull === null));
+  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/pause:3.6' && i.engine === 'docker' && i.pull === 'never'));
+  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/cloudcore:v1.22.0' && i.engine === null));
   const io3 = captureIo();
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--engine', 'docker', '--manifest', bad], io3), 0, io3.errText());
 });
