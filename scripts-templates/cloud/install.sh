@@ -69,6 +69,8 @@ EDGE_IPS=()
 TIMEOUT=600
 LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 parse_args() {
   local list ip ips=()
   normalize_args "$@"
@@ -84,11 +86,7 @@ parse_args() {
           is_host_ipv4 "$ip" || die_usage "--edge-ips: '$ip' is not a usable IPv4 address"
           EDGE_IPS+=("$ip")
         done ;;
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $ADVERTISE ]] || die_usage "--advertise-address is required"
@@ -100,7 +98,6 @@ parse_args() {
     is_node_name "$NODE_NAME" || die_usage "the host name '$NODE_NAME' is not a valid node name; give --node-name"
   fi
   is_node_name "$NODE_NAME" || die_usage "--node-name: '$NODE_NAME' is not a valid node name (lower-case RFC 1123)"
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
 }
 
 # kc ARGS...: kubectl against this K3s (kubectl if installed, else k3s kubectl).

@@ -33,6 +33,8 @@ KEADM_BIN=$(sys /usr/local/bin/keadm)
 K3S_UNINSTALL=$(sys /usr/local/bin/k3s-uninstall.sh)
 BUNDLE_DIR=$SCRIPT_DIR
 
+readonly KP_COMMON_OPTS="--dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -40,10 +42,7 @@ parse_args() {
     case $1 in
       --yes) YES=1; shift ;;
       --keep-k3s) KEEP_K3S=1; shift ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   if [[ $YES == 0 && $DRY_RUN == 0 ]]; then

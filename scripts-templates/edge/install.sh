@@ -74,6 +74,8 @@ CGROUP_DRIVER=""
 TIMEOUT=300
 LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -83,11 +85,7 @@ parse_args() {
       --token) need_value "$1" "$#" "${2-}"; TOKEN=$2; shift 2 ;;
       --node-name) need_value "$1" "$#" "${2-}"; NODE_NAME=$2; shift 2 ;;
       --cgroup-driver) need_value "$1" "$#" "${2-}"; CGROUP_DRIVER=$2; shift 2 ;;
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $CLOUD ]] || die_usage "--cloud is required (IP:PORT of CloudHub, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}})"
@@ -108,7 +106,6 @@ parse_args() {
     "" | systemd | cgroupfs) ;;
     *) die_usage "--cgroup-driver: '$CGROUP_DRIVER' must be systemd or cgroupfs" ;;
   esac
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
 }
 
 # tcp_probe HOST PORT: can we open a TCP connection within 5 seconds?

@@ -31,6 +31,8 @@ EDGECORE_UNIT=$(sys /etc/systemd/system/edgecore.service)
 EDGE_STATE="$KP_STATE_DIR/edge.env"
 RUNTIME_FILES="$KP_STATE_DIR/edge-runtime-files"
 
+readonly KP_COMMON_OPTS="--dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -38,10 +40,7 @@ parse_args() {
     case $1 in
       --yes) YES=1; shift ;;
       --purge-runtime-data) PURGE=1; shift ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   if [[ $YES == 0 && $DRY_RUN == 0 ]]; then

@@ -40,6 +40,14 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   output_has "not a valid node name"
   run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --timeout 0
   status_is 2
+  output_has "--timeout: '0' is not a number of seconds"
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --log-file
+  status_is 2
+  output_has "--log-file needs a value"
+  # a shared option a script does not take is unknown there (uninstall has no --timeout)
+  run "$BUNDLE/uninstall.sh" --timeout 5
+  status_is 2
+  output_has "unknown argument: --timeout"
   [[ ! -s $KP_STUB_LOG ]]
 }
 

@@ -41,6 +41,7 @@ STREAM_PORT={{ports.cloudStream}}
 REMOVE=0
 PERSIST=1
 LOG_PATH=""
+readonly KP_COMMON_OPTS="--dry-run --log-file"
 normalize_args "$@"
 set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
 while (($#)); do
@@ -49,10 +50,7 @@ while (($#)); do
     --stream-port) need_value "$1" "$#" "${2-}"; STREAM_PORT=$2; shift 2 ;;
     --remove) REMOVE=1; shift ;;
     --no-persist) PERSIST=0; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-    -h | --help) usage; exit 0 ;;
-    *) die_usage "unknown argument: $1" ;;
+    *) common_arg "$@"; shift "$KP_SHIFT" ;;
   esac
 done
 

@@ -37,18 +37,16 @@ FAILED=0
 SKIPPED=0
 DETAIL=""
 
+readonly KP_COMMON_OPTS="--timeout --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
   while (($#)); do
     case $1 in
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
 }
 
 kc() {

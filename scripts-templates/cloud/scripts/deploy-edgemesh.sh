@@ -36,6 +36,8 @@ RELAY_ADDRESSES=()
 TIMEOUT=300
 LOG_PATH=""
 
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -45,17 +47,12 @@ parse_args() {
       --relay-address) need_value "$1" "$#" "${2-}"
         is_host_ipv4 "$2" || die_usage "--relay-address: '$2' is not a usable IPv4 address"
         RELAY_ADDRESSES+=("$2"); shift 2 ;;
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $RELAY_NODE ]] || die_usage "--relay-node is required"
   is_node_name "$RELAY_NODE" || die_usage "--relay-node: '$RELAY_NODE' is not a valid node name"
   ((${#RELAY_ADDRESSES[@]} > 0)) || die_usage "--relay-address is required"
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
 }
 
 kc() {

@@ -42,6 +42,8 @@ CLIENT_CA=""
 DAYS=3650
 LOG_PATH=""
 
+readonly KP_COMMON_OPTS="--dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -58,10 +60,7 @@ parse_args() {
       --ca-key) need_value "$1" "$#" "${2-}"; CA_KEY=$2; shift 2 ;;
       --client-ca) need_value "$1" "$#" "${2-}"; CLIENT_CA=$2; shift 2 ;;
       --days) need_value "$1" "$#" "${2-}"; DAYS=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $CERT_DIR ]] || die_usage "--cert-dir is required"

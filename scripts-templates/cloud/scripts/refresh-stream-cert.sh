@@ -41,6 +41,8 @@ APPLY=1
 TIMEOUT=300
 LOG_PATH=""
 
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -52,14 +54,9 @@ parse_args() {
       --from-nodes) FROM_NODES=1; shift ;;
       --cert-dir) need_value "$1" "$#" "${2-}"; CERT_DIR=$2; shift 2 ;;
       --no-apply) APPLY=0; shift ;;
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
   if ((FROM_NODES == 1 && APPLY == 0)); then
     die_usage "--from-nodes needs the cluster; it cannot go with --no-apply"
   fi

@@ -49,6 +49,8 @@ RESTART=1
 TIMEOUT=120
 LOG_PATH=""
 
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -57,16 +59,11 @@ parse_args() {
       --cloud-ip) need_value "$1" "$#" "${2-}"; CLOUD_IP=$2; shift 2 ;;
       --config) need_value "$1" "$#" "${2-}"; CONFIG=$2; shift 2 ;;
       --no-restart) RESTART=0; shift ;;
-      --timeout) need_value "$1" "$#" "${2-}"; TIMEOUT=$2; shift 2 ;;
-      --dry-run) DRY_RUN=1; shift ;;
-      --log-file) need_value "$1" "$#" "${2-}"; LOG_PATH=$2; shift 2 ;;
-      -h | --help) usage; exit 0 ;;
-      *) die_usage "unknown argument: $1" ;;
+      *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $CLOUD_IP ]] || die_usage "--cloud-ip is required"
   is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud-ip: '$CLOUD_IP' is not a usable IPv4 address"
-  [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die_usage "--timeout: '$TIMEOUT' is not a number of seconds"
 }
 
 # path|kind|value
