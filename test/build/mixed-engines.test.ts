@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startBundleWorld, CLOUD, type BundleWorld } from '../harness/bundle-world.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
-import { startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { extractArchive } from '../harness/archive.js';
 import { captureIo } from '../harness/io.js';
 import { runCli } from '../../src/cli.js';
@@ -101,11 +101,7 @@ test('one build, two engines: the registry images and the daemon-only image land
 
   const imp = await ctd.ctr(['-n', 'k8s.io', 'images', 'import', '--platform', 'linux/arm64', archiveFile]);
   assert.equal(imp.code, 0, `ctr import: ${imp.stderr}${imp.stdout}`);
-  const check = await ctd.ctr(['-n', 'k8s.io', 'images', 'check']);
-  for (const ref of refs) {
-    const line = check.stdout.split('\n').find((l) => l.startsWith(`${ref} `));
-    assert.ok(line && /complete \((\d+)\/\1\)/.test(line), `ctr images check: ${line ?? `${ref} missing`}`);
-  }
+  await assertImagesComplete(ctd, refs);
 
   // `verify` accepts the bundle: consumers cannot tell two engines made its archive.
   const io2 = captureIo();

@@ -8,7 +8,7 @@ import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/r
 import type { ImageArchiveResult } from '../../src/engines/types.js';
 import { parseArch } from '../../src/platform.js';
 import { extractArchive } from '../harness/archive.js';
-import { startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
 import { pushFixtureSet, standardFixtureSpecs, type FixtureSet } from '../harness/fixtures.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
@@ -133,12 +133,7 @@ describe('docker engine archives', () => {
           assert.equal(row[2], img.manifestDigest, `${img.ref}: wrong manifest`);
           assert.ok(row.some((c) => c.split(',').some((p) => p.startsWith(`linux/${arch}`))), `${img.ref}: platform column is not linux/${arch}: ${row.join(' ')}`);
         }
-        const check = await ctd.ctr(['-n', 'k8s.io', 'images', 'check']);
-        assert.equal(check.code, 0, check.stderr);
-        for (const ref of IMAGES) {
-          const line = check.stdout.split('\n').find((l) => l.startsWith(`${ref} `));
-          assert.ok(line && /complete \((\d+)\/\1\)/.test(line), `ctr images check: ${line ?? `${ref} missing`}`);
-        }
+        await assertImagesComplete(ctd, IMAGES);
         // The image ID containerd computes from the imported content is the config digest.
         for (const img of res.images) {
           const info = await ctd.ctr(['-n', 'k8s.io', 'content', 'get', img.configDigest]);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/registry/index.js';
 import type { ImageArchiveResult } from '../../src/engines/types.js';
 import { parseArch } from '../../src/platform.js';
-import { startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
 import { pushFixtureSet, standardFixtureSpecs, type FixtureSet } from '../harness/fixtures.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
@@ -71,12 +71,7 @@ describe('the images archive loads into real runtimes', () => {
           assert.ok(row.includes(platform), `${ref}: platform column is not ${platform}: ${row.join(' ')}`);
         }
         // The content is complete: every blob of each image is present.
-        const check = await ctd.ctr(['-n', 'k8s.io', 'images', 'check']);
-        assert.equal(check.code, 0, check.stderr);
-        for (const ref of IMAGES) {
-          const line = check.stdout.split('\n').find((l) => l.startsWith(`${ref} `));
-          assert.ok(line && /complete \((\d+)\/\1\)/.test(line), `ctr images check: ${line ?? `${ref} missing`}`);
-        }
+        await assertImagesComplete(ctd, IMAGES);
         await ctd.ctr(['-n', 'k8s.io', 'images', 'rm', ...IMAGES]);
       });
     }

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,4 +54,14 @@ export async function startContainerd(opts: { address?: string } = {}): Promise<
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Asserts `ctr images check` reports every one of `refs` complete (each blob of the image present). */
+export async function assertImagesComplete(ctd: TestContainerd, refs: string[], namespace = 'k8s.io'): Promise<void> {
+  const check = await ctd.ctr(['-n', namespace, 'images', 'check']);
+  assert.equal(check.code, 0, check.stderr);
+  for (const ref of refs) {
+    const line = check.stdout.split('\n').find((l) => l.startsWith(`${ref} `));
+    assert.ok(line && /complete \((\d+)\/\1\)/.test(line), `ctr images check: ${line ?? `${ref} missing`}`);
+  }
 }
