@@ -30,6 +30,8 @@ export interface BundleInventory {
       platform: string;
       size: number;
       purl: string;
+      /** `registry`: as the registry serves it; `docker`: from a Docker daemon, re-packed by `docker save`. */
+      engine: 'registry' | 'docker';
     }[];
   };
   binaries: {
@@ -93,6 +95,7 @@ export function makeInventory(
         platform: [i.platform.os, i.platform.architecture, i.platform.variant].filter(Boolean).join('/'),
         size: i.size,
         purl: imagePurl(i.ref, i.manifestDigest, bundle.platformString),
+        engine: i.engine,
       })),
     },
     binaries: binaries.map((f) => ({

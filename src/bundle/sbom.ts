@@ -41,6 +41,7 @@ export function makeSbom(inv: BundleInventory): object {
         { name: 'kubeprepare:platform', value: i.platform },
         { name: 'kubeprepare:configDigest', value: i.configDigest },
         { name: 'kubeprepare:size', value: String(i.size) },
+        ...(i.engine ? [{ name: 'kubeprepare:engine', value: i.engine }] : []),
         ...(inv.images.archive ? [{ name: 'kubeprepare:archive', value: inv.images.archive }] : []),
       ],
     };

@@ -40,6 +40,8 @@ export interface ArchivedImage {
   /** Sum of config + layer sizes (compressed, as stored). */
   size: number;
   layers: { digest: string; size: number; mediaType: string }[];
+  /** Which engine fetched it: `docker` images come from a daemon (re-packed by `docker save`). */
+  engine: 'registry' | 'docker';
 }
 
 export interface ImageArchiveResult {

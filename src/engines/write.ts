@@ -5,7 +5,7 @@ import { BlobCache } from './registry/blob-cache.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
 /** A collected image from what the archive stores; the reported info (digests, size) follows from it. */
-export function collectedImage(archive: OciArchiveImage): CollectedImage {
+export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'docker'): CollectedImage {
   const layers = archive.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType }));
   return {
     archive: { ...archive, layers },
@@ -16,6 +16,7 @@ export function collectedImage(archive: OciArchiveImage): CollectedImage {
       platform: archive.platform,
       size: archive.config.size + layers.reduce((s, l) => s + l.size, 0),
       layers,
+      engine,
     },
   };
 }

@@ -87,6 +87,8 @@ test('one build, two engines: the registry images and the daemon-only image land
     'registry.k8s.io/metrics-server/metrics-server:v0.8.0',
     LOCAL,
   ].sort());
+  // bundle.json says where each image came from: the daemon-only one from the docker engine.
+  for (const i of inv.images.list as { ref: string; engine: string }[]) assert.equal(i.engine, i.ref === LOCAL ? 'docker' : 'registry', i.ref);
   const local = inv.images.list.find((i) => i.ref === LOCAL)!;
   assert.equal(local.configDigest, localId, 'the daemon-only image keeps its image ID');
   // The same content fetched by the registry engine has the same image ID (config digest).

@@ -176,7 +176,7 @@ export class DockerEngine implements ImageEngine {
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
           config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
           layers: r.layers,
-        }),
+        }, 'docker'),
       ),
       blobReady: () => Promise.resolve(),
       done: Promise.resolve(),

@@ -161,7 +161,7 @@ class RegistryEngine implements ImageEngine {
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
           config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
           layers: r.layers,
-        }),
+        }, 'registry'),
       ),
       blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
       done,
