@@ -19,7 +19,7 @@ export interface InspectResult {
   kubeprepareVersion: string;
   sourceDateEpoch: number;
   components: { name: string; version: string }[];
-  images: { ref: string; component: string; role: string | null; digest: string; configDigest: string; platform: string; size: number; layers: number; purl: string }[];
+  images: { ref: string; component: string; role: string | null; digest: string; configDigest: string; platform: string; size: number; layers: number; purl: string; engine: string | null }[];
   binaries: { name: string; component: string; version: string; path: string; size: number; sha256: string; url: string; purl: string }[];
   files: number;
   hasSbom: boolean;
@@ -63,6 +63,8 @@ export async function inspect(opts: InspectOptions): Promise<InspectResult> {
       size: got?.size ?? i.size,
       layers: got?.layers ?? 0,
       purl: i.purl,
+      // bundles from before this field have none
+      engine: (i as { engine?: string }).engine ?? null,
     };
   });
   const archive = facts ? { totalBlobBytes: facts.totalBlobBytes, uniqueBlobBytes: facts.uniqueBlobBytes, blobs: facts.blobCount } : undefined;
@@ -103,7 +105,12 @@ export function inspectToText(r: InspectResult): string {
   out.push(
     '',
     `Images (${r.images.length})`,
-    r.images.length === 0 ? '  (none)' : table(r.images.map((i) => [i.ref, i.platform, shortDigest(i.digest), fmtBytes(i.size), i.component]), ['image', 'platform', 'digest', 'size', 'component']),
+    r.images.length === 0
+      ? '  (none)'
+      : table(
+          r.images.map((i) => [i.ref, i.platform, shortDigest(i.digest), fmtBytes(i.size), i.component, i.engine ?? '?']),
+          ['image', 'platform', 'digest', 'size', 'component', 'engine'],
+        ),
   );
   out.push(
     '',

@@ -38,11 +38,12 @@ test('inspect prints components, images with platform and digest, binaries and t
   assert.match(r.out, /\nComponents\ncomponent +version\n-+ +-+\n/);
   assert.match(r.out, /\nkubeedge +v1\.22\.0\n/);
   assert.match(r.out, /\nk3s +v1\.31\.14\+k3s1\n/);
-  assert.match(r.out, /\nImages \(5\)\nimage +platform +digest +size +component\n/);
+  assert.match(r.out, /\nImages \(5\)\nimage +platform +digest +size +component +engine\n/);
   for (const img of inv.images.list) {
     const row = r.out.split('\n').find((l) => l.startsWith(`${img.ref} `));
     assert.ok(row, `row for ${img.ref}`);
     assert.match(row, new RegExp(` ${img.platform.replace(/\//g, '\\/')} +sha256:${img.manifestDigest.slice(7, 19)} `));
+    assert.match(row, / registry$/, 'fetched by the registry engine');
   }
   assert.match(r.out, /docker\.io\/kubeedge\/edgemesh-agent:v1\.17\.0 +linux\/arm64\/v8 /);
   assert.match(r.out, /\nBinaries \(3\)\npath +name +version +size +sha256\n/);
@@ -73,6 +74,7 @@ test('inspect --json parses and cross-checks the dedup figures against the archi
       assert.match(i.digest, /^sha256:[a-f0-9]{64}$/);
       assert.match(i.platform, /^linux\/arm64(\/v8)?$/);
       assert.ok(i.size > 0 && i.layers > 0);
+      assert.equal(i.engine, 'registry');
     }
     assert.deepEqual(j.dedup.archive, { totalBlobBytes: inv.images.totalBlobBytes, uniqueBlobBytes: inv.images.uniqueBlobBytes, blobs: j.dedup.archive.blobs });
     assert.equal(j.dedup.consistent, true);
