@@ -113,22 +113,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
 /**
  * Per-image manifest settings are honoured or refused, never silently ignored: an image may name its
  * own engine (`engine: docker` for an image only the local daemon has), and `pull: never` (use the
- * daemon's local image) needs the docker engine for that image.
+ * daemon's local image) needs the docker engine for that image. (An image listed twice with different
+ * settings is refused by the plan, where duplicates are merged.)
  */
 export function checkImageSettings(plan: BuildPlan, engine: EngineName, manifestShown: string): void {
   const problems: string[] = [];
   for (const b of plan.bundles) {
-    const engineOf = new Map<string, string>();
     for (const i of b.images) {
-      const used = i.engine ?? engine;
-      if (i.pull === 'never' && used !== 'docker') {
+      if (i.pull === 'never' && (i.engine ?? engine) !== 'docker') {
         problems.push(
           `${manifestShown}: components.${i.component}: image ${i.ref} has 'pull: never' (an image from the local Docker daemon), which needs the docker engine: add 'engine: docker' to it or build with --engine docker`,
         );
       }
-      const other = engineOf.get(i.ref);
-      if (other && other !== used) problems.push(`${manifestShown}: image ${i.ref} is listed twice, for engines ${other} and ${used}`);
-      engineOf.set(i.ref, used);
     }
   }
   if (problems.length > 0) {

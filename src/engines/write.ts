@@ -1,6 +1,5 @@
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
-import { UserError } from '../errors.js';
 import { BlobCache } from './registry/blob-cache.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
@@ -68,24 +67,15 @@ function missing(ref: string): never {
 }
 
 /**
- * One archive from several engines: each engine collects its share of `req.images` (at the same time),
- * then the shared writer stores them in request order. A failure in one share stops the others.
+ * One archive from several engines: each engine collects its share of `req.images` (at the same time;
+ * the shares are disjoint, as the plan lists each image once), then the shared writer stores them in
+ * request order. A failure in one share stops the others.
  * With one share this is simply that engine's `archive`.
  */
 export async function archiveWithEngines(shares: { engine: ImageEngine; images: string[] }[], req: ImageArchiveRequest): Promise<ImageArchiveResult> {
   const used = shares.filter((s) => s.images.length > 0);
   if (used.length === 1) return used[0]!.engine.archive({ ...req, images: used[0]!.images });
   const order = parseImageRefs(req.images).map((r) => r.ref.canonical);
-  const seen = new Map<string, string>();
-  for (const s of used) {
-    for (const { ref } of parseImageRefs(s.images)) {
-      const other = seen.get(ref.canonical);
-      if (other && other !== s.engine.name) {
-        throw new UserError(`${ref.canonical} is given to two engines (${other} and ${s.engine.name})`, { hint: 'name one engine per image' });
-      }
-      seen.set(ref.canonical, s.engine.name);
-    }
-  }
   const internal = new AbortController();
   const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
   const settled = await Promise.allSettled(

@@ -110,6 +110,10 @@ export function resolveMtime(lm: LoadedManifest, env: NodeJS.ProcessEnv = proces
   return { mtime: lm.manifest.sourceDateEpoch, source: 'manifest' };
 }
 
+function describeSettings(i: { engine?: string | undefined; pull?: string | undefined }): string {
+  return `engine ${i.engine ?? '(the build\'s)'}, pull ${i.pull ?? 'always'}`;
+}
+
 export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
   const { manifest } = lm;
   const kubeedgeVersion = manifest.components.kubeedge.version;
@@ -123,16 +127,28 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
     const arch = platform.architecture;
     for (const side of sides) {
       const images: PlannedImage[] = [];
-      const seen = new Set<string>();
+      const seen = new Map<string, PlannedImage>();
       const binaries: PlannedBinary[] = [];
       const notes: string[] = [];
       for (const [component, spec] of Object.entries(manifest.components)) {
         for (const entry of spec.images?.[side] ?? []) {
           const e = typeof entry === 'string' ? { ref: entry } : entry;
           const ref = parseImageRef(e.ref).canonical;
-          if (seen.has(ref)) continue;
-          seen.add(ref);
-          images.push({ ref, component, ...(e.role ? { role: e.role } : {}), ...(e.pull ? { pull: e.pull } : {}), ...(e.engine ? { engine: e.engine } : {}) });
+          const first = seen.get(ref);
+          if (first) {
+            // The same image listed again (another component, or another spelling) is bundled once;
+            // listed with other per-image settings, it would be unclear which hold.
+            if (first.engine !== e.engine || first.pull !== e.pull) {
+              throw new UserError(
+                `${lm.displayPath}: components.${component}.images.${side}: ${ref} is also listed by components.${first.component} with another engine/pull (${describeSettings(first)} vs ${describeSettings(e)})`,
+                { hint: 'give the image the same engine and pull settings everywhere it is listed, or list it once' },
+              );
+            }
+            continue;
+          }
+          const planned: PlannedImage = { ref, component, ...(e.role ? { role: e.role } : {}), ...(e.pull ? { pull: e.pull } : {}), ...(e.engine ? { engine: e.engine } : {}) };
+          seen.set(ref, planned);
+          images.push(planned);
         }
         (spec.binaries ?? []).forEach((b, i) => {
           if (!b.sides.includes(side)) return;

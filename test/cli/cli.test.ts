@@ -94,6 +94,33 @@ test('per-image settings: pull: never without the docker engine is an input erro
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--engine', 'docker', '--manifest', bad], io3), 0, io3.errText());
 });
 
+test('the same image listed twice with other engine/pull settings is an input error naming both places', async () => {
+  const { mkdtemp, writeFile, readFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { DEFAULT_MANIFEST } = await import('../../src/version.js');
+  const dir = await mkdtemp(join(tmpdir(), 'kp-twice-'));
+  const base = await readFile(DEFAULT_MANIFEST, 'utf8');
+  const entry = '- { ref: docker.io/kubeedge/pause:3.6, role: pause }';
+  assert.ok(base.includes(entry));
+  const at = base.indexOf(entry);
+  const indent = base.slice(base.lastIndexOf('\n', at) + 1, at);
+  // a second spelling of the same image, right below the first, for the docker engine
+  const twice = join(dir, 'twice.yaml');
+  await writeFile(twice, base.replace(entry, `${entry}\n${indent}- { ref: kubeedge/pause:3.6, engine: docker }`));
+  const io = captureIo();
+  assert.equal(await runCli(['plan', '--arch', 'arm64', '--manifest', twice], io), 2);
+  assert.match(io.errText(), /twice\.yaml: components\.\w+\.images\.\w+: docker\.io\/kubeedge\/pause:3\.6 is also listed by components\.\w+ with another engine\/pull \(engine \(the build's\), pull always vs engine docker, pull always\)/);
+  // listed again with the same settings it is simply bundled once
+  const same = join(dir, 'same.yaml');
+  await writeFile(same, base.replace(entry, `${entry}\n${indent}- { ref: kubeedge/pause:3.6 }`));
+  const io2 = captureIo();
+  assert.equal(await runCli(['plan', '--arch', 'arm64', '--json', '--manifest', same], io2), 0, io2.errText());
+  for (const b of (JSON.parse(io2.outText()) as { bundles: { images: { ref: string }[] }[] }).bundles) {
+    assert.ok(b.images.filter((i) => i.ref === 'docker.io/kubeedge/pause:3.6').length <= 1);
+  }
+});
+
 test('--keep-images without any image going through the docker engine is an input error', async () => {
   const io = captureIo();
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--keep-images'], io), 2);
