@@ -24,14 +24,21 @@ function isAbort(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
 }
 
-/** The root cause among failures: the caller's own abort, else the first failure that is not a consequence of another. */
+/** The root cause among failures: the caller's own abort, else the first failure that is not an abort. */
 export function rootCause(reasons: unknown[], callerSignal?: AbortSignal): unknown {
   if (callerSignal?.aborted) return callerSignal.reason ?? reasons[0];
-  return reasons.find((e) => !isAbort(e) && !(e instanceof Error && e.message === ANOTHER_FAILED)) ?? reasons[0];
+  return reasons.find((e) => !isAbort(e)) ?? reasons[0];
 }
 
-/** The reason an engine is stopped with when another part of the same archive failed. */
-export const ANOTHER_FAILED = 'another image of this archive failed';
+/**
+ * The abort an engine's remaining work is stopped with (and its errors turned into) once another image
+ * of the same archive failed: an AbortError, so rootCause never reports it as the cause.
+ */
+export function anotherFailed(cause?: unknown): Error {
+  const e = new Error('another image of this archive failed', cause === undefined ? undefined : { cause });
+  e.name = 'AbortError';
+  return e;
+}
 
 /**
  * Writes one images archive from the collections of one or more engines (blobs from the shared cache,
@@ -81,7 +88,7 @@ export async function archiveWithEngines(shares: { engine: ImageEngine; images: 
   const settled = await Promise.allSettled(
     used.map((s) =>
       s.engine.collect({ ...withoutArchive(req), images: s.images, signal }).catch((e: unknown) => {
-        internal.abort(new Error(ANOTHER_FAILED));
+        internal.abort(anotherFailed());
         throw e;
       }),
     ),

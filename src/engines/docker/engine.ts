@@ -7,7 +7,7 @@ import { formatPlatform, platformMatches, type Platform } from '../../platform.j
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { fmtBytes } from '../../util/format.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { ANOTHER_FAILED, collectedImage, rootCause, writeCollected } from '../write.js';
+import { anotherFailed, collectedImage, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from '../registry/auth.js';
 import { BlobCache } from '../registry/blob-cache.js';
 import { configPlatform } from '../registry/manifest.js';
@@ -152,8 +152,8 @@ export class DockerEngine implements ImageEngine {
           limit(() => this.processImage(ref, policyOf(input, ref), req.platform, { cache, store, signal, progress, phases, pins })).catch((e: unknown) => {
             // Once one image failed (or the caller aborted), the others' errors are consequences of the
             // abort (a pull cut off mid-stream reads as a reset connection), never the reported cause.
-            if (signal.aborted) throw new Error(ANOTHER_FAILED, { cause: e });
-            internal.abort(new Error(ANOTHER_FAILED));
+            if (signal.aborted) throw anotherFailed(e);
+            internal.abort(anotherFailed());
             throw e;
           }),
         ),
