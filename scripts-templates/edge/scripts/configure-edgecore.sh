@@ -66,7 +66,7 @@ parse_args() {
   is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud-ip: '$CLOUD_IP' is not a usable IPv4 address"
 }
 
-# path|kind|value
+# path|kind|value: the fixed settings, then the token line when decide_token set one.
 desired() {
   cat <<SETTINGS
 modules.edgeStream.enable|scalar|true
@@ -80,6 +80,7 @@ modules.edged.tailoredKubeletConfig.clusterDNS|list|{{edge.clusterDNS}}
 modules.edged.tailoredKubeletConfig.clusterDomain|scalar|{{edge.clusterDomain}}
 modules.edged.tailoredKubeletConfig.address|scalar|{{edge.kubeletAddress}}
 SETTINGS
+  printf '%s' "$TOKEN_SETTING"
 }
 
 # The join token, once edgecore no longer needs it (its certificates exist): sets TOKEN_SETTING to
@@ -104,7 +105,7 @@ read_back() { # when
   while IFS='|' read -r path kind value; do
     old=$(yaml_get "$CONFIG" "$path") || old="<absent>"
     holds "$old" "$value" || bad+=("$path=$(shown "$path" "$old") (want $value)")
-  done < <(desired; printf '%s' "$TOKEN_SETTING")
+  done < <(desired)
   ((${#bad[@]} == 0)) || die_verify "$CONFIG does not hold the new settings $1: ${bad[*]} (backup in $BACKUP)"
   log "read back $1: all settings present in $CONFIG"
 }
@@ -161,7 +162,7 @@ main() {
     cp -- "$NEXT" "$WORK"
     changes+=("$path: $(shown "$path" "$old") -> $value")
     log "change    $path: $(shown "$path" "$old") -> $value"
-  done < <(desired; printf '%s' "$TOKEN_SETTING")
+  done < <(desired)
 
   if ((${#changes[@]} == 0)); then
     log "$CONFIG already has every setting: nothing to change"
