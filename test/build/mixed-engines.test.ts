@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startBundleWorld, CLOUD, type BundleWorld } from '../harness/bundle-world.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
-import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, importArchive, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { extractArchive } from '../harness/archive.js';
 import { captureIo } from '../harness/io.js';
 import { runCli } from '../../src/cli.js';
@@ -101,8 +101,7 @@ test('one build, two engines: the registry images and the daemon-only image land
   assert.deepEqual(names, refs);
   assert.deepEqual(layout.dockerManifest.map((m) => m.RepoTags[0]).sort(), refs);
 
-  const imp = await ctd.ctr(['-n', 'k8s.io', 'images', 'import', '--platform', 'linux/arm64', archiveFile]);
-  assert.equal(imp.code, 0, `ctr import: ${imp.stderr}${imp.stdout}`);
+  await importArchive(ctd, archiveFile, 'linux/arm64');
   await assertImagesComplete(ctd, refs);
 
   // `verify` accepts the bundle: consumers cannot tell two engines made its archive.

@@ -8,7 +8,7 @@ import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/r
 import type { ImageArchiveResult } from '../../src/engines/types.js';
 import { parseArch } from '../../src/platform.js';
 import { extractArchive } from '../harness/archive.js';
-import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, importArchive, listImages, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
 import { pushFixtureSet, standardFixtureSpecs, type FixtureSet } from '../harness/fixtures.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
@@ -123,10 +123,9 @@ describe('docker engine archives', () => {
     for (const arch of ARCHES) {
       it(`imports the linux/${arch} archive with canonical names, the right platform and complete content`, async () => {
         const res = docker.get(arch)!;
-        const imp = await ctd.ctr(['-n', 'k8s.io', 'images', 'import', '--platform', `linux/${arch}`, res.file]);
-        assert.equal(imp.code, 0, `ctr import failed: ${imp.stderr}${imp.stdout}`);
-        const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls']);
-        const rows = ls.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/));
+        await importArchive(ctd, res.file, `linux/${arch}`);
+        const ls = await listImages(ctd);
+        const rows = ls.rows;
         for (const img of res.images) {
           const row = rows.find((r) => r[0] === img.ref);
           assert.ok(row, `${img.ref} not listed by ctr images ls:\n${ls.stdout}`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/registry/index.js';
 import type { ImageArchiveResult } from '../../src/engines/types.js';
 import { parseArch } from '../../src/platform.js';
-import { assertImagesComplete, startContainerd, type TestContainerd } from '../harness/containerd.js';
+import { assertImagesComplete, importArchive, listImages, startContainerd, type TestContainerd } from '../harness/containerd.js';
 import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
 import { pushFixtureSet, standardFixtureSpecs, type FixtureSet } from '../harness/fixtures.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
@@ -58,11 +58,9 @@ describe('the images archive loads into real runtimes', () => {
     ] as const) {
       it(`imports the ${platform} archive on an amd64 host with canonical names and the right platform`, async () => {
         const file = archives.get(arch)!.file;
-        const imp = await ctd.ctr(['-n', 'k8s.io', 'images', 'import', '--platform', platform, file]);
-        assert.equal(imp.code, 0, `ctr import failed: ${imp.stderr}${imp.stdout}`);
-        const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls']);
-        assert.equal(ls.code, 0, ls.stderr);
-        const rows = ls.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/));
+        await importArchive(ctd, file, platform);
+        const ls = await listImages(ctd);
+        const rows = ls.rows;
         for (const [i, ref] of IMAGES.entries()) {
           const row = rows.find((r) => r[0] === ref);
           assert.ok(row, `${ref} not listed by ctr images ls:\n${ls.stdout}`);

@@ -65,3 +65,16 @@ export async function assertImagesComplete(ctd: TestContainerd, refs: string[], 
     assert.ok(line && /complete \((\d+)\/\1\)/.test(line), `ctr images check: ${line ?? `${ref} missing`}`);
   }
 }
+
+/** `ctr images import --platform` of an archive into namespace k8s.io; asserts it succeeded. */
+export async function importArchive(ctd: TestContainerd, file: string, platform: string): Promise<void> {
+  const imp = await ctd.ctr(['-n', 'k8s.io', 'images', 'import', '--platform', platform, file]);
+  assert.equal(imp.code, 0, `ctr import failed: ${imp.stderr}${imp.stdout}`);
+}
+
+/** `ctr images ls` in namespace k8s.io: the raw text and its rows split into columns (header dropped). */
+export async function listImages(ctd: TestContainerd): Promise<{ stdout: string; rows: string[][] }> {
+  const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls']);
+  assert.equal(ls.code, 0, ls.stderr);
+  return { stdout: ls.stdout, rows: ls.stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/)) };
+}
