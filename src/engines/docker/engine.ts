@@ -120,7 +120,8 @@ export class DockerEngine implements ImageEngine {
     const ta = performance.now();
     const written = await writeCollected([collected], req);
     const t = collected.timings;
-    return { ...written, timings: { ...t, archive: (performance.now() - ta) / 1000, total: t.total + (performance.now() - ta) / 1000 }, saveFormat: collected.saveFormat };
+    const archive = (performance.now() - ta) / 1000;
+    return { ...written, timings: { ...t, archive, total: t.total + archive }, saveFormat: collected.saveFormat };
   }
 
   /**
