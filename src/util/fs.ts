@@ -100,22 +100,19 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
- * Test-only fault point: with KUBEPREPARE_TEST_FAIL_AT=<phase>:fail the writer of <phase> throws here
- * (an injected failure mid-write), with <phase>:hang it reports the point on stderr and waits forever
- * (for a test to SIGKILL it). Phases: bundle-tarball, checksums (test/build/atomic-output.test.ts).
+ * Test-only fault point: with KUBEPREPARE_TEST_FAIL_AT=<phase>[#<n>]:fail the <n>th (default first)
+ * write of <phase> throws here (an injected failure mid-write); with :hang it reports the point on
+ * stderr and waits forever, for a test to SIGKILL it. Phases: bundle-tarball, checksums
+ * (test/build/integrity.test.ts).
  */
 export async function testFaultPoint(phase: string): Promise<void> {
-  const want = process.env.KUBEPREPARE_TEST_FAIL_AT;
-  if (!want || !want.startsWith(`${phase}:`)) return;
-  if (want === `${phase}:fail`) throw new Error(`KUBEPREPARE_TEST_FAIL_AT: injected failure while writing (${phase})`);
-  if (want === `${phase}:hang`) {
-    process.stderr.write(`KUBEPREPARE_TEST_FAIL_AT: ${phase} reached\n`);
-    await new Promise<never>(() => setInterval(() => {}, 1 << 30));
-  }
+  const m = /^([a-z-]+)(?:#(\d+))?:(fail|hang)$/.exec(process.env.KUBEPREPARE_TEST_FAIL_AT ?? '');
+  if (!m || m[1] !== phase) return;
+  const nth = (faultCounts.get(phase) ?? 0) + 1;
+  faultCounts.set(phase, nth);
+  if (nth !== Number(m[2] ?? 1)) return;
+  if (m[3] === 'fail') throw new Error(`KUBEPREPARE_TEST_FAIL_AT: injected failure while writing (${phase} #${nth})`);
+  process.stderr.write(`KUBEPREPARE_TEST_FAIL_AT: ${phase} #${nth} reached\n`);
+  await new Promise<never>(() => setInterval(() => {}, 1 << 30));
 }
-
-/** Renames `tmp` to `finalPath` after creating the parent directory. */
-export async function commitFile(tmp: string, finalPath: string): Promise<void> {
-  await mkdir(dirname(finalPath), { recursive: true });
-  await rename(tmp, finalPath);
-}
+const faultCounts = new Map<string, number>();

@@ -30,7 +30,9 @@ export type FaultAction =
       alterBody?: (body: Buffer) => Buffer;
     }
   | { type: 'respond'; status: number; headers?: Record<string, string>; body?: string }
-  | { type: 'drop' };
+  | { type: 'drop' }
+  /** Never answer (the request stays open until the client gives up or the proxy is closed). */
+  | { type: 'hang' };
 
 export type FaultRule = (req: IncomingMessage, seen: SeenRequest[]) => FaultAction | undefined;
 
@@ -76,6 +78,10 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
     if (action.type === 'drop') {
       seen.status = -1;
       req.socket.destroy();
+      return;
+    }
+    if (action.type === 'hang') {
+      seen.status = -2;
       return;
     }
     if (action.type === 'respond') {
