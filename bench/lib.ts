@@ -13,7 +13,8 @@ import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
 import type { TestDockerd } from '../test/harness/dockerd.js';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const shared = resolve(root, '..', 'shared', 'bench');
+// KP_BENCH_SHARED: where shared/bench is when the checkout does not sit beside it (a git worktree elsewhere).
+export const shared = process.env.KP_BENCH_SHARED ? resolve(process.env.KP_BENCH_SHARED) : resolve(root, '..', 'shared', 'bench');
 export const fixturesPy = join(shared, 'fixtures.py');
 export const EDGE = new Set(['kubeedge/installation-package', 'library/eclipse-mosquitto', 'kubeedge/pause']);
 export const ARCH = 'arm64';

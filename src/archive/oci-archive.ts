@@ -64,9 +64,13 @@ export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
 export const ANNOTATION_CONTAINERD_NAME = 'io.containerd.image.name';
 
 export function blobPath(digest: string): string {
+  return `blobs/sha256/${hexOfDigest(digest)}`;
+}
+
+function hexOfDigest(digest: string): string {
   const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
-  if (!m) throw new Error(`not a sha256 digest: ${digest}`);
-  return `blobs/sha256/${m[1]}`;
+  if (!m?.[1]) throw new Error(`not a sha256 digest: ${digest}`);
+  return m[1];
 }
 
 /** `index.json` of the layout: one entry per image, the platform-specific manifest, named for containerd and OCI tools. */
@@ -136,6 +140,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     const b = blobs.get(d)!;
     if (b.bytes) {
       if (b.bytes.length !== b.size) throw new Error(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+      if (`sha256:${createHash('sha256').update(b.bytes).digest('hex')}` !== d) throw new Error(`blob ${d}: the bytes given do not match the digest`);
     } else if (!opts.blobReady) await checkFile(d, b.size);
   }
 
@@ -164,7 +169,8 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
             check();
             await checkFile(d, b.size);
           }
-          await tar.addFile(blobPath(d), opts.blobFile(d));
+          // The file (a cache entry) is hashed as it is copied: a wrong entry fails here, not in the bundle.
+          await tar.addFile(blobPath(d), opts.blobFile(d), { sha256: hexOfDigest(d) });
         }
       }
       await tar.addBuffer('index.json', indexJson);

@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import type { ChecksumSource, PlannedBinary } from '../plan/plan.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { silentSink } from '../progress/sink.js';
-import { sha256, sha256File } from '../util/hash.js';
+import { ContentMismatchError, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
 import { fetchWithRetry } from './http.js';
 import { fmtBytes } from '../util/format.js';
@@ -49,19 +49,45 @@ interface UrlIndexEntry {
 const key = (s: string) => sha256(s);
 
 export async function fetchBinary(b: PlannedBinary, opts: FetchOptions): Promise<FetchedBinary> {
+  try {
+    return await fetchOnce(b, opts);
+  } catch (e) {
+    // A cached download that did not hash to its digest while it was extracted: evicted, fetched again.
+    if (!(e instanceof ContentMismatchError)) throw e;
+    await rm(e.file, { force: true });
+    return fetchOnce(b, opts);
+  }
+}
+
+/**
+ * After the bundle writer found `f.file` not matching its digest (a corrupted or tampered cache entry):
+ * evicts it (the download, or the extracted member and its record) and fetches the binary again. The
+ * download is verified against the manifest's checksum source as on any fetch; an extracted member is
+ * extracted again from a download hashed in the same pass.
+ */
+export async function refetchBinary(f: FetchedBinary, opts: FetchOptions): Promise<FetchedBinary> {
+  await rm(f.file, { force: true });
+  if (f.file !== f.downloadPath) await rm(`${f.file}.json`, { force: true });
+  return fetchBinary(f.binary, opts);
+}
+
+async function fetchOnce(b: PlannedBinary, opts: FetchOptions): Promise<FetchedBinary> {
   const progress = opts.progress ?? silentSink;
   const expected = await expectedDigest(b, opts);
   const blobDir = join(opts.cacheDir, 'blobs', 'sha256');
   const indexPath = join(opts.cacheDir, 'index', 'urls', `${key(`${b.upstreamUrl}\n${expected.algorithm}:${expected.digest}`)}.json`);
 
+  // A record that contradicts the digest it was stored for (sha256 sources name the download's own digest) is ignored.
+  const usable = async (e: UrlIndexEntry | undefined): Promise<boolean> =>
+    e !== undefined && SHA256_HEX.test(e.sha256) && (expected.algorithm !== 'sha256' || e.sha256 === expected.digest) && (await exists(join(blobDir, e.sha256)));
   let entry = await readJson<UrlIndexEntry>(indexPath);
   let cached = true;
-  if (!entry || !(await exists(join(blobDir, entry.sha256)))) {
+  if (!entry || !(await usable(entry))) {
     cached = false;
     entry = await withFileLock(join(opts.cacheDir, 'partial', `${key(b.url)}.lock`), async () => {
       // Another build may have finished it while we waited for the lock.
       const again = await readJson<UrlIndexEntry>(indexPath);
-      if (again && (await exists(join(blobDir, again.sha256)))) return again;
+      if (again && (await usable(again))) return again;
       const got = await download(b, expected, opts, progress);
       await mkdir(blobDir, { recursive: true });
       await rename(got.partial, join(blobDir, got.sha256));
@@ -206,7 +232,19 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
   try {
     const names: string[] = [];
     const norm = (p: string) => p.replace(/^\.\//, '');
-    await tar.x({ file: archive, cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) });
+    // The cached download is hashed in the same pass as it is extracted (it is trusted by name only).
+    const h = createHash('sha256');
+    let read = 0;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        h.update(chunk);
+        read += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    await pipeline(createReadStream(archive, { highWaterMark: 1 << 20 }), hashing, tar.x({ cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) }));
+    const actual = h.digest('hex');
+    if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, read);
     const out = join(tmp, norm(member));
     if (!(await exists(out))) {
       throw UserError.runtime(`${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);

@@ -1,4 +1,5 @@
-import { readFile, rename, writeFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
 import { basename, join } from 'node:path';
 
 /**
@@ -7,6 +8,32 @@ import { basename, join } from 'node:path';
  */
 export async function writeChecksumsFile(outDir: string, entries: { file: string; sha256: string }[]): Promise<string> {
   const path = join(outDir, 'SHA256SUMS');
+  const text = await checksumsText(outDir, path, entries);
+  const staged = await stageChecksumsText(path, text);
+  await staged.commit();
+  return path;
+}
+
+/**
+ * The combined SHA256SUMS for `entries` (plus the lines of other files still in `outDir`), as a staged
+ * temp file: the build renames it after the tarballs it lists.
+ */
+export async function stageChecksumsFile(outDir: string, entries: { file: string; sha256: string }[]): Promise<Staged<string>> {
+  const path = join(outDir, 'SHA256SUMS');
+  return stageChecksumsText(path, await checksumsText(outDir, path, entries));
+}
+
+function stageChecksumsText(path: string, text: string): Promise<Staged<string>> {
+  return writeStaged(path, async (out) => {
+    const half = Math.floor(text.length / 2);
+    out.write(text.slice(0, half));
+    await testFaultPoint('checksums');
+    out.write(text.slice(half));
+    return path;
+  });
+}
+
+async function checksumsText(outDir: string, path: string, entries: { file: string; sha256: string }[]): Promise<string> {
   const lines = new Map<string, string>();
   const old = await readFile(path, 'utf8').catch(() => '');
   for (const l of old.split('\n')) {
@@ -14,12 +41,8 @@ export async function writeChecksumsFile(outDir: string, entries: { file: string
     if (m?.[1] && m[2] && (await stat(join(outDir, m[2])).then(() => true, () => false))) lines.set(m[2], m[1]);
   }
   for (const e of entries) lines.set(basename(e.file), e.sha256);
-  const text = [...lines.entries()]
+  return [...lines.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, sum]) => `${sum}  ${name}\n`)
     .join('');
-  const tmp = join(outDir, `.SHA256SUMS.${process.pid}.partial`);
-  await writeFile(tmp, text);
-  await rename(tmp, path);
-  return path;
 }

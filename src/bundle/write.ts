@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';
-import { writeAtomically } from '../util/fs.js';
+import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
 import { sha256 } from '../util/hash.js';
 
 /** One file of a bundle, by path relative to the bundle's top directory. */
@@ -54,6 +54,18 @@ export interface WrittenBundle {
  * 0, no owner names; compressed as asked; to a temp name renamed into place only when complete.
  */
 export async function writeBundleTarball(opts: WriteBundleOptions): Promise<WrittenBundle> {
+  const staged = await stageBundleTarball(opts);
+  await staged.commit();
+  return staged.result;
+}
+
+/**
+ * The tarball as a complete temp file beside `outFile`, renamed by `commit()` (the build commits all of
+ * its outputs together). Every file taken from disk (cache entries, the images archive) is hashed as
+ * it is copied and must match the `sha256` the bundle records for it (in SHA256SUMS and bundle.json):
+ * otherwise this throws ContentMismatchError naming the file, and the temp file is gone.
+ */
+export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Staged<WrittenBundle>> {
   const dirs = new Set<string>([opts.topDir]);
   for (const f of opts.files) {
     const parts = f.path.split('/');
@@ -65,7 +77,7 @@ export async function writeBundleTarball(opts: WriteBundleOptions): Promise<Writ
     ...opts.files.map((f) => ({ path: `${opts.topDir}/${f.path}`, dir: false as const, file: f })),
   ].sort((a, b) => cmp(a.path, b.path));
 
-  return writeAtomically(opts.outFile, async (out) => {
+  return writeStaged(opts.outFile, async (out) => {
     const compressor = createCompressor(opts.compression);
     const hash = createHash('sha256');
     let size = 0;
@@ -78,14 +90,24 @@ export async function writeBundleTarball(opts: WriteBundleOptions): Promise<Writ
     });
     const sink = pipeline(compressor.output, counter, out, { end: false });
     const tw = new TarWriter(compressor.input, { mtime: opts.mtime });
-    for (const e of entries) {
-      if (e.dir) await tw.addDirectory(e.path, { mode: 0o755 });
-      else if ('file' in e.file.source) await tw.addFile(e.path, e.file.source.file, { mode: e.file.mode });
-      else await tw.addBuffer(e.path, e.file.source.content, { mode: e.file.mode });
+    try {
+      let n = 0;
+      for (const e of entries) {
+        if (e.dir) await tw.addDirectory(e.path, { mode: 0o755 });
+        else if ('file' in e.file.source) await tw.addFile(e.path, e.file.source.file, { mode: e.file.mode, sha256: e.file.sha256 });
+        else await tw.addBuffer(e.path, e.file.source.content, { mode: e.file.mode });
+        if (++n === Math.ceil(entries.length / 2)) await testFaultPoint('bundle-tarball');
+      }
+      await tw.finish();
+      compressor.input.end();
+      await Promise.all([sink, compressor.done]);
+    } catch (e) {
+      // Stop the compressor (a zstd child) and the pipe into the temp file, which the caller removes.
+      compressor.input.destroy();
+      compressor.output.destroy();
+      await Promise.allSettled([sink, compressor.done]);
+      throw e;
     }
-    await tw.finish();
-    compressor.input.end();
-    await Promise.all([sink, compressor.done]);
     return { file: opts.outFile, sha256: hash.digest('hex'), size };
   });
 }

@@ -6,18 +6,20 @@ import { loadManifest } from '../manifest/load.js';
 import { makePlan, type BuildPlan, type BundlePlan, type Compression } from '../plan/plan.js';
 import type { Platform } from '../platform.js';
 import type { Side } from '../manifest/schema.js';
-import { fetchBinary, type FetchedBinary } from '../binaries/fetch.js';
+import { fetchBinary, refetchBinary, type FetchedBinary } from '../binaries/fetch.js';
 import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult, ImageEngine } from '../engines/types.js';
 import { archiveWithEngines } from '../engines/write.js';
 import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
-import { memoryFile, sha256sums, writeBundleTarball, type BundleFile } from '../bundle/write.js';
+import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
-import { writeChecksumsFile } from '../bundle/checksums.js';
+import { stageChecksumsFile } from '../bundle/checksums.js';
+import { removeStaleTemps, type Staged } from '../util/fs.js';
+import { ContentMismatchError } from '../util/hash.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
 
 export interface BuildOptions {
@@ -80,9 +82,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const cacheDir = resolveCacheDir(opts.cacheDir);
   const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   await mkdir(plan.outDir, { recursive: true });
+  // What a killed build left in the output directory (temp files, work directory of a dead PID).
+  await removeStaleTemps(plan.outDir);
   const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);
   const engines = new Map<EngineName, ImageEngine>();
   const built: BuiltBundle[] = [];
+  // Every tarball, then SHA256SUMS, is staged as a complete temp file and renamed only when all are:
+  // a build that fails or is killed leaves the previous output of the same names as it was.
+  const staged: Staged<unknown>[] = [];
+  let committed = false;
   try {
     for (const name of enginesNeeded(plan, opts.engine)) {
       engines.set(
@@ -97,17 +105,22 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom) }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom) }), {
           concurrent: false,
         }),
     }));
     await runTasks(tasks, opts.renderer);
+    const sums = await stageChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
+    staged.push(sums);
+    // The renames: tarballs first, the SHA256SUMS that lists them last.
+    for (const s of staged) await s.commit();
+    committed = true;
+    return { plan, dryRun: false, bundles: built, checksumsFile: sums.result };
   } finally {
+    if (!committed) for (const s of staged) await s.discard();
     for (const e of engines.values()) await e.close();
     await rm(workRoot, { recursive: true, force: true });
   }
-  const checksumsFile = await writeChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
-  return { plan, dryRun: false, bundles: built, checksumsFile };
 }
 
 /**
@@ -146,6 +159,7 @@ interface BundleContext {
   renderer: RendererMode;
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
+  staged: Staged<unknown>[];
   sbom: boolean;
 }
 
@@ -198,32 +212,71 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     {
       title: `write ${bundle.outFile}`,
       task: async (_ctx, task) => {
-        const files: BundleFile[] = [...rendered];
-        for (const f of fetched) files.push({ path: f.binary.dest, mode: f.binary.mode, source: { file: f.file }, sha256: f.sha256, size: f.size });
-        if (images) files.push({ path: IMAGES_ARCHIVE_PATH, mode: 0o644, source: { file: imagesFile }, sha256: images.sha256, size: images.size });
-        const seen = new Set<string>();
-        for (const f of files) {
-          if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
-          seen.add(f.path);
-        }
-        const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
-        files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
-        if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
-        files.push(memoryFile('SHA256SUMS', sha256sums(files)));
-        const out = await writeBundleTarball({ topDir: bundle.name, files, mtime: plan.mtime, compression: plan.compression, outFile: bundle.outFile });
+        const out = await stageRepairing(fetched, { cacheDir: c.cacheDir, ...(c.signal ? { signal: c.signal } : {}) }, () => bundleFiles());
+        c.staged.push(out);
         c.built.push({
           side: bundle.side,
           arch: bundle.arch,
           name: bundle.name,
-          file: out.file,
-          sha256: out.sha256,
-          size: out.size,
+          file: out.finalPath,
+          sha256: out.result.sha256,
+          size: out.result.size,
           images: images?.images.length ?? 0,
           binaries: fetched.length,
           notes: bundle.notes,
         });
-        task.title = `wrote ${bundle.outFile} (${(out.size / 1048576).toFixed(1)} MB)`;
+        task.title = `wrote ${bundle.outFile} (${(out.result.size / 1048576).toFixed(1)} MB)`;
       },
     },
   ];
+
+  /** The files of the bundle (read again after a cached binary was fetched anew). */
+  function bundleFiles(): WriteBundleOptions {
+    const files: BundleFile[] = [...rendered];
+    for (const f of fetched) files.push({ path: f.binary.dest, mode: f.binary.mode, source: { file: f.file }, sha256: f.sha256, size: f.size });
+    if (images) files.push({ path: IMAGES_ARCHIVE_PATH, mode: 0o644, source: { file: imagesFile }, sha256: images.sha256, size: images.size });
+    const seen = new Set<string>();
+    for (const f of files) {
+      if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
+      seen.add(f.path);
+    }
+    const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
+    files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
+    if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
+    files.push(memoryFile('SHA256SUMS', sha256sums(files)));
+    return { topDir: bundle.name, files, mtime: plan.mtime, compression: plan.compression, outFile: bundle.outFile };
+  }
+}
+
+/**
+ * Stages the bundle tarball; every file copied from disk is hashed as it is copied (stageBundleTarball).
+ * A cached binary that does not match its digest is evicted and fetched again (`fetched` is updated and
+ * the tarball written again, each binary at most once); any other mismatch, or a binary that cannot be
+ * fetched again, fails the build naming the file and the fix. Nothing is staged then.
+ */
+async function stageRepairing(fetched: FetchedBinary[], opts: { cacheDir: string; signal?: AbortSignal }, files: () => WriteBundleOptions): Promise<Staged<WrittenBundle>> {
+  const repaired = new Set<string>();
+  for (;;) {
+    try {
+      return await stageBundleTarball(files());
+    } catch (e) {
+      if (!(e instanceof ContentMismatchError)) throw e;
+      const i = fetched.findIndex((f) => f.file === e.file);
+      const f = fetched[i];
+      const what = `${e.file} does not match the digest recorded for it (expected sha256:${e.expected}, got sha256:${e.actual})`;
+      if (!f) throw UserError.runtime(`${what}; the bundle was not written`, 'something changed the file while the build ran; check the disk and build again');
+      const name = `${f.binary.name}: the cached ${f.file === f.downloadPath ? 'download' : 'file extracted from'} ${f.binary.url}`;
+      if (repaired.has(f.file)) throw UserError.runtime(`${name}: ${what}, again after it was fetched anew`, `check the disk, then build again with an empty --cache-dir`);
+      repaired.add(f.file);
+      try {
+        fetched[i] = await refetchBinary(f, opts);
+      } catch (err) {
+        throw UserError.runtime(
+          `${name}: ${what}; it was removed from the cache, and fetching it again failed: ${(err as Error).message}`,
+          `build again once ${f.binary.url} is reachable (or remove ${f.file} / run with an empty --cache-dir)`,
+          err,
+        );
+      }
+    }
+  }
 }

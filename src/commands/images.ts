@@ -1,4 +1,5 @@
-import { resolve, join } from 'node:path';
+import { dirname, resolve, join } from 'node:path';
+import { removeStaleTemps } from '../util/fs.js';
 import { UserError } from '../errors.js';
 import { loadManifest } from '../manifest/load.js';
 import { makePlan, resolveMtime } from '../plan/plan.js';
@@ -42,6 +43,8 @@ export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
     ...(registriesFile ? { registriesFile } : {}),
     ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}),
   });
+  // Temp files a killed run left beside the output (see removeStaleTemps).
+  await removeStaleTemps(dirname(resolve(opts.outFile)));
   let result: ImageArchiveResult | undefined;
   try {
     await runTasks(

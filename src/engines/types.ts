@@ -80,6 +80,12 @@ export interface CollectedImages {
   done: Promise<void>;
   /** Stops whatever still runs, waits until it has stopped (no temp files left), returns its failures. */
   stop(): Promise<unknown[]>;
+  /**
+   * Optional: fetches a blob of these images again into the cache (after the archive writer found the
+   * cached copy corrupt and evicted it). Resolves false when the blob is not one of this engine's, or
+   * the engine cannot fetch it again (then the build fails naming the entry).
+   */
+  refetch?(digest: string): Promise<boolean>;
 }
 
 export interface ImageEngine {

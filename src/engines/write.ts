@@ -1,6 +1,9 @@
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from './registry/blob-cache.js';
+import { rm } from 'node:fs/promises';
+import { UserError } from '../errors.js';
+import { ContentMismatchError } from '../util/hash.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
 /** A collected image from what the archive stores; the reported info (digests, size) follows from it. */
@@ -51,21 +54,73 @@ export async function writeCollected(parts: CollectedImages[], req: Pick<ImageAr
   const images = req.order ? req.order.map((r) => byRef.get(r) ?? missing(r)) : all;
   const cache = new BlobCache(req.cacheDir);
   try {
-    const written = await writeOciArchive({
-      outFile: req.outFile,
-      mtime: req.mtime,
-      images: images.map((i) => i.archive),
-      blobFile: (d) => cache.path(d),
-      blobReady: async (d) => {
-        await Promise.all(parts.map((p) => p.blobReady(d)));
-      },
-      signal: req.signal,
-    });
+    const written = await writeVerified(images, parts, cache, req);
     await Promise.all(parts.map((p) => p.done));
     return { ...written, images: images.map((i) => i.info) };
   } catch (e) {
     const reasons = (await Promise.all(parts.map((p) => p.stop()))).flat();
     throw rootCause([...reasons, e], req.signal);
+  }
+}
+
+/**
+ * The archive, each cached blob hashed as it is copied. A cached blob that does not match its digest
+ * (a corrupted or tampered cache entry) is evicted and fetched again by the engine that owns it, and the
+ * archive is written again from the start (its temp file was discarded); each blob is repaired at most
+ * once. When no engine can fetch it again the build fails naming the blob, its cache path and the fix.
+ */
+async function writeVerified(
+  images: CollectedImage[],
+  parts: CollectedImages[],
+  cache: BlobCache,
+  req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'signal'>,
+): Promise<Awaited<ReturnType<typeof writeOciArchive>>> {
+  const repaired = new Set<string>();
+  for (;;) {
+    try {
+      return await writeOciArchive({
+        outFile: req.outFile,
+        mtime: req.mtime,
+        images: images.map((i) => i.archive),
+        blobFile: (d) => cache.path(d),
+        blobReady: async (d) => {
+          await Promise.all(parts.map((p) => p.blobReady(d)));
+        },
+        signal: req.signal,
+      });
+    } catch (e) {
+      if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
+      const digest = `sha256:${e.expected}`;
+      const owners = images.filter((i) => [i.archive.manifest, i.archive.config, ...i.archive.layers].some((b) => b.digest === digest)).map((i) => i.info.ref);
+      const what = `cached blob ${digest} (of ${owners.join(', ') || 'this archive'}) at ${e.file} does not match its digest: got sha256:${e.actual} (${e.size} bytes)`;
+      await rm(e.file, { force: true });
+      if (repaired.has(digest)) {
+        throw UserError.runtime(`${what}, again after it was fetched anew`, `something rewrites the cache while builds run; check the disk, then build again with an empty --cache-dir`);
+      }
+      repaired.add(digest);
+      let again = false;
+      let failure: unknown;
+      for (const p of parts) {
+        if (!p.refetch) continue;
+        try {
+          if (await p.refetch(digest)) {
+            again = true;
+            break;
+          }
+        } catch (err) {
+          failure = err;
+          break;
+        }
+      }
+      if (!again) {
+        const why = failure instanceof Error ? `; fetching it again failed: ${failure.message}` : '';
+        throw UserError.runtime(
+          `${what}; it was removed from the cache${why}`,
+          `build again (it is fetched anew${failure ? ' once the registry is reachable' : ''}), or remove ${e.file} / run with an empty --cache-dir`,
+          failure ?? e,
+        );
+      }
+    }
   }
 }
 

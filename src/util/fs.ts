@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, open } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -14,6 +14,26 @@ export function tempPathFor(finalPath: string): string {
  * `write` succeeded. On failure the temp file is removed and nothing named `finalPath` appears.
  */
 export async function writeAtomically<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>): Promise<T> {
+  const staged = await writeStaged(finalPath, write);
+  await staged.commit();
+  return staged.result;
+}
+
+/** A complete, fsynced temp file that becomes `finalPath` on `commit()`, or is removed on `discard()`. */
+export interface Staged<T> {
+  result: T;
+  finalPath: string;
+  tempPath: string;
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+}
+
+/**
+ * Like writeAtomically, but leaves the rename to the caller: a build stages every tarball and its
+ * SHA256SUMS, and renames them only once all of them are complete, so a build that fails (or is killed)
+ * leaves the previous output of the same names as it was. On failure of `write` the temp file is removed.
+ */
+export async function writeStaged<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>): Promise<Staged<T>> {
   await mkdir(dirname(finalPath), { recursive: true });
   const tmp = tempPathFor(finalPath);
   const out = createWriteStream(tmp, { flags: 'wx' });
@@ -27,8 +47,13 @@ export async function writeAtomically<T>(finalPath: string, write: (out: WriteSt
     } finally {
       await fh.close();
     }
-    await rename(tmp, finalPath);
-    return result;
+    return {
+      result,
+      finalPath,
+      tempPath: tmp,
+      commit: () => rename(tmp, finalPath),
+      discard: () => rm(tmp, { force: true }),
+    };
   } catch (e) {
     // A write still in flight fails with ERR_STREAM_DESTROYED; the caller's error `e` is what counts.
     out.on('error', () => {});
@@ -38,8 +63,56 @@ export async function writeAtomically<T>(finalPath: string, write: (out: WriteSt
   }
 }
 
-/** Renames `tmp` to `finalPath` after creating the parent directory. */
-export async function commitFile(tmp: string, finalPath: string): Promise<void> {
-  await mkdir(dirname(finalPath), { recursive: true });
-  await rename(tmp, finalPath);
+/** Temp names this program writes in an output directory (tempPathFor, the build's work directory); group 1 is the writer's PID. */
+const OWN_TEMP = [/^\..+\.(\d+)\.[a-f0-9]{8}\.partial$/, /^\.kubeprepare-work-(\d+)$/];
+
+/**
+ * Removes temp files and work directories of this program's own naming (OWN_TEMP) in `dir` whose
+ * writer is no longer running: what a build killed with SIGKILL left behind. Run at the start of every
+ * build (and `images`) before it writes into `dir`; entries of a build still running (another PID that
+ * is alive) are left alone. Returns the names removed.
+ */
+export async function removeStaleTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const pid = OWN_TEMP.map((re) => re.exec(name)?.[1]).find((x) => x !== undefined);
+    if (pid === undefined || pidAlive(Number(pid))) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Test-only fault point: with KUBEPREPARE_TEST_FAIL_AT=<phase>[#<n>]:fail the <n>th (default first)
+ * write of <phase> throws here (an injected failure mid-write); with :hang it reports the point on
+ * stderr and waits forever, for a test to SIGKILL it. Phases: bundle-tarball, checksums
+ * (test/build/integrity.test.ts).
+ */
+export async function testFaultPoint(phase: string): Promise<void> {
+  const m = /^([a-z-]+)(?:#(\d+))?:(fail|hang)$/.exec(process.env.KUBEPREPARE_TEST_FAIL_AT ?? '');
+  if (!m || m[1] !== phase) return;
+  const nth = (faultCounts.get(phase) ?? 0) + 1;
+  faultCounts.set(phase, nth);
+  if (nth !== Number(m[2] ?? 1)) return;
+  if (m[3] === 'fail') throw new Error(`KUBEPREPARE_TEST_FAIL_AT: injected failure while writing (${phase} #${nth})`);
+  process.stderr.write(`KUBEPREPARE_TEST_FAIL_AT: ${phase} #${nth} reached\n`);
+  await new Promise<never>(() => setInterval(() => {}, 1 << 30));
+}
+const faultCounts = new Map<string, number>();

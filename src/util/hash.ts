@@ -12,3 +12,23 @@ export function sha256(data: string | Buffer): string {
 }
 
 export const SHA256_HEX = /^[a-f0-9]{64}$/;
+
+/**
+ * A file read for a copy (into an images archive or a bundle) whose bytes do not hash to the digest
+ * recorded for it. Thrown by the copy, after the bytes went into a temp file that is then discarded;
+ * callers that own the entry (a cache) evict it and fetch it again, or turn it into a UserError.
+ */
+export class ContentMismatchError extends Error {
+  constructor(
+    /** The file that was read. */
+    readonly file: string,
+    /** Expected and actual SHA-256, hex. */
+    readonly expected: string,
+    readonly actual: string,
+    /** Bytes read. */
+    readonly size: number,
+  ) {
+    super(`${file} does not match its digest: expected sha256:${expected}, got sha256:${actual} (${size} bytes)`);
+    this.name = 'ContentMismatchError';
+  }
+}

@@ -18,9 +18,21 @@ export interface SeenRequest {
  * dropping the connection), or answer it directly.
  */
 export type FaultAction =
-  | { type: 'forward'; cutAfterBytes?: number; dropRequestHeaders?: string[] }
+  | {
+      type: 'forward';
+      cutAfterBytes?: number;
+      dropRequestHeaders?: string[];
+      /**
+       * Alters the upstream response body before it is sent (the whole body is read first): flip a
+       * byte, replace it. Content-Length follows the new body; upstream's other headers (the registry's
+       * Docker-Content-Digest included) are kept, as a tampering mirror would send them.
+       */
+      alterBody?: (body: Buffer) => Buffer;
+    }
   | { type: 'respond'; status: number; headers?: Record<string, string>; body?: string }
-  | { type: 'drop' };
+  | { type: 'drop' }
+  /** Never answer (the request stays open until the client gives up or the proxy is closed). */
+  | { type: 'hang' };
 
 export type FaultRule = (req: IncomingMessage, seen: SeenRequest[]) => FaultAction | undefined;
 
@@ -68,6 +80,10 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       req.socket.destroy();
       return;
     }
+    if (action.type === 'hang') {
+      seen.status = -2;
+      return;
+    }
     if (action.type === 'respond') {
       seen.status = action.status;
       res.writeHead(action.status, { 'content-type': 'application/json', ...(action.headers ?? {}) });
@@ -84,6 +100,18 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       // Keep redirects pointing at the proxy so that every request is seen.
       if (typeof outHeaders.location === 'string' && outHeaders.location.startsWith(target.origin)) {
         outHeaders.location = outHeaders.location.replace(target.origin, `http://${req.headers.host}`);
+      }
+      if (action.alterBody && req.method !== 'HEAD') {
+        const alter = action.alterBody;
+        const chunks: Buffer[] = [];
+        upRes.on('data', (c: Buffer) => chunks.push(c));
+        upRes.on('end', () => {
+          const body = alter(Buffer.concat(chunks));
+          delete outHeaders['transfer-encoding'];
+          res.writeHead(upRes.statusCode ?? 502, { ...outHeaders, 'content-length': String(body.length) });
+          res.end(body);
+        });
+        return;
       }
       res.writeHead(upRes.statusCode ?? 502, outHeaders);
       if (action.cutAfterBytes !== undefined) {
@@ -140,5 +168,31 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
+  };
+}
+
+/** A copy of `body` with one byte changed (bit 0 flipped) at `at` (negative: from the end); same size. */
+export function flipByte(at = 0): (body: Buffer) => Buffer {
+  return (body) => {
+    const out = Buffer.from(body);
+    const i = at < 0 ? out.length + at : at;
+    if (i < 0 || i >= out.length) throw new Error(`flipByte: offset ${at} outside a body of ${out.length} bytes`);
+    out[i] = out[i]! ^ 0x01;
+    return out;
+  };
+}
+
+/** Another body altogether (any size). */
+export function replaceBody(with_: Buffer | string): (body: Buffer) => Buffer {
+  return () => (typeof with_ === 'string' ? Buffer.from(with_) : with_);
+}
+
+/** A rule: GETs whose path matches `pattern` are forwarded with their body altered by `alter` (the first `times` of them, default all). */
+export function alterBodies(pattern: RegExp, alter: (body: Buffer) => Buffer, times = Infinity): FaultRule {
+  let n = 0;
+  return (req) => {
+    if (req.method !== 'GET' || !pattern.test(req.url ?? '') || n >= times) return undefined;
+    n++;
+    return { type: 'forward', alterBody: alter };
   };
 }

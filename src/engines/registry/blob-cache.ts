@@ -72,6 +72,24 @@ export class BlobCache {
     return readFile(this.path(b.digest));
   }
 
+  /**
+   * A small cached blob (manifest, config) read into memory and hashed again; undefined when it is not
+   * in the store, or was there with other bytes (then it is evicted, so that the caller fetches it anew).
+   * `size` undefined: any size (a digest-pinned reference, whose size is not known in advance).
+   */
+  async readVerified(b: { digest: string; size?: number | undefined }): Promise<Buffer | undefined> {
+    const file = this.path(b.digest);
+    let body: Buffer;
+    try {
+      body = await readFile(file);
+    } catch {
+      return undefined;
+    }
+    if ((b.size === undefined || body.length === b.size) && `sha256:${createHash('sha256').update(body).digest('hex')}` === b.digest) return body;
+    await rm(file, { force: true });
+    return undefined;
+  }
+
   /** Stores bytes already in memory (manifests, configs) after verifying them. */
   async putBuffer(b: BlobRef, body: Buffer, image: string, what: string): Promise<void> {
     await this.init();
@@ -116,6 +134,7 @@ export class BlobCache {
         let res: IncomingMessage | undefined;
         try {
           res = await ctx.open(state.offset);
+          checkAnnouncedSize(res, b, ctx);
           if (state.offset > 0 && !rangeAccepted(res, state.offset)) {
             // The server ignored Range (full 200) or answered another range: start over.
             await restart();
@@ -213,6 +232,28 @@ async function writeAllAt(fh: FileHandle, bufs: Buffer[], len: number, pos: numb
   if (done === len) return;
   const rest = Buffer.concat(bufs, len).subarray(done);
   while (done < len) done += (await fh.write(rest, done - (len - rest.length), len - done, pos + done)).bytesWritten;
+}
+
+/**
+ * The length the server announces for the whole blob (Content-Length of a 200, the total of a 206's
+ * Content-Range) must be the descriptor's size: content of another length is refused at once, not
+ * retried as a connection cut short (OCI image-spec descriptor.md: "If the length of the retrieved
+ * content does not match the specified length, the content SHOULD NOT be trusted").
+ */
+function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadContext): void {
+  let total: number | undefined;
+  if (res.statusCode === 200 && res.headers['content-length'] !== undefined) total = Number(res.headers['content-length']);
+  else if (res.statusCode === 206) {
+    const m = /\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
+    if (m) total = Number(m[1]);
+  }
+  if (total !== undefined && Number.isFinite(total) && total !== b.size) {
+    res.destroy();
+    throw UserError.runtime(
+      `size mismatch for ${ctx.what} ${b.digest} of ${ctx.image}: the manifest says ${b.size} bytes, the registry serves ${total}`,
+      'the registry or mirror serves content that does not match the manifest; nothing was cached. Fix or re-push the image, then build again',
+    );
+  }
 }
 
 function rangeAccepted(res: IncomingMessage, offset: number): boolean {

@@ -171,6 +171,18 @@ class RegistryEngine implements ImageEngine {
         const results = await Promise.allSettled(downloads.values());
         return results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
       },
+      // A cached blob the archive writer found corrupt (and evicted): fetched again, verified.
+      refetch: async (d: string) => {
+        const blob = owner.get(d);
+        if (blob) {
+          await this.fetchBlob(cache, blob.img, blob.desc, blob.what, signal);
+          return true;
+        }
+        const img = resolved.find((r) => r.manifest.digest === d);
+        if (!img) return false;
+        await this.getManifest(img.endpoint, img.ref, d, d, cache, signal, img.manifest.size);
+        return true;
+      },
     };
   }
 
@@ -234,18 +246,10 @@ class RegistryEngine implements ImageEngine {
     signal: AbortSignal,
     expectSize?: number,
   ): Promise<{ parsed: ParsedManifest; digest: string; size: number }> {
-    if (expectDigest && expectSize !== undefined && (await cache.has({ digest: expectDigest, size: expectSize }))) {
-      const body = await cache.read({ digest: expectDigest, size: expectSize });
-      return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
-    }
-    if (expectDigest && expectSize === undefined) {
-      // Digest-pinned reference: a cached copy (verified when stored) needs no request.
-      try {
-        const body = await cache.read({ digest: expectDigest, size: 0 });
-        if (sha256Digest(body) === expectDigest) return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
-      } catch {
-        // not cached
-      }
+    if (expectDigest) {
+      // By digest: a cached copy needs no request; it is hashed again as it is read (a wrong one is evicted and fetched anew).
+      const body = await cache.readVerified({ digest: expectDigest, size: expectSize });
+      if (body) return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
     }
     const { body, res } = await this.client.getBuffer(ep, ref.registry, `/${ep.repository}/manifests/${reference}`, {
       accept: MANIFEST_ACCEPT,
@@ -272,9 +276,10 @@ class RegistryEngine implements ImageEngine {
   /** Config blobs: read into memory (small), via the cache. */
   private async getSmallBlob(ep: Endpoint, ref: ImageRef, desc: Descriptor, what: string, cache: BlobCache, signal: AbortSignal): Promise<Buffer> {
     if (desc.size > MANIFEST_LIMIT) throw UserError.runtime(`${what} ${desc.digest} of ${ref.canonical} is ${desc.size} bytes, more than the ${MANIFEST_LIMIT} allowed`);
-    if (!(await cache.has(desc))) {
-      await this.fetchBlob(cache, { ref, endpoint: ep }, desc, what, signal);
-    }
+    // The cached copy is hashed as it is read; a missing or wrong one is (again) fetched and verified.
+    const cached = await cache.readVerified(desc);
+    if (cached) return cached;
+    await this.fetchBlob(cache, { ref, endpoint: ep }, desc, what, signal);
     return cache.read(desc);
   }
 
