@@ -127,7 +127,8 @@ async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promi
   const registry: TestRegistry = await startRegistry();
   let files: FileServer | undefined;
   const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
-  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') => (images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : '');
+  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') =>
+    images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : side === 'edge' && !images[c].cloud ? ' {}' : '';
   try {
     await pushFixtureSet(registry.url, specs);
     const src = join(work, 'src');

@@ -176,6 +176,7 @@ export class DockerEngine implements ImageEngine {
         collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
+          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
           config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
           layers: r.layers,

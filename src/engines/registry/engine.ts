@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
-import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
+import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
 import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
@@ -162,6 +162,7 @@ class RegistryEngine implements ImageEngine {
         collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
+          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
           config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
           layers: r.layers,
