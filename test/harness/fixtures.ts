@@ -390,10 +390,10 @@ export const UPSTREAM_PLATFORMS: Record<string, { platforms: FixturePlatform[]; 
   'kubeedge/controller-manager': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
   'kubeedge/admission': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
   'kubeedge/installation-package': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
-  // docker-library/official-images library/eclipse-mosquitto @ 54609588 (last file with 1.6.15): amd64, arm32v6, arm64v8, i386, ppc64le, s390x — no arm/v7
+  // docker-library/official-images library/eclipse-mosquitto @ 6ddb2091 (last file with "Tags: 1.6.15, 1.6"): amd64, arm32v6, arm64v8, i386, ppc64le, s390x — no arm/v7
   'library/eclipse-mosquitto': {
     platforms: ['linux/amd64', 'linux/arm/v6', 'linux/arm64/v8', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
-    source: 'docker-library/official-images library/eclipse-mosquitto @ 546095886a4aafef1bc740bfda0056584098cd5c',
+    source: 'docker-library/official-images library/eclipse-mosquitto @ 6ddb20910b58e826ae612054187d5ed5967e2f7e',
   },
   // NOT found upstream: no build source publishes kubeedge/pause (KubeEdge 1.8 CHANGELOG: "Replaced 'kubeedge/pause' with multi arch image", #3114); the pause set above is assumed
   'kubeedge/pause': { platforms: ['linux/amd64', 'linux/arm', 'linux/arm64', 'linux/ppc64le', 'linux/s390x'], source: 'none found (assumed like pause)' },
