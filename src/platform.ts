@@ -60,10 +60,52 @@ export function parseArch(raw: string): Platform {
   }
 }
 
-/** True when an image platform entry is the requested platform (never a fallback to another arch). */
-export function platformMatches(want: Platform, have: { os?: string; architecture?: string; variant?: string | undefined }): boolean {
-  if ((have.os ?? '') !== want.os || have.architecture !== want.architecture) return false;
-  if (want.architecture === 'arm64') return have.variant === undefined || have.variant === '' || have.variant === 'v8';
-  if (want.architecture === 'arm') return (have.variant ?? 'v7') === (want.variant ?? 'v7');
-  return true;
+/** `linux/arm/v6` → { os, architecture, variant } (any values; no check). */
+export function parsePlatformString(s: string): { os: string; architecture: string; variant?: string } {
+  const [os = '', architecture = '', variant] = s.split('/');
+  return variant ? { os, architecture, variant } : { os, architecture };
+}
+
+type PlatformLike = { os?: string; architecture?: string; variant?: string | undefined };
+
+/** containerd's normalised variant: `arm` without a variant is v7, `arm64` v8 is no variant (platforms.Normalize). */
+function normVariant(p: PlatformLike): string {
+  const v = (p.variant ?? '').toLowerCase();
+  if (p.architecture === 'arm') return v === '' || v === '7' ? 'v7' : /^\d$/.test(v) ? `v${v}` : v;
+  if (p.architecture === 'arm64') return v === '8' || v === 'v8' ? '' : v;
+  return v;
+}
+
+/**
+ * The platforms an image may have for a bundle of `want`, best first — containerd's `platforms.Only`
+ * order, restricted to the same architecture: `arm/v7` takes v7, then v6, then v5 (what containerd on an
+ * armv7 host runs); `arm/v6` takes v6, then v5. `amd64` and `arm64` are exact: containerd's Only would
+ * also take 386 for amd64 and arm/v8..v5 for arm64, but a bundle never carries another architecture.
+ */
+export function acceptedPlatforms(want: Platform): Platform[] {
+  if (want.architecture !== 'arm') return [{ os: want.os, architecture: want.architecture }];
+  const top = Number((want.variant ?? 'v7').replace(/^v/, ''));
+  const out: Platform[] = [];
+  for (let v = top; v >= 5; v--) out.push({ os: want.os, architecture: 'arm', variant: `v${v}` });
+  return out;
+}
+
+/**
+ * Where `have` ranks among the platforms accepted for `want` (0 = exactly `want`, 1 = the next lower arm
+ * variant...), or -1 when it is not accepted (another OS or architecture, arm v8 or a higher variant).
+ */
+export function platformRank(want: Platform, have: PlatformLike): number {
+  if ((have.os ?? '') !== want.os || have.architecture !== want.architecture) return -1;
+  const v = normVariant(have);
+  return acceptedPlatforms(want).findIndex((p) => normVariant(p) === v);
+}
+
+/** True when an image of platform `have` may go into a bundle for `want` (exact, or a lower arm variant). */
+export function platformMatches(want: Platform, have: PlatformLike): boolean {
+  return platformRank(want, have) >= 0;
+}
+
+/** True when `have` is exactly `want` (not a lower variant). */
+export function platformExact(want: Platform, have: PlatformLike): boolean {
+  return platformRank(want, have) === 0;
 }

@@ -26,6 +26,12 @@ export interface OciArchiveImage {
   /** Canonical reference, e.g. `docker.io/kubeedge/cloudcore:v1.22.0`. */
   ref: string;
   platform: { os: string; architecture: string; variant?: string };
+  /**
+   * false: index.json names no platform for this image (a lower arm variant than the bundle's: `ctr images
+   * import --platform linux/arm/v7` matches index entries with platforms.OnlyStrict and would leave an
+   * arm/v6 entry's content unreferenced; an entry without a platform it imports). Default true.
+   */
+  indexPlatform?: boolean;
   /** The platform-specific image manifest. `bytes` when the caller has it in memory (else read via `blobFile`). */
   manifest: OciBlob & { bytes?: Buffer };
   config: OciBlob;
@@ -84,6 +90,7 @@ export function buildIndexJson(images: OciArchiveImage[]): string {
     if (r.tag) annotations[ANNOTATION_REF_NAME] = r.tag;
     const platform: Record<string, string> = { architecture: img.platform.architecture, os: img.platform.os };
     if (img.platform.variant) platform.variant = img.platform.variant;
+    if (img.indexPlatform === false) return { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations };
     return { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations, platform };
   });
   return `${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests })}\n`;

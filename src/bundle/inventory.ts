@@ -86,17 +86,21 @@ export function makeInventory(
       size: images?.size ?? 0,
       uniqueBlobBytes: images?.uniqueBlobBytes ?? 0,
       totalBlobBytes: images?.totalBlobBytes ?? 0,
-      list: (images?.images ?? []).map((i) => ({
-        ref: i.ref,
-        component: roleOf.get(i.ref)?.component ?? '',
-        role: roleOf.get(i.ref)?.role ?? null,
-        manifestDigest: i.manifestDigest,
-        configDigest: i.configDigest,
-        platform: [i.platform.os, i.platform.architecture, i.platform.variant].filter(Boolean).join('/'),
-        size: i.size,
-        purl: imagePurl(i.ref, i.manifestDigest, bundle.platformString),
-        engine: i.engine,
-      })),
+      list: (images?.images ?? []).map((i) => {
+        // The platform taken for this image: the bundle's, or a lower arm variant (arm/v6 in an arm/v7 bundle).
+        const platform = [i.platform.os, i.platform.architecture, i.platform.variant].filter(Boolean).join('/');
+        return {
+          ref: i.ref,
+          component: roleOf.get(i.ref)?.component ?? '',
+          role: roleOf.get(i.ref)?.role ?? null,
+          manifestDigest: i.manifestDigest,
+          configDigest: i.configDigest,
+          platform,
+          size: i.size,
+          purl: imagePurl(i.ref, i.manifestDigest, platform),
+          engine: i.engine,
+        };
+      }),
     },
     binaries: binaries.map((f) => ({
       name: f.binary.name,

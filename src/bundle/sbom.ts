@@ -39,6 +39,8 @@ export function makeSbom(inv: BundleInventory): object {
         { name: 'kubeprepare:component', value: i.component },
         ...(i.role ? [{ name: 'kubeprepare:role', value: i.role }] : []),
         { name: 'kubeprepare:platform', value: i.platform },
+        // A lower arm variant than the bundle's (the image publishes no image for the bundle's platform).
+        ...(i.platform && i.platform !== inv.platform ? [{ name: 'kubeprepare:platformTakenFor', value: inv.platform }] : []),
         { name: 'kubeprepare:configDigest', value: i.configDigest },
         { name: 'kubeprepare:size', value: String(i.size) },
         ...(i.engine ? [{ name: 'kubeprepare:engine', value: i.engine }] : []),

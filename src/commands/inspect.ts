@@ -4,6 +4,7 @@ import { scanBundle } from '../bundle/scan.js';
 import { analyseBundle } from '../bundle/check.js';
 import type { TarCompression } from '../bundle/read.js';
 import { fmtBytes, table } from '../util/format.js';
+import { parseArch, parsePlatformString, platformExact } from '../platform.js';
 
 export interface InspectOptions {
   file: string;
@@ -19,7 +20,7 @@ export interface InspectResult {
   kubeprepareVersion: string;
   sourceDateEpoch: number;
   components: { name: string; version: string }[];
-  images: { ref: string; component: string; role: string | null; digest: string; configDigest: string; platform: string; size: number; layers: number; purl: string; engine: string | null }[];
+  images: { ref: string; component: string; role: string | null; digest: string; configDigest: string; platform: string; /** false when a lower arm variant was taken (arm/v6 in an arm/v7 bundle) */ platformExact: boolean; size: number; layers: number; purl: string; engine: string | null }[];
   binaries: { name: string; component: string; version: string; path: string; size: number; sha256: string; url: string; purl: string }[];
   files: number;
   hasSbom: boolean;
@@ -60,6 +61,7 @@ export async function inspect(opts: InspectOptions): Promise<InspectResult> {
       digest: i.manifestDigest,
       configDigest: i.configDigest,
       platform: got?.platform || i.platform,
+      platformExact: isExact(inv.platform, got?.platform || i.platform),
       size: got?.size ?? i.size,
       layers: got?.layers ?? 0,
       purl: i.purl,
@@ -94,6 +96,15 @@ export async function inspect(opts: InspectOptions): Promise<InspectResult> {
   };
 }
 
+/** The image platform is the bundle's own (not a lower variant of it). */
+function isExact(bundlePlatform: string, imagePlatform: string): boolean {
+  try {
+    return platformExact(parseArch(bundlePlatform), parsePlatformString(imagePlatform));
+  } catch {
+    return imagePlatform === bundlePlatform;
+  }
+}
+
 const pct = (part: number, whole: number) => (whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '0%');
 const shortDigest = (d: string) => (d.startsWith('sha256:') ? `sha256:${d.slice(7, 19)}` : d.slice(0, 12));
 
@@ -108,7 +119,7 @@ export function inspectToText(r: InspectResult): string {
     r.images.length === 0
       ? '  (none)'
       : table(
-          r.images.map((i) => [i.ref, i.platform, shortDigest(i.digest), fmtBytes(i.size), i.component, i.engine ?? '?']),
+          r.images.map((i) => [i.ref, i.platformExact ? i.platform : `${i.platform} (lower variant, for ${r.platform})`, shortDigest(i.digest), fmtBytes(i.size), i.component, i.engine ?? '?']),
           ['image', 'platform', 'digest', 'size', 'component', 'engine'],
         ),
   );

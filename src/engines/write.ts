@@ -1,3 +1,4 @@
+import { formatPlatform, platformExact, type Platform } from '../platform.js';
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from './registry/blob-cache.js';
@@ -21,6 +22,15 @@ export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'd
       engine,
     },
   };
+}
+
+/**
+ * The line a build prints when an image is taken for a lower arm variant than the bundle's (its index
+ * has no image for the bundle's platform itself), or undefined when the platform is exact.
+ */
+export function lowerVariantNote(want: Platform, got: { os: string; architecture: string; variant?: string }): string | undefined {
+  if (platformExact(want, got)) return undefined;
+  return `warning: no ${formatPlatform(want)} image; taking ${formatPlatform(got)}, which containerd on a ${formatPlatform(want)} host also runs`;
 }
 
 function isAbort(e: unknown): boolean {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -154,6 +155,29 @@ describe('registry protocol helpers', () => {
       assert.equal(e.message, 'img:1 has no image for linux/arm64; it has: linux/amd64');
       return true;
     });
+  });
+
+  it('takes arm/v7, else v6, else v5 for arm (containerd platforms.Only order); amd64 and arm64 stay exact', () => {
+    const d = (architecture: string, variant?: string): Descriptor => ({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: `sha256:${createHash('sha256').update(`${architecture}/${variant ?? ''}`).digest('hex')}`,
+      size: 1,
+      platform: { os: 'linux', architecture, ...(variant ? { variant } : {}) },
+    });
+    const arm = parseArch('arm');
+    // Index order does not matter: the better variant wins.
+    assert.equal(selectPlatform('x', [d('arm', 'v5'), d('arm', 'v6'), d('amd64')], arm).platform?.variant, 'v6');
+    assert.equal(selectPlatform('x', [d('arm', 'v6'), d('arm', 'v7')], arm).platform?.variant, 'v7');
+    assert.equal(selectPlatform('x', [d('amd64'), d('arm', 'v5')], arm).platform?.variant, 'v5');
+    assert.equal(selectPlatform('x', [d('arm', 'v5'), d('arm', 'v6')], parseArch('arm/v6')).platform?.variant, 'v6');
+    // Never a higher variant, arm/v8, or another architecture.
+    assert.throws(() => selectPlatform('x', [d('arm', 'v7')], parseArch('arm/v6')), /x has no image for linux\/arm\/v6; it has: linux\/arm\/v7$/);
+    assert.throws(() => selectPlatform('x', [d('arm', 'v8'), d('arm64')], arm), /x has no image for linux\/arm\/v7; it has: linux\/arm\/v8, linux\/arm64$/);
+    // containerd's Only would take arm/v7 for arm64 and 386 for amd64; a bundle never does.
+    assert.throws(() => selectPlatform('x', [d('arm', 'v7'), d('arm', 'v8')], parseArch('arm64')), /no image for linux\/arm64; it has: linux\/arm\/v7, linux\/arm\/v8$/);
+    assert.throws(() => selectPlatform('x', [d('386'), d('amd64', 'v2')], parseArch('amd64')), /no image for linux\/amd64; it has: linux\/386, linux\/amd64\/v2$/);
+    assert.throws(() => selectPlatform('x', [d('arm', 'v6')], parseArch('arm64')), (e: unknown) => e instanceof UserError && !/v7, then/.test(e.hint ?? ''));
+    assert.throws(() => selectPlatform('x', [d('amd64')], arm), (e: unknown) => e instanceof UserError && /takes linux\/arm\/v7, then linux\/arm\/v6, then linux\/arm\/v5/.test(e.hint ?? ''));
   });
 
   it('refuses schema 1 manifests with a clear error', () => {

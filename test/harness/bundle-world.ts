@@ -66,29 +66,81 @@ export interface BundleWorld {
 export const CLOUD = 'kubeprepare-cloud-v1.22.0-linux-arm64';
 export const EDGE = 'kubeprepare-edge-v1.22.0-linux-arm64';
 
+/** An image entry of a component in the world's versions manifest (as versions.yaml writes it). */
+export type WorldImage = string | { ref: string; role: string };
+export type WorldImages = Record<'k3s' | 'kubeedge' | 'edgemesh' | 'metricsServer', { cloud?: WorldImage[]; edge?: WorldImage[] }>;
+
+const DEFAULT_IMAGES: WorldImages = {
+  k3s: { cloud: ['rancher/mirrored-pause:3.6'] },
+  kubeedge: {
+    cloud: [{ ref: 'kubeedge/cloudcore:v1.22.0', role: 'cloudcore' }, { ref: 'kubeedge/iptables-manager:v1.22.0', role: 'iptablesManager' }],
+    edge: [{ ref: 'kubeedge/installation-package:v1.22.0', role: 'installationPackage' }, { ref: 'kubeedge/pause:3.6', role: 'pause' }],
+  },
+  edgemesh: { cloud: [{ ref: 'kubeedge/edgemesh-agent:v1.17.0', role: 'edgemeshAgent' }], edge: [{ ref: 'kubeedge/edgemesh-agent:v1.17.0', role: 'edgemeshAgent' }] },
+  metricsServer: { cloud: [{ ref: 'registry.k8s.io/metrics-server/metrics-server:v0.8.0', role: 'metricsServer' }] },
+};
+
+export interface BundleWorldOptions {
+  /** Fixture images pushed to the registry (default: the small set above, three platforms each). */
+  specs?: FixtureImageSpec[];
+  /** The images of each component in the world's manifest (default: the small set above). */
+  images?: WorldImages;
+}
+
+/** Release-server files for the binaries of one arch (k3s, keadm, containerd, runc), with their checksum files. */
+async function releaseFiles(src: string, arch: 'amd64' | 'arm64' | 'arm'): Promise<{ files: Record<string, Buffer>; runc: [string, Buffer] }> {
+  const machine = { amd64: 0x3e, arm64: 0xb7, arm: 0x28 }[arch];
+  const k3sName = { amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf' }[arch];
+  const keadm = await tgz(join(src, arch), `keadm-v1.22.0-linux-${arch}`, { 'keadm/keadm': `#!/bin/sh\necho keadm ${arch}\n`, version: 'v1.22.0\n' });
+  const k3s = fakeElf(machine, `k3s ${arch} binary\n`);
+  const runc = fakeElf(machine, `runc ${arch}\n`);
+  const files: Record<string, Buffer> = {
+    [`/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/${k3sName}`]: k3s,
+    [`/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/sha256sum-${arch}.txt`]: Buffer.from(`${sha256(k3s)}  ${k3sName}\n`),
+    [`/gh/kubeedge/kubeedge/releases/download/v1.22.0/keadm-v1.22.0-linux-${arch}.tar.gz`]: keadm,
+    [`/gh/kubeedge/kubeedge/releases/download/v1.22.0/checksum_keadm-v1.22.0-linux-${arch}.tar.gz.txt`]: Buffer.from(`${sha512(keadm)}\n`),
+    [`/gh/opencontainers/runc/releases/download/v1.3.3/runc.${arch}`]: runc,
+  };
+  if (arch !== 'arm') {
+    const containerd = await tgz(join(src, arch), 'containerd', { 'bin/containerd': `containerd ${arch}` });
+    files[`/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-${arch}.tar.gz`] = containerd;
+    files[`/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-${arch}.tar.gz.sha256sum`] = Buffer.from(`${sha256(containerd)}  containerd-1.7.29-linux-${arch}.tar.gz\n`);
+  }
+  return { files, runc: [`runc.${arch}`, runc] };
+}
+
+/**
+ * The world, by default with the small fixture set; with `specs`/`images` (e.g. every image of
+ * manifests/versions.yaml with its upstream platform set, see fixtures.ts upstreamFixtureSpecs) for
+ * builds of other image lists. The release server has binaries for amd64, arm64 and arm.
+ */
+export async function startBundleWorldWith(opts: BundleWorldOptions): Promise<BundleWorld> {
+  return startWorld(opts.specs ?? SPECS, opts.images ?? DEFAULT_IMAGES);
+}
+
 export async function startBundleWorld(): Promise<BundleWorld> {
+  return startWorld(SPECS, DEFAULT_IMAGES);
+}
+
+async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promise<BundleWorld> {
   const work = await mkdtemp(join(tmpdir(), 'kp-verify-'));
   const registry: TestRegistry = await startRegistry();
   let files: FileServer | undefined;
   const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
+  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') =>
+    images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : side === 'edge' && !images[c].cloud ? ' {}' : '';
   try {
-    await pushFixtureSet(registry.url, SPECS);
+    await pushFixtureSet(registry.url, specs);
     const src = join(work, 'src');
-    const keadm = await tgz(src, 'keadm-v1.22.0-linux-arm64', { 'keadm/keadm': '#!/bin/sh\necho keadm arm64\n', version: 'v1.22.0\n' });
-    const containerd = await tgz(src, 'containerd', { 'bin/containerd': 'containerd arm64' });
-    const k3s = fakeElf(0xb7, 'k3s arm64 binary\n');
-    const runc = fakeElf(0xb7, 'runc arm64\n');
-    files = await startFileServer({
-      '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/k3s-arm64': k3s,
-      '/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/sha256sum-arm64.txt': `${sha256(k3s)}  k3s-arm64\n`,
-      '/raw/install.sh': installSh,
-      '/gh/kubeedge/kubeedge/releases/download/v1.22.0/keadm-v1.22.0-linux-arm64.tar.gz': keadm,
-      '/gh/kubeedge/kubeedge/releases/download/v1.22.0/checksum_keadm-v1.22.0-linux-arm64.tar.gz.txt': `${sha512(keadm)}\n`,
-      '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz': containerd,
-      '/gh/containerd/containerd/releases/download/v1.7.29/containerd-1.7.29-linux-arm64.tar.gz.sha256sum': `${sha256(containerd)}  containerd-1.7.29-linux-arm64.tar.gz\n`,
-      '/gh/opencontainers/runc/releases/download/v1.3.3/runc.arm64': runc,
-      '/gh/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum': `${sha256(runc)}  runc.arm64\n`,
-    });
+    const served: Record<string, Buffer> = { '/raw/install.sh': installSh };
+    const runcSums: string[] = [];
+    for (const arch of ['amd64', 'arm64', 'arm'] as const) {
+      const r = await releaseFiles(src, arch);
+      Object.assign(served, r.files);
+      runcSums.push(`${sha256(r.runc[1])}  ${r.runc[0]}`);
+    }
+    served['/gh/opencontainers/runc/releases/download/v1.3.3/runc.sha256sum'] = Buffer.from(`${runcSums.join('\n')}\n`);
+    files = await startFileServer(served);
   } catch (e) {
     await files?.stop();
     await registry.stop();
@@ -107,8 +159,7 @@ binaryMirrors:
 components:
   k3s:
     version: v1.31.14+k3s1
-    images:
-      cloud: [rancher/mirrored-pause:3.6]
+    images:${img('k3s', 'cloud')}${img('k3s', 'edge')}
     binaries:
       - name: k3s
         role: k3s
@@ -126,13 +177,7 @@ components:
         sha256: { pinned: { any: ${sha256(installSh)} } }
   kubeedge:
     version: v1.22.0
-    images:
-      cloud:
-        - { ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }
-        - { ref: kubeedge/iptables-manager:v1.22.0, role: iptablesManager }
-      edge:
-        - { ref: kubeedge/installation-package:v1.22.0, role: installationPackage }
-        - { ref: kubeedge/pause:3.6, role: pause }
+    images:${img('kubeedge', 'cloud')}${img('kubeedge', 'edge')}
     binaries:
       - name: keadm
         role: keadm
@@ -145,13 +190,10 @@ components:
           algorithm: sha512
   edgemesh:
     version: v1.17.0
-    images:
-      cloud: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
-      edge: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]
+    images:${img('edgemesh', 'cloud')}${img('edgemesh', 'edge')}
   metricsServer:
     version: v0.8.0
-    images:
-      cloud: [{ ref: registry.k8s.io/metrics-server/metrics-server:v0.8.0, role: metricsServer }]
+    images:${img('metricsServer', 'cloud')}${img('metricsServer', 'edge')}
   containerd:
     version: v1.7.29
     binaries:

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { TarWriter } from '../../src/archive/tar-writer.js';
+import { Header as TarHeader } from 'tar';
 
 /**
  * Small, deterministic multi-arch fixture images (a few KB per layer), built in memory and pushed to a
@@ -9,7 +8,20 @@ import { TarWriter } from '../../src/archive/tar-writer.js';
  * across images (shared blobs). Both OCI (index + manifest) and Docker (manifest list + schema 2)
  * formats, optional buildkit-style attestation entries, and single-platform images without an index.
  */
-export type FixturePlatform = 'linux/amd64' | 'linux/arm64' | 'linux/arm/v7' | 'linux/arm/v6';
+export type FixturePlatform =
+  | 'linux/amd64'
+  | 'linux/arm64'
+  | 'linux/arm64/v8'
+  | 'linux/arm'
+  | 'linux/arm/v7'
+  | 'linux/arm/v6'
+  | 'linux/arm/v5'
+  | 'linux/arm/v8'
+  | 'linux/386'
+  | 'linux/ppc64le'
+  | 'linux/s390x'
+  | 'linux/riscv64'
+  | 'linux/mips64le';
 
 export interface FixtureImageSpec {
   repo: string;
@@ -24,6 +36,15 @@ export interface FixtureImageSpec {
   attestation?: boolean;
   /** Label the arm64 entry with variant v8 in the index and config (registries differ here). */
   arm64Variant?: boolean;
+  /**
+   * Mislabelled images: the binaries of the layers for a platform (key) are ELF files of another
+   * platform's machine (value), e.g. `{ 'linux/arm64': 'linux/amd64' }` ships x86-64 binaries as arm64.
+   */
+  elfOf?: Partial<Record<FixturePlatform, FixturePlatform>>;
+  /** The config's Entrypoint (default: `/bin/<last layer key>`, a symlink to the layer's ELF binary). */
+  entrypoint?: string[];
+  /** The config's Cmd (default none). */
+  cmd?: string[];
 }
 
 export interface FixtureBlob {
@@ -78,31 +99,88 @@ function prng(seed: string, size: number): Buffer {
   return out;
 }
 
-class Collector extends Writable {
-  readonly chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void): void {
-    this.chunks.push(chunk);
-    cb();
-  }
-}
-
 const layerCache = new Map<string, { tar: Buffer; gz: Buffer }>();
 
-/** A layer tar for (key, platform): a directory and three small files, gzip-compressed. */
-export async function fixtureLayer(key: string, platform: FixturePlatform, sizeKb = 4): Promise<{ tar: Buffer; gz: Buffer }> {
-  const k = `${key}|${platform}|${sizeKb}`;
+/** ELF identification per platform: class (1 = 32-bit, 2 = 64-bit), data (1 = LE, 2 = BE), e_machine. */
+const ELF_ID: Record<string, { cls: number; data: number; machine: number }> = {
+  amd64: { cls: 2, data: 1, machine: 0x3e },
+  arm64: { cls: 2, data: 1, machine: 0xb7 },
+  arm: { cls: 1, data: 1, machine: 0x28 },
+  '386': { cls: 1, data: 1, machine: 0x03 },
+  ppc64le: { cls: 2, data: 1, machine: 0x15 },
+  s390x: { cls: 2, data: 2, machine: 0x16 },
+  riscv64: { cls: 2, data: 1, machine: 0xf3 },
+  mips64le: { cls: 2, data: 1, machine: 0x08 },
+};
+
+/** An ELF header (as the real one begins: magic, class, data, version, e_type, e_machine) for `platform`, then `body`. */
+export function elfFor(platform: FixturePlatform, body: Buffer): Buffer {
+  const arch = platform.split('/')[1]!;
+  const id = ELF_ID[arch];
+  if (!id) throw new Error(`no ELF id for ${platform}`);
+  const h = Buffer.alloc(64);
+  h.write('\x7fELF', 0, 'latin1');
+  h[4] = id.cls;
+  h[5] = id.data;
+  h[6] = 1;
+  if (id.data === 2) {
+    h.writeUInt16BE(2, 16);
+    h.writeUInt16BE(id.machine, 18);
+  } else {
+    h.writeUInt16LE(2, 16);
+    h.writeUInt16LE(id.machine, 18);
+  }
+  return Buffer.concat([h, body]);
+}
+
+export type FixtureTarEntry =
+  | { path: string; type: 'dir'; mode?: number }
+  | { path: string; type: 'file'; data: Buffer | string; mode?: number }
+  | { path: string; type: 'symlink' | 'hardlink'; target: string };
+
+/** An uncompressed tar (ustar headers by node-tar's Header, mtime 0, uid/gid 0) of `entries`, in order. */
+export function fixtureTar(entries: FixtureTarEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const data = e.type === 'file' ? (typeof e.data === 'string' ? Buffer.from(e.data, 'utf8') : e.data) : Buffer.alloc(0);
+    const header = new TarHeader({
+      path: e.path,
+      mode: e.type === 'dir' ? (e.mode ?? 0o755) : e.type === 'file' ? (e.mode ?? 0o644) : 0o777,
+      size: data.length,
+      type: e.type === 'dir' ? 'Directory' : e.type === 'file' ? 'File' : e.type === 'symlink' ? 'SymbolicLink' : 'Link',
+      ...(e.type === 'symlink' || e.type === 'hardlink' ? { linkpath: e.target } : {}),
+      mtime: new Date(0),
+      uid: 0,
+      gid: 0,
+    });
+    const block = Buffer.alloc(512);
+    header.encode(block, 0);
+    parts.push(block, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+/**
+ * A layer tar for (key, platform): a directory with an ELF binary for the platform's machine (or for
+ * `elfOf`'s, to mislabel), a README and a data file, and `bin/<key>`, a relative symlink to the binary;
+ * gzip-compressed.
+ */
+export async function fixtureLayer(key: string, platform: FixturePlatform, sizeKb = 4, elfOf?: FixturePlatform): Promise<{ tar: Buffer; gz: Buffer }> {
+  const k = `${key}|${platform}|${sizeKb}|${elfOf ?? ''}`;
   const hit = layerCache.get(k);
   if (hit) return hit;
-  const c = new Collector();
-  const t = new TarWriter(c, { mtime: 0 });
   const dir = `opt/${key}`;
-  await t.addDirectory(dir);
-  await t.addBuffer(`${dir}/README`, `fixture layer ${key} for ${platform}\n`);
-  await t.addBuffer(`${dir}/bin.${platform.replace(/\//g, '-')}`, prng(`${k}/bin`, sizeKb * 1024), { mode: 0o755 });
-  // Half text, so the gzip stream is realistic (partly compressible).
-  await t.addBuffer(`${dir}/data.txt`, Buffer.from(`${key} ${platform} `.repeat(Math.ceil((sizeKb * 512) / 20)), 'utf8'));
-  await t.finish();
-  const tar = Buffer.concat(c.chunks);
+  const binName = `bin.${platform.replace(/\//g, '-')}`;
+  const tar = fixtureTar([
+    { path: `${dir}/`, type: 'dir' },
+    { path: `${dir}/README`, type: 'file', data: `fixture layer ${key} for ${platform}\n` },
+    { path: `${dir}/${binName}`, type: 'file', data: elfFor(elfOf ?? platform, prng(`${k}/bin`, sizeKb * 1024)), mode: 0o755 },
+    // Half text, so the gzip stream is realistic (partly compressible).
+    { path: `${dir}/data.txt`, type: 'file', data: `${key} ${platform} `.repeat(Math.ceil((sizeKb * 512) / 20)) },
+    { path: 'bin/', type: 'dir' },
+    { path: `bin/${key}`, type: 'symlink', target: `../${dir}/${binName}` },
+  ]);
   const gz = gzipSync(tar, { level: 6 });
   const v = { tar, gz };
   layerCache.set(k, v);
@@ -121,7 +199,7 @@ export async function buildFixtureImage(spec: FixtureImageSpec): Promise<Fixture
     const layers: FixtureBlob[] = [];
     const diffIds: string[] = [];
     for (const key of spec.layers) {
-      const l = await fixtureLayer(key, p);
+      const l = await fixtureLayer(key, p, 4, spec.elfOf?.[p]);
       layers.push(blob(l.gz, oci ? MT.ociLayer : MT.dockerLayer));
       diffIds.push(`sha256:${createHash('sha256').update(l.tar).digest('hex')}`);
     }
@@ -129,7 +207,12 @@ export async function buildFixtureImage(spec: FixtureImageSpec): Promise<Fixture
     if (plat.architecture === 'arm64' && spec.arm64Variant) plat.variant = 'v8';
     const cfg = {
       architecture: plat.architecture,
-      config: { Cmd: ['/bin/true'], Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], Labels: { 'kubeprepare.test': `${spec.repo}:${spec.tag}` } },
+      config: {
+        Entrypoint: spec.entrypoint ?? [`/bin/${spec.layers[spec.layers.length - 1]}`],
+        ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+        Env: ['PATH=/usr/local/bin:/usr/bin:/bin'],
+        Labels: { 'kubeprepare.test': `${spec.repo}:${spec.tag}` },
+      },
       created: '2025-01-01T00:00:00Z',
       history: spec.layers.map((k) => ({ created: '2025-01-01T00:00:00Z', created_by: `fixture ${k}` })),
       os: plat.os,
@@ -268,4 +351,65 @@ export function standardFixtureSpecs(): FixtureImageSpec[] {
     { repo: 'rancher/mirrored-pause', tag: '3.6', format: 'docker', platforms: all, layers: ['pause'] },
     { repo: 'library/amd64only', tag: '1.0', format: 'docker', platforms: ['linux/amd64'], layers: ['alpine-base', 'amd64only-bin'], single: true },
   ];
+}
+
+/**
+ * Each image of manifests/versions.yaml with the linux platform set it really publishes upstream, as
+ * read from the upstream build sources cited per line (and in docs/upstream.md, "Images: platforms
+ * published upstream"). Official-images `Architectures:` names map as arm32v5/v6/v7 → linux/arm/v5/v6/v7,
+ * arm64v8 → linux/arm64/v8, i386 → linux/386; buildx `linux/arm` is arm/v7 (containerd Normalize), and an
+ * index entry of `docker manifest annotate --arch arm` carries no variant (which containerd also reads as v7).
+ */
+export const UPSTREAM_PLATFORMS: Record<string, { platforms: FixturePlatform[]; source: string }> = {
+  // k3s-io/klipper-helm .github/workflows/release.yml @ v0.9.10-build20251111: amd64 job + matrix arm64, arm/v7
+  'rancher/klipper-helm': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'k3s-io/klipper-helm .github/workflows/release.yml @ v0.9.10-build20251111' },
+  // k3s-io/klipper-lb .github/workflows/release.yml @ v0.4.13: "platforms: linux/amd64,linux/arm64,linux/arm/v7"
+  'rancher/klipper-lb': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'k3s-io/klipper-lb .github/workflows/release.yml @ v0.4.13' },
+  // rancher/local-path-provisioner .github/workflows/build.yml @ v0.0.32: "platforms: linux/amd64,linux/arm64,linux/arm,linux/riscv64"
+  'rancher/local-path-provisioner': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7', 'linux/riscv64'], source: 'rancher/local-path-provisioner .github/workflows/build.yml @ v0.0.32' },
+  // coredns/coredns Makefile.docker @ v1.13.1: "LINUX_ARCH:=amd64 arm arm64 mips64le ppc64le s390x riscv64", mips64le left out of the manifest; mirrored whole by rancher/image-mirror
+  'rancher/mirrored-coredns-coredns': { platforms: ['linux/amd64', 'linux/arm/v7', 'linux/arm64', 'linux/ppc64le', 'linux/s390x', 'linux/riscv64'], source: 'coredns/coredns Makefile.docker @ v1.13.1' },
+  // docker-library/official-images library/busybox @ 4dc9f446 (last file with 1.36.1): amd64, arm32v5, arm32v7, arm64v8, i386, ppc64le, riscv64, s390x, arm32v6
+  'rancher/mirrored-library-busybox': {
+    platforms: ['linux/amd64', 'linux/arm/v5', 'linux/arm/v7', 'linux/arm64/v8', 'linux/386', 'linux/ppc64le', 'linux/riscv64', 'linux/s390x', 'linux/arm/v6'],
+    source: 'docker-library/official-images library/busybox @ 4dc9f4461aff6cd916d69ce9db046f90003c6730',
+  },
+  // docker-library/official-images library/traefik @ 2a379b93 (v2.11.24): amd64, arm32v6, arm64v8, ppc64le, riscv64, s390x — no arm/v7
+  'rancher/mirrored-library-traefik': {
+    platforms: ['linux/amd64', 'linux/arm/v6', 'linux/arm64/v8', 'linux/ppc64le', 'linux/riscv64', 'linux/s390x'],
+    source: 'docker-library/official-images library/traefik @ 2a379b93345fb17bd889d028271c2976f4171a67',
+  },
+  // kubernetes-sigs/metrics-server Makefile @ v0.8.0: "ALL_ARCHITECTURES=amd64 arm arm64 ppc64le s390x", annotated "--arch ${arch}" (no variant)
+  'rancher/mirrored-metrics-server': { platforms: ['linux/amd64', 'linux/arm', 'linux/arm64', 'linux/ppc64le', 'linux/s390x'], source: 'kubernetes-sigs/metrics-server Makefile @ v0.8.0' },
+  'metrics-server/metrics-server': { platforms: ['linux/amd64', 'linux/arm', 'linux/arm64', 'linux/ppc64le', 'linux/s390x'], source: 'kubernetes-sigs/metrics-server Makefile @ v0.8.0' },
+  // NOT verified at 3.6: kubernetes build/pause/Makefile was found only at pause 3.1 ("ALL_ARCH = amd64 arm arm64 ppc64le s390x")
+  'rancher/mirrored-pause': { platforms: ['linux/amd64', 'linux/arm', 'linux/arm64', 'linux/ppc64le', 'linux/s390x'], source: 'kubernetes/kubernetes build/pause/Makefile at pause 3.1 only (3.6 not found)' },
+  // kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0: "platforms: linux/amd64,linux/arm64,linux/arm/v7" for every published image
+  'kubeedge/cloudcore': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
+  'kubeedge/iptables-manager': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
+  'kubeedge/controller-manager': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
+  'kubeedge/admission': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
+  'kubeedge/installation-package': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/kubeedge .github/workflows/release.yml @ v1.22.0' },
+  // docker-library/official-images library/eclipse-mosquitto @ 6ddb2091 (last file with "Tags: 1.6.15, 1.6"): amd64, arm32v6, arm64v8, i386, ppc64le, s390x — no arm/v7
+  'library/eclipse-mosquitto': {
+    platforms: ['linux/amd64', 'linux/arm/v6', 'linux/arm64/v8', 'linux/386', 'linux/ppc64le', 'linux/s390x'],
+    source: 'docker-library/official-images library/eclipse-mosquitto @ 6ddb20910b58e826ae612054187d5ed5967e2f7e',
+  },
+  // NOT found upstream: no build source publishes kubeedge/pause (KubeEdge 1.8 CHANGELOG: "Replaced 'kubeedge/pause' with multi arch image", #3114); the pause set above is assumed
+  'kubeedge/pause': { platforms: ['linux/amd64', 'linux/arm', 'linux/arm64', 'linux/ppc64le', 'linux/s390x'], source: 'none found (assumed like pause)' },
+  // kubeedge/edgemesh Makefile @ v1.17.0: "PLATFORMS ?= linux/amd64,linux/arm64,linux/arm/v7"
+  'kubeedge/edgemesh-agent': { platforms: ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], source: 'kubeedge/edgemesh Makefile @ v1.17.0' },
+};
+
+/** Fixture specs for `refs` (`docker.io/rancher/klipper-lb:v0.4.13`...) with their upstream platform sets. */
+export function upstreamFixtureSpecs(refs: string[]): FixtureImageSpec[] {
+  return refs.map((ref, i) => {
+    const m = /^(?:[^/]+\.[^/]+\/)?(.+):([^:@]+)$/.exec(ref);
+    if (!m) throw new Error(`fixture ref ${ref}`);
+    const repo = m[1]!;
+    const up = UPSTREAM_PLATFORMS[repo];
+    if (!up) throw new Error(`no upstream platform set for ${repo} (add it to UPSTREAM_PLATFORMS with its source)`);
+    const name = repo.split('/').pop()!;
+    return { repo, tag: m[2]!, format: i % 2 === 0 ? 'oci' : 'docker', platforms: up.platforms, layers: ['alpine-base', `${name}-bin`] };
+  });
 }

@@ -3,11 +3,11 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import { UserError } from '../../errors.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
-import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
+import { acceptedPlatforms, formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { fmtBytes } from '../../util/format.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { anotherFailed, collectedImage, rootCause, writeCollected } from '../write.js';
+import { anotherFailed, collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from '../registry/auth.js';
 import { BlobCache } from '../registry/blob-cache.js';
 import { configPlatform } from '../registry/manifest.js';
@@ -55,6 +55,8 @@ export interface DockerArchiveResult extends ImageArchiveResult {
 }
 
 const DEFAULT_CONCURRENCY = 3;
+/** dockerd's words for "the image has no manifest for that platform" (moby distribution/pull_v2.go). */
+const NO_PLATFORM = /no matching manifest|does not match the specified platform/i;
 
 /**
  * Connects to the Docker daemon (fails with a clear UserError naming the address when none answers)
@@ -174,6 +176,7 @@ export class DockerEngine implements ImageEngine {
         collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
+          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
           config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
           layers: r.layers,
@@ -228,6 +231,8 @@ export class DockerEngine implements ImageEngine {
         config: { mediaType: MEDIA.ociConfig, digest: saved.config.digest, size: saved.config.size },
         layers: saved.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
       })}`;
+      const lower = lowerVariantNote(want, cfgPlat);
+      if (lower) c.progress.note(item, lower);
       const bytes = Buffer.from(manifestJson, 'utf8');
       const total = saved.config.size + saved.layers.reduce((s, l) => s + l.size, 0);
       c.progress.done(item, `${fmtBytes(total)}, ${saved.layers.length} layers, ${formatPlatform(cfgPlat)}${format === 'cache' ? ', from cache' : ''}`);
@@ -264,7 +269,7 @@ export class DockerEngine implements ImageEngine {
     const prev = await this.inspect(daemonName);
     if (ref.digest && prev) {
       // A digest reference cannot be re-pointed through the API, so never let a pull move it.
-      if (platformOk(prev, want)) {
+      if (platformMatches(want, { os: prev.Os ?? '', architecture: prev.Architecture ?? '', variant: prev.Variant || undefined })) {
         await this.pin(prev.Id, privateTag);
         return prev;
       }
@@ -276,9 +281,24 @@ export class DockerEngine implements ImageEngine {
     const prevDigests = await this.allRepoDigests();
     let pulled: InspectInfo | undefined;
     try {
-      await this.pull(ref, want, c.signal, (n) => c.progress.bytes(item, n));
-      pulled = await this.inspect(daemonName);
-      if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon reported success but has no image ${daemonName}`);
+      // containerd's order for the bundle's platform (arm/v7, then v6, then v5; amd64/arm64 alone). Each
+      // is asked for by itself and taken only when the daemon gave exactly it: dockerd 20.10 answers an
+      // arm request without an exact match with the first arm entry of any variant (v8 and v5 included),
+      // dockerd 25+ with platforms.Only's best (which for arm64/amd64 may be arm or 386: refused below).
+      const order = acceptedPlatforms(want);
+      for (let i = 0; i < order.length; i++) {
+        const last = i + 1 === order.length;
+        try {
+          await this.pull(ref, order[i]!, c.signal, (n) => c.progress.bytes(item, n));
+        } catch (e) {
+          if (!last && e instanceof UserError && NO_PLATFORM.test(e.message)) continue;
+          throw e;
+        }
+        pulled = await this.inspect(daemonName);
+        if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon reported success but has no image ${daemonName}`);
+        if (last || platformOk(pulled, order[i]!)) break;
+      }
+      if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon has no image ${daemonName}`);
       this.checkPlatform(item, pulled, want, `pulled by the Docker daemon at ${this.addr.display}`);
       await this.pin(pulled.Id, privateTag);
       return pulled;
@@ -389,8 +409,9 @@ export class DockerEngine implements ImageEngine {
     return { config: { digest: info.Id, size: configBytes.length }, configBytes, layers };
   }
 
+  /** The image in the daemon is one a `want` bundle takes (exact, or a lower arm variant). */
   private checkPlatform(item: string, info: InspectInfo, want: Platform, where: string): void {
-    if (!platformOk(info, want)) {
+    if (!platformMatches(want, { os: info.Os ?? '', architecture: info.Architecture ?? '', variant: info.Variant || undefined })) {
       throw new UserError(`${item} ${where} is ${describe(info)}, not ${formatPlatform(want)}`, {
         kind: 'runtime',
         hint: `the image has no ${formatPlatform(want)} variant (or the daemon picked another one); nothing was saved. Pick an architecture the image provides`,
@@ -481,8 +502,9 @@ export class DockerEngine implements ImageEngine {
   }
 }
 
+/** The image in the daemon is `want` itself (no lower variant). */
 function platformOk(info: InspectInfo, want: Platform): boolean {
-  return platformMatches(want, { os: info.Os ?? '', architecture: info.Architecture ?? '', variant: info.Variant || undefined });
+  return platformExact(want, { os: info.Os ?? '', architecture: info.Architecture ?? '', variant: info.Variant || undefined });
 }
 
 function describe(info: InspectInfo): string {

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
-import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
+import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { collectedImage, rootCause, writeCollected } from '../write.js';
+import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
 import { CredentialStore } from './auth.js';
 import { BlobCache, type BlobRef } from './blob-cache.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
@@ -117,6 +117,10 @@ class RegistryEngine implements ImageEngine {
     const rejected = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
     if (rejected.length > 0) throw rootCause(rejected, req.signal);
     const resolved = settled.map((x) => (x as PromiseFulfilledResult<ResolvedImage>).value);
+    for (const img of resolved) {
+      const lower = lowerVariantNote(req.platform, img.platform);
+      if (lower) progress.note(img.ref.canonical, lower);
+    }
 
     // 2. Blob downloads, each unique blob once (in archive order, so the writer can follow them).
     const owner = new Map<string, { img: ResolvedImage; what: string; desc: Descriptor }>();
@@ -158,6 +162,7 @@ class RegistryEngine implements ImageEngine {
         collectedImage({
           ref: r.ref.canonical,
           platform: r.platform,
+          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
           config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
           layers: r.layers,

@@ -1,5 +1,5 @@
 import { UserError } from '../../errors.js';
-import { formatPlatform, platformMatches, type Platform } from '../../platform.js';
+import { acceptedPlatforms, formatPlatform, platformRank, type Platform } from '../../platform.js';
 
 export const MT = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -79,9 +79,14 @@ export function isAttestation(d: Descriptor): boolean {
 /** Picks the entry for `want` from an index; never another architecture. */
 export function selectPlatform(ref: string, index: Descriptor[], want: Platform): Descriptor {
   const images = index.filter((d) => !isAttestation(d));
-  const matches = images.filter((d) => d.platform && platformMatches(want, d.platform));
-  // Prefer an exact variant match (arm64 'v8' vs none are both accepted; take the first in index order).
-  const hit = matches[0];
+  // Best rank first (arm/v7, then v6, then v5, as containerd's platforms.Only orders them); among equals
+  // the first in index order (arm64 'v8' and no variant are the same platform).
+  let hit: Descriptor | undefined;
+  let best = Infinity;
+  for (const d of images) {
+    const r = d.platform ? platformRank(want, d.platform) : -1;
+    if (r >= 0 && r < best) [hit, best] = [d, r];
+  }
   if (hit) return hit;
   const have = images.map((d) => (d.platform ? formatPlatform({ os: d.platform.os ?? '?', architecture: d.platform.architecture ?? '?', variant: d.platform.variant }) : 'unknown'));
   throw platformError(ref, want, have);
@@ -89,8 +94,9 @@ export function selectPlatform(ref: string, index: Descriptor[], want: Platform)
 
 export function platformError(ref: string, want: Platform, have: string[]): UserError {
   const list = [...new Set(have)].sort();
+  const accepted = acceptedPlatforms(want).map(formatPlatform);
   return new UserError(`${ref} has no image for ${formatPlatform(want)}; it has: ${list.length ? list.join(', ') : 'no platforms'}`, {
-    hint: `pick an architecture the image provides, or use another image/tag that is built for ${formatPlatform(want)}`,
+    hint: `${accepted.length > 1 ? `a ${formatPlatform(want)} bundle takes ${accepted.join(', then ')} (as containerd on such a host does) and never another architecture; ` : ''}pick an architecture the image provides, or use another image/tag that is built for ${formatPlatform(want)}`,
   });
 }
 
