@@ -242,7 +242,14 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
         cb(null, chunk);
       },
     });
-    await pipeline(createReadStream(archive, { highWaterMark: 1 << 20 }), hashing, tar.x({ cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) }));
+    try {
+      await pipeline(createReadStream(archive, { highWaterMark: 1 << 20 }), hashing, tar.x({ cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) }));
+    } catch (e) {
+      // A changed download may not even unpack: then it is hashed whole, and a mismatch is what counts.
+      const whole = await sha256File(archive);
+      if (whole !== archiveSha) throw new ContentMismatchError(archive, archiveSha, whole, (await stat(archive)).size);
+      throw e;
+    }
     const actual = h.digest('hex');
     if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, read);
     const out = join(tmp, norm(member));

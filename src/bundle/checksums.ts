@@ -3,20 +3,9 @@ import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
 import { basename, join } from 'node:path';
 
 /**
- * Writes `<outDir>/SHA256SUMS` for the tarballs of this build, keeping lines for other files that are
- * still present (an earlier build for another arch). Written to a temp name and renamed.
- */
-export async function writeChecksumsFile(outDir: string, entries: { file: string; sha256: string }[]): Promise<string> {
-  const path = join(outDir, 'SHA256SUMS');
-  const text = await checksumsText(outDir, path, entries);
-  const staged = await stageChecksumsText(path, text);
-  await staged.commit();
-  return path;
-}
-
-/**
- * The combined SHA256SUMS for `entries` (plus the lines of other files still in `outDir`), as a staged
- * temp file: the build renames it after the tarballs it lists.
+ * `<outDir>/SHA256SUMS` for the tarballs of this build, keeping lines for other files that are still
+ * present (an earlier build for another arch), as a staged temp file: the build renames it after the
+ * tarballs it lists.
  */
 export async function stageChecksumsFile(outDir: string, entries: { file: string; sha256: string }[]): Promise<Staged<string>> {
   const path = join(outDir, 'SHA256SUMS');

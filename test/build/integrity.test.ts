@@ -109,6 +109,24 @@ test('a cached layer, binary download and extracted binary changed in place are 
   assert.equal(world.files.count(KEADM), before.keadm, 'the keadm download was intact: extracted again from it');
 });
 
+test('a cached download hashed while it is extracted again: one that does not match is downloaded again', async () => {
+  const cache = dir('cache');
+  const first = dir('out');
+  let r = await build(first, cache, ['--only', 'edge']);
+  assert.equal(r.code, 0, r.err);
+  const keadm = join(cache, 'blobs', 'sha256', sha256(world.files.files.get(KEADM)!));
+  const good = await flipFile(keadm);
+  await rm(join(cache, 'extracted'), { recursive: true, force: true }); // extracted again from the download
+  const before = world.files.count(KEADM);
+  const second = dir('out');
+  r = await build(second, cache, ['--only', 'edge']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(world.files.count(KEADM), before + 1, 'downloaded again');
+  assert.ok((await readFile(keadm)).equals(good));
+  assert.deepEqual(await snapshot(second), await snapshot(first));
+  await assertVerified(second);
+});
+
 test('a corrupt cached binary that cannot be fetched again fails naming it, its path and the fix; nothing finished-looking is written', async () => {
   const cache = dir('cache');
   const out = dir('out');

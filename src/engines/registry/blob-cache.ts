@@ -58,7 +58,10 @@ export class BlobCache {
     return this.ready;
   }
 
-  /** True when the verified blob is in the store (its size is checked; its content was verified on the way in). */
+  /**
+   * True when the blob is in the store with the right size (its content was verified on the way in; it is
+   * hashed again where it is used: readVerified, and the archive writer as it copies it).
+   */
   async has(b: BlobRef): Promise<boolean> {
     try {
       const s = await stat(this.path(b.digest));
