@@ -99,6 +99,22 @@ test('layout: an entry outside the single top directory (GNU tar) is refused', a
   await exactly(bad, [`layout ${bad}`, 'layout README']);
 });
 
+test('layout: entry names that leave the bundle directory (`..`, absolute), written by tarfile', async () => {
+  const add = (name: string) => `ti = tarfile.TarInfo(${name}); d = b'x\\n'; ti.size = len(d); b.members.append([ti, d])`;
+  const dotdot = pyTamper(edge, tmp('dotdot.tar'), add(`b.prefix + '../../tmp/evil'`));
+  const ps = await exactly(dotdot, ['layout ../../tmp/evil', 'extra ../../tmp/evil']);
+  assert.match(ps.find((p) => p.kind === 'layout')!.message, /unsafe entry \.\.\/\.\.\/tmp\/evil: its name leaves the bundle's directory/);
+  const abs = pyTamper(edge, tmp('absolute.tar'), add(`'/etc/evil'`));
+  await exactly(abs, ['layout /etc/evil (absolute name)', 'extra etc/evil']);
+});
+
+test('modified: install.sh made non-executable (tarfile), content untouched: its mode disagrees with bundle.json', async () => {
+  const bad = pyTamper(cloud, tmp('chmod.tar'), `b._find('install.sh')[0].mode = 0o644`);
+  assert.match(gnuTar(['-tvf', bad]), /-rw-r--r-- .*\/install\.sh\n/);
+  const [p] = await exactly(bad, ['modified install.sh']);
+  assert.equal(p!.message, 'modified: install.sh has mode 0644; bundle.json says 0755');
+});
+
 test('extra: a stray file appended by GNU tar, listed nowhere', async () => {
   const dir = tmp('stray');
   await mkdir(join(dir, CLOUD, 'bin'), { recursive: true });
