@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { sha256, startBundleWorld, type BundleWorld } from '../harness/bundle-world.js';
@@ -119,9 +119,15 @@ const A: Run = { tz: 'UTC', umask: '022' };
 const B: Run = { tz: 'Pacific/Chatham', umask: '077' };
 
 test('amd64, SOURCE_DATE_EPOCH unset, --sbom: two processes (other TZ, umask, out, cache) write identical bytes; tarfile reads back mtime = sourceDateEpoch, uid/gid 0, no names, modes, order', async () => {
+  // the two runs really see other local times (else the TZ variation proves nothing)
+  const offset = (tz: string) => execFileSync(process.execPath, ['-e', 'process.stdout.write(String(new Date(0).getTimezoneOffset()))'], { env: { ...process.env, TZ: tz }, encoding: 'utf8' });
+  assert.notEqual(offset(A.tz), offset(B.tz));
   const [a, b] = await Promise.all([cliBuild('amd64-a', ['--arch', 'amd64', '--sbom'], A), cliBuild('amd64-b', ['--arch', 'amd64', '--sbom'], B)]);
   const names = await sameBytes(a, b);
   assert.deepEqual(names, ['SHA256SUMS', 'kubeprepare-cloud-v1.22.0-linux-amd64.tar', 'kubeprepare-edge-v1.22.0-linux-amd64.tar']);
+  // each umask did apply (to the files written on this machine), and left the archives' content alone
+  assert.equal((await stat(join(a, names[1]!))).mode & 0o077, 0o044, 'umask 022: readable by group and others');
+  assert.equal((await stat(join(b, names[1]!))).mode & 0o077, 0, 'umask 077: private');
   for (const side of ['cloud', 'edge']) {
     const f = checkEntries(join(a, `kubeprepare-${side}-v1.22.0-linux-amd64.tar`), MANIFEST_EPOCH);
     assert.equal(f.compression, 'none');

@@ -325,6 +325,28 @@ fix_lists(b)
   assert.match(ps[0]!.message, new RegExp(`corrupted blob: images/images\\.tar blobs/sha256/${ps[0]!.subject.slice(7)} hashes to sha256:[a-f0-9]{64} \\(used by docker\\.io/kubeedge/cloudcore:v1\\.22\\.0\\)`));
 });
 
+test('blob: a layer blob an image references, removed from images.tar by tarfile (lists rewritten to match)', async () => {
+  const bad = pyTamper(
+    edge,
+    tmp('no-layer.tar'),
+    `
+img = b.inner('images/images.tar')
+ref = 'docker.io/kubeedge/installation-package:v1.22.0'
+layer = img.blob_json(img.image(ref)['digest'])['layers'][-1]['digest']
+img.remove('blobs/sha256/' + layer[7:])
+b.put('images/images.tar', img.tobytes())
+fix_lists(b)
+open(DEST + '.digest', 'w').write(layer)
+`,
+  );
+  const layer = await readFile(`${bad}.digest`, 'utf8');
+  const ps = await exactly(bad, [`blob ${layer}`, `blob ${layer}`]);
+  assert.deepEqual(ps.map((p) => p.message).sort(), [
+    `missing blob: blobs/sha256/${layer.slice(7)} (manifest.json, docker.io/kubeedge/installation-package:v1.22.0) is not in images/images.tar`,
+    `missing blob: layer ${layer} of image docker.io/kubeedge/installation-package:v1.22.0 is not in images/images.tar`,
+  ]);
+});
+
 test('corrupt: a SHA256SUMS line that is not "<sha256>  <path>", and a bundle.json that is not JSON', async () => {
   const bad = pyTamper(edge, tmp('corrupt-sums.tar'), `b.put('SHA256SUMS', b.get('SHA256SUMS') + b'not a checksum line\\n')`);
   await exactly(bad, ['corrupt SHA256SUMS']);
