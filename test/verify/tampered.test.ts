@@ -243,11 +243,17 @@ if ARGS[1] == 'lie':
   const bad = pyTamper(cloud, tmp('wrong-arch.tar'), swap, [amd64Images, 'truth']);
   const inv = JSON.parse(gnuTar(['-xOf', bad, `${CLOUD}/bundle.json`]));
   assert.equal(inv.images.list.find((l: { ref: string }) => l.ref === CLOUDCORE).platform, 'linux/amd64', 'the forger relisted it');
-  const [p] = await exactly(bad, [`platform ${CLOUDCORE}`]);
-  assert.match(p!.message, /image docker\.io\/kubeedge\/cloudcore:v1\.22\.0 is linux\/amd64 \(config [a-f0-9]{12}\), the bundle is for linux\/arm64/);
+  // (A check of the ELF machine of the image's entrypoint may add platform problems naming the image.)
+  const onlyCloudcore = (ps: Found[], want: string[]) => {
+    for (const w of want) assert.ok(pairs(ps).includes(w), `${w} in ${pairs(ps).join(', ')}`);
+    for (const p of ps) assert.ok(want.includes(`${p.kind} ${p.subject}`) || (p.kind === 'platform' && p.subject.includes('cloudcore')), `unexpected ${p.kind} ${p.subject}`);
+  };
+  const ps = await problems(bad);
+  onlyCloudcore(ps, [`platform ${CLOUDCORE}`]);
+  assert.ok(ps.some((p) => /image docker\.io\/kubeedge\/cloudcore:v1\.22\.0 is linux\/amd64 \(config [a-f0-9]{12}\), the bundle is for linux\/arm64/.test(p.message)), JSON.stringify(ps));
   // The lists lie (index.json and bundle.json say arm64): the image config still gives it away.
   const liar = pyTamper(cloud, tmp('wrong-arch-lie.tar'), swap, [amd64Images, 'lie']);
-  await exactly(liar, [`platform ${CLOUDCORE}`, `inventory ${CLOUDCORE}`]);
+  onlyCloudcore(await problems(liar), [`platform ${CLOUDCORE}`, `inventory ${CLOUDCORE}`]);
 });
 
 test('platform: an amd64 ELF binary in an arm64 bundle (lists rewritten), and a bundle checked with another --arch', async () => {
