@@ -185,6 +185,8 @@ export function analyseBundle(scan: BundleScan, opts: CheckOptions = {}): Bundle
       add('extra', path, `extra: ${path} is in the tarball but not ${[notInSums ? 'in SHA256SUMS' : '', notInInv ? 'in bundle.json' : ''].filter(Boolean).join(' nor ')}`);
     }
   }
+  unsafePathProblems(scan, add);
+  modeProblems(scan, invFiles, add);
   if (sums && !sums.has('bundle.json') && scan.files.has('bundle.json')) {
     // already reported as extra; nothing more
   }
@@ -253,6 +255,27 @@ export function analyseBundle(scan: BundleScan, opts: CheckOptions = {}): Bundle
     requiredFiles: [...required.keys()].sort(),
     problems,
   };
+}
+
+/**
+ * Entries whose name leaves the bundle's directory: a `..` component (`<top>/../../etc/x`). Reported as
+ * layout problems naming the entry; an absolute name has no top directory and is a stray of scan.ts.
+ */
+function unsafePathProblems(scan: BundleScan, add: (k: ProblemKind, s: string, m: string) => void): void {
+  for (const path of scan.files.keys()) {
+    if (path.split('/').includes('..')) add('layout', path, `unsafe entry ${path}: its name leaves the bundle's directory ('..'); a bundle never holds one`);
+  }
+}
+
+/** Files whose permission bits differ from bundle.json's `mode` (install.sh that is no longer executable…). */
+function modeProblems(scan: BundleScan, invFiles: Map<string, { mode: string }>, add: (k: ProblemKind, s: string, m: string) => void): void {
+  for (const [path, inv] of invFiles) {
+    const have = scan.files.get(path);
+    if (!have || !/^0?[0-7]{3,4}$/.test(inv.mode)) continue;
+    const want = Number.parseInt(inv.mode, 8);
+    const got = have.mode & 0o7777;
+    if (got !== want) add('modified', path, `modified: ${path} has mode ${got.toString(8).padStart(4, '0')}; bundle.json says ${inv.mode}`);
+  }
 }
 
 interface Descriptor {

@@ -81,6 +81,7 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
     const top = slash === -1 ? clean : clean.slice(0, slash);
     const rel = slash === -1 ? '' : clean.slice(slash + 1).replace(/\/$/, '');
     if (top) topDirs.add(top);
+    else if (clean.startsWith('/')) strays.push(`${clean} (absolute name)`);
     if (h.type === 'directory') {
       if (slash === -1 && !clean.endsWith('/')) strays.push(clean);
       return undefined;
