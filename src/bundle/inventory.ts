@@ -4,6 +4,7 @@ import type { ImageArchiveResult } from '../engines/types.js';
 import type { BundleFile } from './write.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { TOOL_VERSION } from '../version.js';
+import type { ImageNeed } from './needs.js';
 
 /** bundle.json: what a bundle holds, with digests, sizes and package URLs. */
 export interface BundleInventory {
@@ -48,6 +49,8 @@ export interface BundleInventory {
   }[];
   files: { path: string; sha256: string; size: number; mode: string }[];
   notes: string[];
+  /** The images this side's nodes will run, each with what runs it (src/bundle/needs.ts). */
+  needs?: ImageNeed[];
 }
 
 export function imagePurl(ref: string, manifestDigest: string, platform: string): string {

@@ -19,6 +19,8 @@ import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { writeChecksumsFile } from '../bundle/checksums.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
+import { planNeeds } from '../plan/needs.js';
+import type { ImageNeed } from '../bundle/needs.js';
 
 export interface BuildOptions {
   manifest: string;
@@ -75,10 +77,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (opts.keepImages && !enginesNeeded(plan, opts.engine).includes('docker')) {
     throw new UserError('--keep-images applies to the docker engine, and no image of this build goes through it', { hint: 'add --engine docker, or drop --keep-images' });
   }
+  const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
+  // Every image the side's nodes will run must be in its bundle: refused here, before any fetch.
+  const needs = await planNeeds(lm, plan, templatesRoot);
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
-  const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   await mkdir(plan.outDir, { recursive: true });
   const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);
   const engines = new Map<EngineName, ImageEngine>();
@@ -97,7 +101,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom) }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
           concurrent: false,
         }),
     }));
@@ -147,6 +151,8 @@ interface BundleContext {
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
   sbom: boolean;
+  /** The images this bundle's nodes need (recorded in bundle.json). */
+  needs: ImageNeed[];
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
@@ -207,6 +213,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           seen.add(f.path);
         }
         const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
+        inventory.needs = c.needs;
         files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
         if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
         files.push(memoryFile('SHA256SUMS', sha256sums(files)));
