@@ -311,7 +311,9 @@ export function manifestNeeds(files: RenderedFile[]): ImageNeed[] {
       const meta = (doc.metadata ?? {}) as { name?: string; namespace?: string };
       const who = `${String(doc.kind)} ${meta.namespace ? `${meta.namespace}/` : ''}${meta.name ?? '?'} (${f.path})`;
       for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
-        if (!c.image) continue;
+        if (!c.image) {
+          throw new UserError(`${who}: container ${c.name ?? '?'} has no image (the versions manifest lists none for it)`, { hint: 'list the image this container runs in the manifest, with its role' });
+        }
         for (const side of ['cloud', 'edge'] as const) {
           if (admits(pod, NODE_LABELS[side])) out.push({ ref: canonical(c.image), side, consumer: who });
         }
