@@ -5,6 +5,7 @@ import type { BundleFile } from './write.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { TOOL_VERSION } from '../version.js';
 import type { ImageNeed } from './needs.js';
+import type { DiskStep } from './disk.js';
 
 /** bundle.json: what a bundle holds, with digests, sizes and package URLs. */
 export interface BundleInventory {
@@ -51,6 +52,11 @@ export interface BundleInventory {
   notes: string[];
   /** The images this side's nodes will run, each with what runs it (src/bundle/needs.ts). */
   needs?: ImageNeed[];
+  /**
+   * Disk space per install step and target path (disk.ts); `unpackedBundleBytes` is the unpacked bundle
+   * itself (already on the host when install.sh runs); estimates count unpacked data as `unpackFactor` x.
+   */
+  disk?: { file: string; unpackFactor: number; unpackedBundleBytes: number; steps: DiskStep[] };
 }
 
 export function imagePurl(ref: string, manifestDigest: string, platform: string): string {

@@ -20,6 +20,7 @@ import { TEMPLATES_ROOT } from '../version.js';
 import { writeChecksumsFile } from '../bundle/checksums.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
 import { planNeeds } from '../plan/needs.js';
+import { DISK_FILE, diskSteps, diskTsv, UNPACK_FACTOR } from '../bundle/disk.js';
 import type { ImageNeed } from '../bundle/needs.js';
 
 export interface BuildOptions {
@@ -207,6 +208,9 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
         const files: BundleFile[] = [...rendered];
         for (const f of fetched) files.push({ path: f.binary.dest, mode: f.binary.mode, source: { file: f.file }, sha256: f.sha256, size: f.size });
         if (images) files.push({ path: IMAGES_ARCHIVE_PATH, mode: 0o644, source: { file: imagesFile }, sha256: images.sha256, size: images.size });
+        // What each install step writes to the host, for install.sh's free-space preflight (disk.ts).
+        const disk = diskSteps(bundle.side, fetched, images);
+        files.push(memoryFile(DISK_FILE, diskTsv(disk)));
         const seen = new Set<string>();
         for (const f of files) {
           if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
@@ -214,6 +218,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
         }
         const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
         inventory.needs = c.needs;
+        inventory.disk = { file: DISK_FILE, unpackFactor: UNPACK_FACTOR, unpackedBundleBytes: files.reduce((n, f) => n + f.size, 0), steps: disk };
         files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
         if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
         files.push(memoryFile('SHA256SUMS', sha256sums(files)));
