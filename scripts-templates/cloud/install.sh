@@ -183,7 +183,17 @@ preflight() {
   detect_k3s
   detect_kubeedge
   check_ports
+  local steps=()
+  read -ra steps <<<"$(disk_steps)"
+  check_disk "$BUNDLE_DIR/disk.tsv" "${steps[@]+"${steps[@]}"}"
   log "advertise address $ADVERTISE, node IP $NODE_IP, node name $NODE_NAME"
+}
+
+# The install steps still to run, whose disk needs check_disk adds up (disk.tsv).
+disk_steps() {
+  [[ $K3S_STATE == same ]] || printf 'k3s '
+  cmp -s -- "$BUNDLE_IMAGES" "$K3S_IMAGES_DIR/kubeprepare-cloud-images.tar" 2>/dev/null || printf 'images '
+  cmp -s -- "$BUNDLE_KEADM" "$KEADM_BIN" 2>/dev/null || printf 'keadm'
 }
 
 # ---- K3s ----
@@ -233,10 +243,13 @@ ensure_images() {
   done
   if ((${#missing[@]} == 0)); then
     log "all ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
-    return 0
+  else
+    log "${#missing[@]} bundled image(s) not imported yet (${missing[0]}...): importing $BUNDLE_IMAGES"
+    run "$K3S_BIN" ctr -n k8s.io images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
   fi
-  log "${#missing[@]} bundled image(s) not imported yet (${missing[0]}...): importing $BUNDLE_IMAGES"
-  run "$K3S_BIN" ctr -n k8s.io images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+  # K3s pins what it imports from agent/images (labelImages), not what ctr imports, and clears its own
+  # pins at each start before re-pinning: label them here too, so the kubelet's image GC keeps them.
+  pin_images "$K3S_BIN" ctr -n k8s.io -- "${ALL_IMAGES[@]}"
 }
 
 # ---- KubeEdge CloudCore ----

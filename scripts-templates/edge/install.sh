@@ -152,6 +152,13 @@ detect_edgecore() {
   fi
 }
 
+# The install steps still to run, whose disk needs check_disk adds up (disk.tsv).
+disk_steps() {
+  printf 'images '
+  [[ $JOINED == 1 ]] || printf 'join '
+  [[ $RUNTIME != none ]] || printf 'runtime'
+}
+
 # ---- container runtime ----
 RUNTIME=none # existing | ours | none
 CTR=()
@@ -333,17 +340,19 @@ import_images() {
   done
   if ((${#missing[@]} == 0)); then
     log "all ${#ALL_IMAGES[@]} bundled images are already in containerd (k8s.io)"
-    return 0
+  else
+    log "importing ${#ALL_IMAGES[@]} images ($PLATFORM) from $BUNDLE_IMAGES; missing now: ${missing[*]}"
+    run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+    if [[ $DRY_RUN == 0 ]]; then
+      present=$("${CTR[@]}" images ls -q)
+      for ref in "${ALL_IMAGES[@]}"; do
+        grep -qxF -- "$ref" <<<"$present" || die_verify "image $ref is still missing after the import"
+      done
+      log "all ${#ALL_IMAGES[@]} images imported"
+    fi
   fi
-  log "importing ${#ALL_IMAGES[@]} images ($PLATFORM) from $BUNDLE_IMAGES; missing now: ${missing[*]}"
-  run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
-  if [[ $DRY_RUN == 0 ]]; then
-    present=$("${CTR[@]}" images ls -q)
-    for ref in "${ALL_IMAGES[@]}"; do
-      grep -qxF -- "$ref" <<<"$present" || die_verify "image $ref is still missing after the import"
-    done
-    log "all ${#ALL_IMAGES[@]} images imported"
-  fi
+  # As K3s does for its agent/images imports (labelImages): edged's image GC must never remove them.
+  pin_images "${CTR[@]}" -- "${ALL_IMAGES[@]}"
 }
 
 # An existing containerd starts pod sandboxes (keadm join's own, then every pod's) from the sandbox
@@ -456,6 +465,9 @@ main() {
   check_cloud_reachable
   detect_edgecore
   detect_runtime
+  local steps=()
+  read -ra steps <<<"$(disk_steps)"
+  check_disk "$BUNDLE_DIR/disk.tsv" "${steps[@]+"${steps[@]}"}"
   install_runtime
   start_runtime
   import_images

@@ -4,6 +4,8 @@ import type { ImageArchiveResult } from '../engines/types.js';
 import type { BundleFile } from './write.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { TOOL_VERSION } from '../version.js';
+import type { ImageNeed } from './needs.js';
+import type { DiskStep } from './disk.js';
 
 /** bundle.json: what a bundle holds, with digests, sizes and package URLs. */
 export interface BundleInventory {
@@ -48,6 +50,13 @@ export interface BundleInventory {
   }[];
   files: { path: string; sha256: string; size: number; mode: string }[];
   notes: string[];
+  /** The images this side's nodes will run, each with what runs it (src/bundle/needs.ts). */
+  needs?: ImageNeed[];
+  /**
+   * Disk space per install step and target path (disk.ts); `unpackedBundleBytes` is the unpacked bundle
+   * itself (already on the host when install.sh runs); estimates count unpacked data as `unpackFactor` x.
+   */
+  disk?: { file: string; unpackFactor: number; unpackedBundleBytes: number; steps: DiskStep[] };
 }
 
 export function imagePurl(ref: string, manifestDigest: string, platform: string): string {

@@ -56,6 +56,8 @@ export interface BundleScan {
 }
 
 const KEEP_FILES = new Set(['SHA256SUMS', 'bundle.json', 'sbom.cdx.json']);
+/** Also kept: what the image completeness check reads (install.sh, the rendered manifests; see needs.ts). */
+const KEEP_FOR_NEEDS = (rel: string) => rel === 'install.sh' || /^manifests\/.+\.ya?ml$/.test(rel);
 const KEEP_LIMIT = 32 << 20;
 const JSON_BLOB_LIMIT = 4 << 20;
 const IMAGES_ARCHIVE = /^images\/[^/]+\.tar$/;
@@ -94,7 +96,7 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
     const rec: ScannedFile = { path: rel, type: h.type, size: h.size, mode: h.mode, sha256: undefined, complete: false, head: Buffer.alloc(0) };
     files.set(rel, rec);
     const hash: Hash | undefined = hashing ? createHash('sha256') : undefined;
-    const keep: Buffer[] | undefined = KEEP_FILES.has(rel) && h.size <= KEEP_LIMIT ? [] : undefined;
+    const keep: Buffer[] | undefined = (KEEP_FILES.has(rel) || KEEP_FOR_NEEDS(rel)) && h.size <= KEEP_LIMIT ? [] : undefined;
     const heads: Buffer[] = [];
     let headLen = 0;
     let nested: NestedImages | undefined;

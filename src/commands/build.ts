@@ -21,6 +21,9 @@ import { stageChecksumsFile } from '../bundle/checksums.js';
 import { removeStaleTemps, type Staged } from '../util/fs.js';
 import { ContentMismatchError } from '../util/hash.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
+import { planNeeds } from '../plan/needs.js';
+import { DISK_FILE, diskSteps, diskTsv, UNPACK_FACTOR } from '../bundle/disk.js';
+import type { ImageNeed } from '../bundle/needs.js';
 
 export interface BuildOptions {
   manifest: string;
@@ -77,10 +80,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (opts.keepImages && !enginesNeeded(plan, opts.engine).includes('docker')) {
     throw new UserError('--keep-images applies to the docker engine, and no image of this build goes through it', { hint: 'add --engine docker, or drop --keep-images' });
   }
+  const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
+  // Every image the side's nodes will run must be in its bundle: refused here, before any fetch.
+  const needs = await planNeeds(lm, plan, templatesRoot);
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
-  const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   await mkdir(plan.outDir, { recursive: true });
   // What a killed build left in the output directory (temp files, work directory of a dead PID).
   await removeStaleTemps(plan.outDir);
@@ -105,7 +110,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom) }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
           concurrent: false,
         }),
     }));
@@ -161,6 +166,8 @@ interface BundleContext {
   built: BuiltBundle[];
   staged: Staged<unknown>[];
   sbom: boolean;
+  /** The images this bundle's nodes need (recorded in bundle.json). */
+  needs: ImageNeed[];
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
@@ -235,12 +242,17 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     const files: BundleFile[] = [...rendered];
     for (const f of fetched) files.push({ path: f.binary.dest, mode: f.binary.mode, source: { file: f.file }, sha256: f.sha256, size: f.size });
     if (images) files.push({ path: IMAGES_ARCHIVE_PATH, mode: 0o644, source: { file: imagesFile }, sha256: images.sha256, size: images.size });
+    // What each install step writes to the host, for install.sh's free-space preflight (disk.ts).
+    const disk = diskSteps(bundle.side, fetched, images);
+    files.push(memoryFile(DISK_FILE, diskTsv(disk)));
     const seen = new Set<string>();
     for (const f of files) {
       if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
       seen.add(f.path);
     }
     const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
+    inventory.needs = c.needs;
+    inventory.disk = { file: DISK_FILE, unpackFactor: UNPACK_FACTOR, unpackedBundleBytes: files.reduce((n, f) => n + f.size, 0), steps: disk };
     files.push(memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`));
     if (c.sbom) files.push(memoryFile(SBOM_PATH, `${JSON.stringify(makeSbom(inventory), null, 2)}\n`));
     files.push(memoryFile('SHA256SUMS', sha256sums(files)));

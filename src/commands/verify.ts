@@ -4,6 +4,8 @@ import { scanBundle } from '../bundle/scan.js';
 import { analyseBundle, type Problem } from '../bundle/check.js';
 import type { TarCompression } from '../bundle/read.js';
 import { fmtBytes } from '../util/format.js';
+import { bundleGaps } from '../bundle/needs.js';
+import { isUserError } from '../errors.js';
 
 export interface VerifyOptions {
   /** The bundle tarball (.tar, .tar.gz or .tar.zst; detected by content). */
@@ -38,6 +40,17 @@ export interface VerifyResult {
 export async function verify(opts: VerifyOptions): Promise<VerifyResult> {
   const scan = await scanBundle(opts.file);
   const a = analyseBundle(scan, opts.platform ? { platform: opts.platform } : {});
+  // Every image this side's nodes will run is in the archive (needs.ts): from bundle.json and the bundle's own files.
+  if (a.side && a.images) {
+    try {
+      for (const g of bundleGaps({ side: a.side, recorded: a.inventory?.needs, kept: scan.kept, k3sVersion: a.inventory?.components?.k3s?.version, shipped: a.images.images.map((i) => i.ref) })) {
+        a.problems.push({ kind: 'missing', subject: g.ref, message: `missing image: ${g.ref} is needed by ${g.consumers.join('; ')}, and ${a.images.path} does not hold it` });
+      }
+    } catch (e) {
+      if (!isUserError(e)) throw e;
+      a.problems.push({ kind: 'inventory', subject: 'install.sh', message: `cannot derive the images this bundle needs: ${e.message}` });
+    }
+  }
   return {
     file: opts.file,
     ok: a.problems.length === 0,

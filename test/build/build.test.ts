@@ -69,6 +69,12 @@ test('build --arch arm64 writes cloud and edge tarballs whose SHA256SUMS verify 
     'docker.io/kubeedge/cloudcore:v1.22.0',
     'docker.io/kubeedge/edgemesh-agent:v1.17.0',
     'docker.io/kubeedge/iptables-manager:v1.22.0',
+    'docker.io/rancher/klipper-helm:v0.9.10-build20251111',
+    'docker.io/rancher/klipper-lb:v0.4.13',
+    'docker.io/rancher/local-path-provisioner:v0.0.32',
+    'docker.io/rancher/mirrored-coredns-coredns:1.13.1',
+    'docker.io/rancher/mirrored-library-busybox:1.36.1',
+    'docker.io/rancher/mirrored-library-traefik:2.11.24',
     'docker.io/rancher/mirrored-pause:3.6',
     'registry.k8s.io/metrics-server/metrics-server:v0.8.0',
   ]);

@@ -80,7 +80,8 @@ components:
   k3s:
     version: v1.31.14+k3s1
     images:
-      cloud: [rancher/mirrored-pause:3.6]
+      # what a cloud node runs (the build refuses a cloud bundle without it: src/bundle/needs.ts)
+      cloud: [rancher/mirrored-pause:3.6, rancher/klipper-helm:v0.9.10-build20251111, rancher/klipper-lb:v0.4.13, rancher/local-path-provisioner:v0.0.32, rancher/mirrored-coredns-coredns:1.13.1, rancher/mirrored-library-busybox:1.36.1, rancher/mirrored-library-traefik:2.11.24]
     binaries:
       - name: k3s
         role: k3s
@@ -88,10 +89,16 @@ components:
         url: http://127.0.0.1:9/k3s
         dest: bin/k3s
         sha256: { pinned: { any: '${'a'.repeat(64)}' } }
+      - name: k3s-install.sh
+        role: k3sInstallScript
+        sides: [cloud]
+        url: http://127.0.0.1:9/install.sh
+        dest: scripts/k3s-install.sh
+        sha256: { pinned: { any: '${'a'.repeat(64)}' } }
   kubeedge:
     version: v1.22.0
     images:
-      cloud: [{ ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }]
+      cloud: [{ ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }, { ref: kubeedge/iptables-manager:v1.22.0, role: iptablesManager }]
       edge: [{ ref: kubeedge/pause:3.6, role: pause }]
     binaries:
       - name: keadm

@@ -27,6 +27,14 @@ const SPECS: FixtureImageSpec[] = [
   { repo: 'metrics-server/metrics-server', tag: 'v0.8.0', format: 'oci', platforms: ALL, layers: ['distroless', 'ms-bin'] },
   { repo: 'kubeedge/installation-package', tag: 'v1.22.0', format: 'oci', platforms: ALL, layers: ['alpine-base', 'edgecore-bin'] },
   { repo: 'kubeedge/pause', tag: '3.6', format: 'docker', platforms: ALL, layers: ['pause'] },
+  // What K3s runs with the components the cloud installer leaves on (src/bundle/needs.ts K3S_IMAGES):
+  // the build refuses a cloud bundle without them.
+  { repo: 'rancher/klipper-helm', tag: 'v0.9.10-build20251111', format: 'docker', platforms: ALL, layers: ['alpine-base', 'klipper-helm-bin'] },
+  { repo: 'rancher/klipper-lb', tag: 'v0.4.13', format: 'docker', platforms: ALL, layers: ['alpine-base', 'klipper-lb-bin'] },
+  { repo: 'rancher/local-path-provisioner', tag: 'v0.0.32', format: 'docker', platforms: ALL, layers: ['alpine-base', 'local-path-bin'] },
+  { repo: 'rancher/mirrored-coredns-coredns', tag: '1.13.1', format: 'docker', platforms: ALL, layers: ['distroless', 'coredns-bin'] },
+  { repo: 'rancher/mirrored-library-busybox', tag: '1.36.1', format: 'docker', platforms: ALL, layers: ['busybox-bin'] },
+  { repo: 'rancher/mirrored-library-traefik', tag: '2.11.24', format: 'docker', platforms: ALL, layers: ['alpine-base', 'traefik-bin'] },
 ];
 
 /** A minimal ELF header (64-bit little-endian) for `machine` (0xb7 aarch64, 0x3e x86-64), padded. */
@@ -71,7 +79,17 @@ export type WorldImage = string | { ref: string; role: string };
 export type WorldImages = Record<'k3s' | 'kubeedge' | 'edgemesh' | 'metricsServer', { cloud?: WorldImage[]; edge?: WorldImage[] }>;
 
 const DEFAULT_IMAGES: WorldImages = {
-  k3s: { cloud: ['rancher/mirrored-pause:3.6'] },
+  k3s: {
+    cloud: [
+      'rancher/klipper-helm:v0.9.10-build20251111',
+      'rancher/klipper-lb:v0.4.13',
+      'rancher/local-path-provisioner:v0.0.32',
+      'rancher/mirrored-coredns-coredns:1.13.1',
+      'rancher/mirrored-library-busybox:1.36.1',
+      'rancher/mirrored-library-traefik:2.11.24',
+      'rancher/mirrored-pause:3.6',
+    ],
+  },
   kubeedge: {
     cloud: [{ ref: 'kubeedge/cloudcore:v1.22.0', role: 'cloudcore' }, { ref: 'kubeedge/iptables-manager:v1.22.0', role: 'iptablesManager' }],
     edge: [{ ref: 'kubeedge/installation-package:v1.22.0', role: 'installationPackage' }, { ref: 'kubeedge/pause:3.6', role: 'pause' }],

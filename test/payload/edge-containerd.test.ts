@@ -82,10 +82,26 @@ test('edge install.sh imports the bundle images into a real containerd with cano
   }
   const check = await containerd!.ctr(['-n', 'k8s.io', 'images', 'check']);
   assert.doesNotMatch(check.stdout, /incomplete|missing/i, check.stdout);
+  // Every bundled image carries the label containerd's CRI reports as pinned (image GC keeps it).
+  const bundled = JSON.parse(await readFile(join(bundle, 'bundle.json'), 'utf8')).images.list.map((i: { ref: string }) => i.ref) as string[];
+  assert.ok(bundled.length >= 3);
+  const assertPinned = async () => {
+    const rows = (await listImages(containerd!)).rows;
+    for (const ref of bundled) {
+      const row = rows.find((r) => r[0] === ref);
+      assert.ok(row, `${ref} listed`);
+      assert.ok(row.some((col) => col.split(',').includes('io.cri-containerd.pinned=pinned')), `${ref} pinned: ${row.join(' ')}`);
+    }
+  };
+  await assertPinned();
+  assert.match(r.out, new RegExp(`pinning ${bundled.length} of ${bundled.length} bundled images`));
 
   // A second run finds every image present and imports nothing.
   const again = install();
   assert.equal(again.code, 0, again.out);
   assert.match(again.out, /bundled images are already in containerd/);
+  assert.match(again.out, /all \d+ bundled images are pinned/);
+  assert.doesNotMatch(again.out, /images label/);
+  await assertPinned();
   assert.ok((await readdir(join(sysroot, 'etc', 'kubeedge', 'config'))).some((f) => f.startsWith('edgecore.yaml.bak.')));
 });

@@ -1,6 +1,7 @@
 // Shared by the payload tests and the bats suite: renders scripts-templates/ for one side and arch
 // with the fixture context, optionally completed into a fake bundle (stub binaries that forward to
 // test/bats/stubs, a dummy image archive, bundle.json and SHA256SUMS).
+import { DISK_FILE, diskTsv } from '../../src/bundle/disk.js';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -73,6 +74,8 @@ export async function writeFakeBundle(side: RenderContext['side'], arch: Arch, o
     spawnSync('rm', ['-rf', tmp]);
   }
   write(join(outDir, 'bundle.json'), JSON.stringify({ name: ctx.bundleName, side, arch, versions: ctx.versions, images: ctx.images.all }, null, 2) + '\n', 0o644);
+  // install.sh's disk preflight reads it (src/bundle/disk.ts): 1 MiB for the image store, as a build writes it.
+  write(join(outDir, DISK_FILE), diskTsv([{ step: 'images', path: side === 'cloud' ? '/var/lib/rancher/k3s/agent/containerd' : '/var/lib/containerd', bytes: 1 << 20, what: 'fake image store' }]), 0o644);
   writeSums(outDir);
   return ctx;
 }

@@ -38,7 +38,7 @@ test('inspect prints components, images with platform and digest, binaries and t
   assert.match(r.out, /\nComponents\ncomponent +version\n-+ +-+\n/);
   assert.match(r.out, /\nkubeedge +v1\.22\.0\n/);
   assert.match(r.out, /\nk3s +v1\.31\.14\+k3s1\n/);
-  assert.match(r.out, /\nImages \(5\)\nimage +platform +digest +size +component +engine\n/);
+  assert.match(r.out, /\nImages \(11\)\nimage +platform +digest +size +component +engine\n/);
   for (const img of inv.images.list) {
     const row = r.out.split('\n').find((l) => l.startsWith(`${img.ref} `));
     assert.ok(row, `row for ${img.ref}`);
