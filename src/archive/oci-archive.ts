@@ -51,6 +51,12 @@ export interface WriteOciArchiveOptions {
    * rejection aborts the archive (no output file). Without it, every file must exist up front.
    */
   blobReady?(digest: string): Promise<void>;
+  /**
+   * Optional: true for a blob whose file this process verified itself (downloaded and hashed on the way
+   * in, or hashed as it was read); it is not hashed again. Every other file-sourced blob (a cache entry
+   * from an earlier build) is hashed as it is copied and must match its digest.
+   */
+  verifiedByCaller?(digest: string): boolean;
   signal?: AbortSignal | undefined;
 }
 
@@ -177,7 +183,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
             await checkFile(d, b.size);
           }
           // The file (a cache entry) is hashed as it is copied: a wrong entry fails here, not in the bundle.
-          await tar.addFile(blobPath(d), opts.blobFile(d), { sha256: hexOfDigest(d) });
+          await tar.addFile(blobPath(d), opts.blobFile(d), opts.verifiedByCaller?.(d) ? {} : { sha256: hexOfDigest(d) });
         }
       }
       await tar.addBuffer('index.json', indexJson);

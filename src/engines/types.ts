@@ -86,6 +86,8 @@ export interface CollectedImages {
    * the engine cannot fetch it again (then the build fails naming the entry).
    */
   refetch?(digest: string): Promise<boolean>;
+  /** Optional: true for a blob this engine verified in this run (fetched and hashed, or hashed as read), which needs no second hash. */
+  verifiedNow?(digest: string): boolean;
 }
 
 export interface ImageEngine {

@@ -96,6 +96,8 @@ async function writeVerified(
         blobReady: async (d) => {
           await Promise.all(parts.map((p) => p.blobReady(d)));
         },
+        // Blobs an engine verified in this run are not hashed twice; repaired ones were just fetched.
+        verifiedByCaller: (d) => parts.some((p) => p.verifiedNow?.(d) ?? false),
         signal: req.signal,
       });
     } catch (e) {
