@@ -387,6 +387,9 @@ if [[ -n $who ]]; then
     log "removing our own rules: upstream's are in place"
     remove_ours
     unpersist
+    if [[ $PERSIST == 0 && -f $UNIT_FILE ]]; then
+      warn "$UNIT_NAME is no longer needed: run $SCRIPT_NAME (without --no-persist) or --remove to delete it"
+    fi
   fi
 else
   if [[ $RULES_MODE == ours ]]; then
