@@ -74,6 +74,9 @@ UPSTREAM_RULES='
 @test "netns: real connections: <edge>:10351 reaches CloudCore's stream port, <other host>:10350 and other ports are not rewritten" {
   no_iptables_manager
   printf '{"ipTunnelPort":{"10.0.0.10":10351},"port":{"10351":true}}' >"$KP_STUB_STATE/tunnelport-record"
+  # ask HOST PORT: one TCP connection, prints what the listener answered (10 s at most)
+  printf '%s\n' '#!/usr/bin/env bash' 'exec 3<>"/dev/tcp/$1/$2" && read -r -t 5 l <&3 && echo "$1:$2 -> $l"' >"$BATS_TEST_TMPDIR/ask"
+  chmod +x "$BATS_TEST_TMPDIR/ask"
   run in_netns '
     ip link set lo up
     ip addr add 10.0.0.10/32 dev lo   # the cloud node (CloudCore, hostNetwork)
@@ -89,7 +92,7 @@ UPSTREAM_RULES='
     pid=$!
     trap "kill $pid" EXIT
     for _ in $(seq 50); do grep -q listening "$BATS_TEST_TMPDIR/listeners.out" && break; sleep 0.1; done
-    ask() { local l; exec 3<>"/dev/tcp/$1/$2"; read -r l <&3; exec 3<&-; echo "$1:$2 -> $l"; }
+    ask() { timeout 10 "$BATS_TEST_TMPDIR/ask" "$1" "$2"; }
     echo "== before"; ask 10.0.0.21 10351; ask 10.0.0.99 10350
     '"${OLD_RULE/192.168.10.10/10.0.0.10}"'
     echo "== old rule"; ask 10.0.0.99 10350
