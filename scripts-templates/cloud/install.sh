@@ -357,7 +357,7 @@ deploy_edgemesh() {
 
 deploy_metrics_server() {
   log "== metrics-server {{versions.metricsServer}} =="
-  sub_script manifests/iptables-metrics-setup.sh --cloudcore-ip "$NODE_IP" --stream-port "$PORT_STREAM"
+  sub_script manifests/iptables-metrics-setup.sh --cloudcore-ip "$NODE_IP" --stream-port "$PORT_STREAM" --timeout "$TIMEOUT"
   run kc apply -f "$BUNDLE_DIR/manifests/metrics-server.yaml"
   run kc -n kube-system rollout status deployment/metrics-server "--timeout=${TIMEOUT}s"
   if [[ $DRY_RUN == 0 ]]; then

@@ -7,8 +7,10 @@ usage() {
 Usage: $SCRIPT_NAME --yes [--keep-k3s] [--dry-run] [--log-file PATH] [--help]
 
 Reverses install.sh, in this order:
-  1. metrics-server (manifests/metrics-server.yaml) and the tcp/{{ports.kubeletMetrics}} DNAT rule
-     (manifests/iptables-metrics-setup.sh --remove)
+  1. metrics-server (manifests/metrics-server.yaml), and KubePrepare's own tunnel-port DNAT
+     (manifests/iptables-metrics-setup.sh --remove: nat chain KUBEPREPARE-TUNNEL and its jumps, the
+     tcp/{{ports.kubeletMetrics}} rule of earlier versions, kubeprepare-tunnel-dnat.service). iptables-manager's
+     chain TUNNEL-PORT is not ours: keadm reset does not delete it, it is gone at the next reboot
   2. EdgeMesh (manifests/edgemesh/, its ConfigMaps, the label on Service default/kubernetes)
   3. KubeEdge CloudCore: keadm reset cloud --force, then namespace kubeedge
   4. K3s: /usr/local/bin/k3s-uninstall.sh (deletes the cluster and its data!) unless --keep-k3s
@@ -100,7 +102,7 @@ main() {
   need_cmd iptables rm
 
   remove_cluster_objects
-  log "== metrics DNAT rule =="
+  log "== KubePrepare's tunnel-port DNAT (nat KUBEPREPARE-TUNNEL, boot unit) =="
   sub_script manifests/iptables-metrics-setup.sh --remove
 
   if [[ $KEEP_K3S == 0 ]]; then

@@ -63,7 +63,7 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   output_has "[DRY-RUN]"
   output_has "keadm init --kubeedge-version 1.22.0"
   output_has "INSTALL_K3S_EXEC=server\\ --egress-selector-mode=disabled"
-  output_has "iptables -w -t nat -A OUTPUT -p tcp --dport 10350"
+  output_has "[DRY-RUN] read ConfigMap kubeedge/tunnelport"
   refute_mutations
   [[ -z $(find "$KP_SYSROOT" -mindepth 1 -print -quit) ]] || { find "$KP_SYSROOT" >&2; false; }
 }
@@ -100,8 +100,9 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   grep -qF "$psk" "$KP_STUB_STATE/applied-ConfigMap-edgemesh-agent-psk.yaml"
   [[ $(stat -c %a "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk") == 600 ]]
   called "label service kubernetes service.edgemesh.kubeedge.io/service-proxy-name= --overwrite"
-  # metrics-server and its DNAT rule
-  called "iptables -w -t nat -A OUTPUT -p tcp --dport 10350 -m comment --comment kubeprepare-metrics-dnat -j DNAT --to-destination 192.168.10.10:10003"
+  # metrics-server, and iptables-manager's DNAT of the tunnel port verified (the old tcp/10350 rule is gone)
+  called "iptables -w -t nat -C TUNNEL-PORT -p tcp -m tcp --dport 10351 -j DNAT --to-destination 192.168.10.10:10003"
+  not_called "iptables -w -t nat -A"
   called "apply -f $BUNDLE/manifests/metrics-server.yaml"
   # state, log, join command
   grep -qx 'NODE_IP=192.168.10.10' "$KP_SYSROOT/etc/kubeprepare/cloud.env"
@@ -133,12 +134,14 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
 }
 
 @test "cloud install: a different --node-ip adds --node-external-ip and a second advertise address" {
+  # CloudCore records the IP of its host's default-route interface, the node IP here
+  printf '{"ipTunnelPort":{"10.2.0.12":10351},"port":{"10351":true}}' >"$KP_STUB_STATE/tunnelport-record"
   run "$BUNDLE/install.sh" --advertise-address 203.0.113.7 --node-ip 10.2.0.12 --node-name cloud-01
   status_is 0
   called "--advertise-address=203.0.113.7\\ --node-ip=10.2.0.12\\ --node-name=cloud-01\\ --node-external-ip=203.0.113.7\\ --tls-san=203.0.113.7"
   called "keadm init --kubeedge-version 1.22.0 --advertise-address 203.0.113.7\\,10.2.0.12"
-  # CloudCore listens on the node IP (hostNetwork): the DNAT goes there
-  called "--to-destination 10.2.0.12:10003"
+  # the DNAT goes to the recorded CloudCore IP
+  called "-C TUNNEL-PORT -p tcp -m tcp --dport 10351 -j DNAT --to-destination 10.2.0.12:10003"
 }
 
 # ---- refusals: nothing changed ----

@@ -1,51 +1,79 @@
 #!/usr/bin/env bash
-# iptables-metrics-setup.sh: routes metrics-server's kubelet scrapes of edge nodes into CloudStream.
+# iptables-metrics-setup.sh: the DNAT that carries kube-apiserver's and metrics-server's kubelet
+# connections to edge nodes (<edge-ip>:<tunnel port>) into CloudCore's CloudStream port.
 # Bundle {{bundleName}}.
 {{> shell-lib}}
+{{> yaml-tool}}
 
-readonly METRICS_PORT={{ports.kubeletMetrics}}
-readonly COMMENT=kubeprepare-metrics-dnat
+readonly OUR_CHAIN=KUBEPREPARE-TUNNEL OUR_COMMENT=kubeprepare-tunnel-port
+readonly UPSTREAM_CHAIN=TUNNEL-PORT UPSTREAM_JUMP_COMMENT="kubeedge tunnel port"
+# what the scripts of earlier KubePrepare versions added (nat OUTPUT, every tcp/10350 of the host)
+readonly OLD_PORT={{ports.kubeletMetrics}} OLD_COMMENT=kubeprepare-metrics-dnat
+readonly UNIT_NAME=kubeprepare-tunnel-dnat.service
 
 usage() {
   cat <<USAGE
-Usage: $SCRIPT_NAME [--cloudcore-ip IP] [--stream-port PORT] [--remove] [--no-persist]
-                    [--dry-run] [--log-file PATH] [--help]
+Usage: $SCRIPT_NAME [--rules auto|upstream|ours] [--cloudcore-ip IP] [--stream-port PORT]
+                    [--remove] [--no-persist] [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
 
-Adds (idempotently) the NAT rule
-  iptables -t nat -A OUTPUT -p tcp --dport $METRICS_PORT -m comment --comment $COMMENT \\
-           -j DNAT --to-destination <CLOUDCORE_IP>:<STREAM_PORT>
-so that metrics-server (hostNetwork, on this node) reaches edge kubelets through CloudCore's
-CloudStream port. The rule is checked with -C before -A, so a second run adds nothing; a rule for
-port $METRICS_PORT pointing elsewhere (an older address, or a hand-made copy) is replaced.
+KubeEdge v1.22 path of kubectl logs/exec/top to an edge node: CloudCore negotiates a tunnel port
+(10351 for the first CloudCore, then 10352...) and records it in the annotation
+tunnelportrecord.kubeedge.io of ConfigMap kubeedge/tunnelport, keyed by CloudCore's own IP:
+  {"ipTunnelPort":{"<cloudcore-ip>":10351},"port":{"10351":true}}
+It sets every edge node's status.daemonEndpoints.kubeletEndpoint.Port to that port when the edge
+connects its stream tunnel; kube-apiserver and metrics-server (--kubelet-use-node-status-port) then
+dial <edge-ip>:10351, and a nat rule sends that to <cloudcore-ip>:<stream port> (CloudStream).
+iptables-manager (or CloudCore itself in internal mode) keeps those rules in chain $UPSTREAM_CHAIN,
+jumped to from nat OUTPUT and PREROUTING:
+  -A $UPSTREAM_CHAIN -p tcp -m tcp --dport <tunnel port> -j DNAT --to-destination <cloudcore-ip>:<stream port>
 
-  --cloudcore-ip IP   where CloudCore listens. CloudCore runs with hostNetwork on this node, so the
-                      default is this node's IP as recorded by install.sh (--node-ip, which itself
-                      defaults to --advertise-address). The node IP rather than a public advertise
-                      address, because a NATed public address is not on this host.
-  --stream-port PORT  CloudStream port (default {{ports.cloudStream}})
-  --remove            delete every OUTPUT DNAT rule for tcp/$METRICS_PORT (ours and hand-made copies)
-  --no-persist        do not save the rules for the next boot
-  --dry-run           print the iptables commands instead of running them
+This script reads the record and the edge nodes' kubelet ports, then
+  * upstream manages the rules (the cloud-iptables-manager DaemonSet exists, or CloudCore runs
+    iptablesManager in internal mode): VERIFIES that $UPSTREAM_CHAIN holds the DNAT of every
+    recorded tunnel port (waits up to --timeout for it), and removes rules of ours if any;
+  * otherwise (iptablesManager disabled, the DaemonSet deleted, or --rules ours): installs exactly
+    those rules in a chain of its own, $OUR_CHAIN, jumped to from nat OUTPUT and PREROUTING,
+    one rule per recorded tunnel port, nothing else; stale rules of that chain are deleted.
+    Unless --no-persist it also installs $UNIT_NAME (a oneshot unit ordered after
+    k3s.service) that re-runs this script at boot: only our rules are restored, never a saved
+    ruleset.
+In both cases the rule of older KubePrepare versions (nat OUTPUT tcp/$OLD_PORT, comment
+$OLD_COMMENT, which rewrote every tcp/$OLD_PORT the host sent) is deleted. Idempotent.
+
+  --rules MODE        auto (default: detect as above), upstream (verify only), ours (install ours)
+  --cloudcore-ip IP   the CloudCore address expected in the record (a different one is a warning:
+                      the rules follow the record, as iptables-manager does). Default: NODE_IP
+                      from /etc/kubeprepare/cloud.env when present.
+  --stream-port PORT  CloudStream port, the DNAT target port (default {{ports.cloudStream}})
+  --remove            delete our chain, its jumps, the old rule and $UNIT_NAME (not upstream's rules)
+  --no-persist        do not install (or, with --remove, do not delete) the boot unit
+  --timeout SECONDS   wait for the API, the record and upstream's rules (default 120)
+  --dry-run           print what would change; no iptables or kubectl write, no file written
   --log-file PATH     also append the log to PATH
   --help              show this help
-
-Persistence: 'netfilter-persistent save' where installed, else iptables-save into
-/etc/iptables/rules.v4 (Debian/Ubuntu, when /etc/iptables exists) or /etc/sysconfig/iptables
-(RHEL iptables-services, when that file exists); otherwise a warning (re-run this script at boot).
-Exit status: 0 ok, 1 an iptables command failed, 2 bad usage, 3 preflight failed.
+Exit status: 0 ok, 1 an iptables command failed, 2 bad usage, 3 preflight failed,
+4 verification failed (upstream's rules missing), 5 timed out waiting for the API or the record.
 USAGE
 }
 
+RULES_MODE=auto
 CLOUDCORE_IP=""
 STREAM_PORT={{ports.cloudStream}}
 REMOVE=0
 PERSIST=1
+TIMEOUT=120
 LOG_PATH=""
-readonly KP_COMMON_OPTS="--dry-run --log-file"
+KUBECONFIG_PATH=$(sys /etc/rancher/k3s/k3s.yaml)
+UNIT_FILE=$(sys /etc/systemd/system/$UNIT_NAME)
+# the copy the boot unit runs (the unpacked bundle may be deleted after the install)
+BOOT_COPY=$(sys /usr/local/lib/kubeprepare/iptables-metrics-setup.sh)
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
+
 normalize_args "$@"
 set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
 while (($#)); do
   case $1 in
+    --rules) need_value "$1" "$#" "${2-}"; RULES_MODE=$2; shift 2 ;;
     --cloudcore-ip) need_value "$1" "$#" "${2-}"; CLOUDCORE_IP=$2; shift 2 ;;
     --stream-port) need_value "$1" "$#" "${2-}"; STREAM_PORT=$2; shift 2 ;;
     --remove) REMOVE=1; shift ;;
@@ -53,41 +81,42 @@ while (($#)); do
     *) common_arg "$@"; shift "$KP_SHIFT" ;;
   esac
 done
-
+case $RULES_MODE in
+  auto | upstream | ours) ;;
+  *) die_usage "--rules: '$RULES_MODE' is not one of auto, upstream, ours" ;;
+esac
 is_port "$STREAM_PORT" || die_usage "--stream-port: '$STREAM_PORT' is not a TCP port (1-65535)"
-if [[ $REMOVE == 0 ]]; then
-  if [[ -z $CLOUDCORE_IP ]]; then
-    CLOUDCORE_IP=$(state_get "$KP_STATE_DIR/cloud.env" NODE_IP)
-    [[ -n $CLOUDCORE_IP ]] || die_usage "--cloudcore-ip is required (no install state in $KP_STATE_DIR/cloud.env to take it from)"
-    log "CloudCore address from $KP_STATE_DIR/cloud.env: $CLOUDCORE_IP"
-  fi
+if [[ -n $CLOUDCORE_IP ]]; then
   is_host_ipv4 "$CLOUDCORE_IP" || die_usage "--cloudcore-ip: '$CLOUDCORE_IP' is not a usable IPv4 address"
-elif [[ -n $CLOUDCORE_IP ]]; then
-  is_ipv4 "$CLOUDCORE_IP" || die_usage "--cloudcore-ip: '$CLOUDCORE_IP' is not an IPv4 address"
+elif [[ $REMOVE == 0 ]]; then
+  CLOUDCORE_IP=$(state_get "$KP_STATE_DIR/cloud.env" NODE_IP)
 fi
 [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
 
 need_root
-need_cmd iptables awk
+need_cmd iptables awk sed grep tr cut paste mktemp
 
 IPT=(iptables -w -t nat)
-readonly TARGET="$CLOUDCORE_IP:$STREAM_PORT"
-RULE=(-p tcp --dport "$METRICS_PORT" -m comment --comment "$COMMENT" -j DNAT --to-destination "$TARGET")
 
-# Every OUTPUT rule of the nat table that DNATs tcp/METRICS_PORT, as printed by iptables -S.
-metrics_rules() {
-  local rules
-  if ! rules=$("${IPT[@]}" -S OUTPUT 2>&1); then
-    if [[ $DRY_RUN == 1 ]]; then
-      warn "cannot read the nat table (${rules%%$'\n'*}): the dry run assumes no rule"
-      return 0
-    fi
-    die "iptables -t nat -S OUTPUT failed: $rules"
+kc() {
+  if command -v kubectl >/dev/null 2>&1; then
+    kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout=20s "$@"
+  else
+    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout=20s "$@"
   fi
-  awk -v p="$METRICS_PORT" '$1 == "-A" && / -j DNAT / && (index($0, " --dport " p " ") > 0) { print }' <<<"$rules"
 }
+api_up() { [[ -f $KUBECONFIG_PATH ]] && kc get --raw /readyz >/dev/null 2>&1; }
 
-delete_rule_line() { # an "-A OUTPUT ..." line of iptables -S
+# chain_rules CHAIN: the "-A CHAIN ..." lines of iptables -S (nothing when the chain does not exist).
+chain_rules() {
+  local out
+  out=$("${IPT[@]}" -S "$1" 2>/dev/null) || return 0
+  awk -v c="$1" '$1 == "-A" && $2 == c' <<<"$out"
+}
+chain_exists() { "${IPT[@]}" -S "$1" >/dev/null 2>&1; }
+
+# delete_rule_line LINE: deletes a rule given as an "-A CHAIN ..." line of iptables -S.
+delete_rule_line() {
   local line=$1 words=()
   if [[ $line == *'"'* ]]; then
     warn "not touching a rule with a quoted comment, delete it by hand: $line"
@@ -97,71 +126,281 @@ delete_rule_line() { # an "-A OUTPUT ..." line of iptables -S
   run "${IPT[@]}" -D "${words[@]:1}"
 }
 
-persist() {
-  [[ $PERSIST == 1 ]] || { log "not persisting (--no-persist)"; return 0; }
-  if [[ -z $KP_SYSROOT ]] && command -v netfilter-persistent >/dev/null 2>&1; then
-    run netfilter-persistent save
-  elif [[ -d $(sys /etc/iptables) ]] && command -v iptables-save >/dev/null 2>&1; then
-    save_to "$(sys /etc/iptables/rules.v4)"
-  elif [[ -f $(sys /etc/sysconfig/iptables) ]] && command -v iptables-save >/dev/null 2>&1; then
-    save_to "$(sys /etc/sysconfig/iptables)"
-  else
-    warn "no iptables persistence found (netfilter-persistent, /etc/iptables, /etc/sysconfig/iptables):" \
-      "the rule lasts until reboot; re-run $SCRIPT_NAME at boot or install iptables-persistent"
-  fi
+# ---- the record and the nodes ----
+RECORD=""
+ENTRIES=() # "ip port" for each CloudCore of the record
+read_record() {
+  RECORD=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || RECORD=""
+  [[ -n $RECORD ]]
 }
-save_to() {
-  if [[ $DRY_RUN == 1 ]]; then
-    _kp_emit DRY-RUN "iptables-save > $1"
-    return 0
-  fi
-  log "saving the rules to $1"
-  iptables-save | write_file "$1" 0600
+parse_record() {
+  local e
+  ENTRIES=()
+  e=$(tunnelport_entries "$RECORD") || die_verify "ConfigMap kubeedge/tunnelport: cannot read the record '$RECORD'"
+  mapfile -t ENTRIES <<<"$e"
 }
+record_ports() { local e; for e in "${ENTRIES[@]}"; do printf '%s\n' "${e#* }"; done; }
 
-changed=0
-current=$(metrics_rules)
-if [[ $REMOVE == 1 ]]; then
+check_nodes() {
+  local line name port ports
+  ports=" $(record_ports | paste -sd' ' -) "
   while IFS= read -r line; do
     [[ -n $line ]] || continue
-    delete_rule_line "$line"
-    changed=1
-  done <<<"$current"
-  if [[ $changed == 1 ]]; then
-    log "removed the DNAT rule(s) for tcp/$METRICS_PORT"
-    persist
-  else
-    log "no DNAT rule for tcp/$METRICS_PORT in nat/OUTPUT: nothing to remove"
+    name=${line%%=*} port=${line#*=}
+    if [[ $ports == *" $port "* ]]; then
+      log "edge node $name: kubeletEndpoint port $port (a recorded tunnel port)"
+    else
+      warn "edge node $name: kubeletEndpoint port ${port:-unset} is not a recorded tunnel port (${ports# }):" \
+        "its stream tunnel has not connected to CloudCore yet (edgecore edgeStream), so logs/exec/top to it fail"
+    fi
+  done < <(kc get nodes -l node-role.kubernetes.io/edge -o jsonpath='{range .items[*]}{.metadata.name}={.status.daemonEndpoints.kubeletEndpoint.Port}{"\n"}{end}' 2>/dev/null)
+}
+
+# upstream_manages: prints who keeps TUNNEL-PORT, or returns 1 when nobody does.
+upstream_manages() {
+  local f enable mode
+  if kc -n kubeedge get daemonset cloud-iptables-manager >/dev/null 2>&1; then
+    printf 'iptables-manager (DaemonSet kubeedge/cloud-iptables-manager, external mode)'
+    return 0
   fi
+  f=$(mktemp "${TMPDIR:-/tmp}/kp-cloudcore.XXXXXX")
+  kc -n kubeedge get configmap cloudcore -o jsonpath='{.data.cloudcore\.yaml}' >"$f" 2>/dev/null || true
+  enable=$(yaml_get "$f" modules.iptablesManager.enable) || enable=""
+  mode=$(yaml_get "$f" modules.iptablesManager.mode) || mode=""
+  rm -f -- "$f"
+  # CloudCore runs the manager itself when the module is absent or enabled in internal mode.
+  if [[ $enable != false && $mode != external ]]; then
+    printf 'CloudCore (iptablesManager internal mode)'
+    return 0
+  fi
+  return 1
+}
+
+# ---- rules ----
+remove_old_rule() {
+  local line found=0
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    if [[ $line == *" --comment $OLD_COMMENT "* ]]; then
+      log "removing the rule of an earlier KubePrepare version (it rewrote every tcp/$OLD_PORT of this host): $line"
+      delete_rule_line "$line"
+      found=1
+    elif [[ $line == *" --dport $OLD_PORT "* && $line == *" -j DNAT "* ]]; then
+      warn "a DNAT of every tcp/$OLD_PORT that KubePrepare did not add is in nat OUTPUT (left alone, check it): $line"
+    fi
+  done < <(chain_rules OUTPUT)
+  local f
+  for f in "$(sys /etc/iptables/rules.v4)" "$(sys /etc/sysconfig/iptables)"; do
+    if [[ -f $f ]] && grep -q -- "$OLD_COMMENT" "$f" 2>/dev/null; then
+      warn "$f holds a whole ruleset saved by an earlier KubePrepare version (stale K3s/flannel rules and" \
+        "the old tcp/$OLD_PORT DNAT come back from it at boot): remove that file or the lines you do not want" \
+        "(see the README, 'Upgrading a site')"
+    fi
+  done
+  [[ $found == 1 ]] && log "the old tcp/$OLD_PORT rule is gone"
+  return 0
+}
+
+ensure_rule() { # CHAIN RULE...: appends RULE to CHAIN unless iptables -C finds it
+  local chain=$1
+  shift
+  if "${IPT[@]}" -C "$chain" "$@" 2>/dev/null; then
+    return 0
+  fi
+  run "${IPT[@]}" -A "$chain" "$@"
+  if [[ $DRY_RUN == 0 ]]; then
+    "${IPT[@]}" -C "$chain" "$@" || die "added to nat $chain but iptables -C does not find it: $*"
+  fi
+}
+
+our_rule() { printf '%s\n' -p tcp -m tcp --dport "$2" -m comment --comment "$OUR_COMMENT" -j DNAT --to-destination "$1:$STREAM_PORT"; }
+
+install_ours() {
+  local e ip port line want=() rule=() keep
+  log "installing the tunnel-port DNAT in nat $OUR_CHAIN (jumped to from OUTPUT and PREROUTING)"
+  chain_exists "$OUR_CHAIN" || run "${IPT[@]}" -N "$OUR_CHAIN"
+  for e in "${ENTRIES[@]}"; do
+    read -r ip port <<<"$e"
+    want+=("-A $OUR_CHAIN -p tcp -m tcp --dport $port -m comment --comment $OUR_COMMENT -j DNAT --to-destination $ip:$STREAM_PORT")
+  done
+  # stale rules of our chain (an older CloudCore IP or port) go first
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    keep=0
+    for e in "${want[@]}"; do [[ $line == "$e" ]] && keep=1; done
+    if [[ $keep == 0 ]]; then
+      log "removing a stale rule: $line"
+      delete_rule_line "$line"
+    fi
+  done < <(chain_rules "$OUR_CHAIN")
+  for e in "${ENTRIES[@]}"; do
+    read -r ip port <<<"$e"
+    mapfile -t rule < <(our_rule "$ip" "$port")
+    ensure_rule "$OUR_CHAIN" "${rule[@]}"
+    log "nat $OUR_CHAIN: tcp/$port -> $ip:$STREAM_PORT"
+  done
+  ensure_rule OUTPUT -m comment --comment "$OUR_COMMENT" -j "$OUR_CHAIN"
+  ensure_rule PREROUTING -m comment --comment "$OUR_COMMENT" -j "$OUR_CHAIN"
+}
+
+remove_ours() {
+  local chain line
+  for chain in OUTPUT PREROUTING; do
+    while IFS= read -r line; do
+      [[ -n $line && $line == *" -j $OUR_CHAIN"* ]] || continue
+      delete_rule_line "$line"
+    done < <(chain_rules "$chain")
+  done
+  if chain_exists "$OUR_CHAIN"; then
+    while IFS= read -r line; do
+      [[ -n $line ]] && delete_rule_line "$line"
+    done < <(chain_rules "$OUR_CHAIN")
+    run "${IPT[@]}" -X "$OUR_CHAIN"
+    log "removed nat chain $OUR_CHAIN and its jumps"
+  fi
+}
+
+upstream_has_all() { # quiet: does TUNNEL-PORT hold every recorded rule, and is it jumped to?
+  local e ip port
+  for e in "${ENTRIES[@]}"; do
+    read -r ip port <<<"$e"
+    "${IPT[@]}" -C "$UPSTREAM_CHAIN" -p tcp -m tcp --dport "$port" -j DNAT --to-destination "$ip:$STREAM_PORT" 2>/dev/null || return 1
+  done
+  "${IPT[@]}" -C OUTPUT -m comment --comment "$UPSTREAM_JUMP_COMMENT" -j "$UPSTREAM_CHAIN" 2>/dev/null || return 1
+  "${IPT[@]}" -C PREROUTING -m comment --comment "$UPSTREAM_JUMP_COMMENT" -j "$UPSTREAM_CHAIN" 2>/dev/null || return 1
+}
+
+verify_upstream() { # WHO
+  local e ip port
+  if [[ $DRY_RUN == 1 ]]; then
+    if upstream_has_all; then log "nat $UPSTREAM_CHAIN holds the DNAT of every recorded tunnel port"; else
+      _kp_emit DRY-RUN "wait up to ${TIMEOUT}s for $1 to fill nat $UPSTREAM_CHAIN"; fi
+    return 0
+  fi
+  if ! upstream_has_all; then
+    log "waiting up to ${TIMEOUT}s for $1 to write nat $UPSTREAM_CHAIN (it reconciles every 10s)"
+    local start=$SECONDS
+    until upstream_has_all; do
+      if ((SECONDS - start >= TIMEOUT)); then
+        for e in "${ENTRIES[@]}"; do
+          read -r ip port <<<"$e"
+          "${IPT[@]}" -C "$UPSTREAM_CHAIN" -p tcp -m tcp --dport "$port" -j DNAT --to-destination "$ip:$STREAM_PORT" 2>/dev/null ||
+            warn "missing: -A $UPSTREAM_CHAIN -p tcp -m tcp --dport $port -j DNAT --to-destination $ip:$STREAM_PORT"
+        done
+        die_verify "nat $UPSTREAM_CHAIN lacks the DNAT of the recorded tunnel port(s) after ${TIMEOUT}s:" \
+          "check $1 (kubectl -n kubeedge logs -l k8s-app=iptables-manager), or run $SCRIPT_NAME --rules ours"
+      fi
+      sleep "${KP_POLL_INTERVAL:-5}"
+    done
+  fi
+  for e in "${ENTRIES[@]}"; do
+    read -r ip port <<<"$e"
+    log "verified: nat $UPSTREAM_CHAIN -p tcp --dport $port -j DNAT --to-destination $ip:$STREAM_PORT (kept by $1)"
+  done
+}
+
+# ---- the boot unit (our rules only) ----
+unit_text() {
+  cat <<UNIT
+# Written by KubePrepare {{toolVersion}} ($BUNDLE_NAME), manifests/$SCRIPT_NAME.
+# Re-applies ONLY KubePrepare's own nat chain $OUR_CHAIN (the KubeEdge tunnel-port DNAT, used when
+# iptables-manager does not run) after K3s has started; no saved ruleset is restored.
+[Unit]
+Description=KubePrepare tunnel-port DNAT to CloudCore's CloudStream port ($OUR_CHAIN)
+Wants=network-online.target
+After=network-online.target k3s.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=900
+ExecStart=/usr/local/lib/kubeprepare/iptables-metrics-setup.sh --no-persist --timeout 600 --stream-port $STREAM_PORT
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
+
+persist_ours() {
+  [[ $PERSIST == 1 ]] || { log "not installing $UNIT_NAME (--no-persist)"; return 0; }
+  install_file "$0" "$BOOT_COPY" 0755
+  unit_text | write_file "$UNIT_FILE" 0644
+  if last_write_changed; then
+    run systemctl daemon-reload
+    run systemctl enable "$UNIT_NAME"
+  elif ! systemctl is-enabled --quiet "$UNIT_NAME" 2>/dev/null; then
+    run systemctl enable "$UNIT_NAME"
+  fi
+}
+
+unpersist() {
+  [[ $PERSIST == 1 ]] || return 0
+  if [[ -f $UNIT_FILE ]]; then
+    run systemctl disable "$UNIT_NAME"
+    run rm -f -- "$UNIT_FILE"
+    run systemctl daemon-reload
+  fi
+  if [[ -e $BOOT_COPY ]]; then run rm -f -- "$BOOT_COPY"; fi
+}
+
+# ---- main ----
+remove_old_rule
+if [[ $REMOVE == 1 ]]; then
+  remove_ours
+  unpersist
+  log "KubePrepare's tunnel-port rules removed (iptables-manager's $UPSTREAM_CHAIN is not ours and stays)"
   exit 0
 fi
 
-log "metrics DNAT: nat/OUTPUT tcp/$METRICS_PORT -> $TARGET"
-# Replace rules for the same port that point elsewhere or lack our comment (first match would win).
-while IFS= read -r line; do
-  [[ -n $line ]] || continue
-  if [[ $line == *" --comment $COMMENT "* && $line == *" --to-destination $TARGET"* ]]; then
-    continue
+if ! api_up; then
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "read ConfigMap kubeedge/tunnelport and the edge nodes' kubelet ports, then verify nat $UPSTREAM_CHAIN" \
+      "or install nat $OUR_CHAIN (the K3s API is not reachable now)"
+    exit 0
   fi
-  log "replacing a stale rule: $line"
-  delete_rule_line "$line"
-  changed=1
-done <<<"$current"
-
-if "${IPT[@]}" -C OUTPUT "${RULE[@]}" 2>/dev/null; then
-  log "rule already present"
+  wait_for "$TIMEOUT" "the K3s API ($KUBECONFIG_PATH)" api_up
+fi
+if [[ $DRY_RUN == 1 ]]; then
+  read_record || { _kp_emit DRY-RUN "wait up to ${TIMEOUT}s for ConfigMap kubeedge/tunnelport (CloudCore writes it at start)"; exit 0; }
 else
-  run "${IPT[@]}" -A OUTPUT "${RULE[@]}"
-  changed=1
-  if [[ $DRY_RUN == 0 ]]; then
-    "${IPT[@]}" -C OUTPUT "${RULE[@]}" || die "the rule was added but iptables -C does not find it"
-    log "rule added"
+  wait_for "$TIMEOUT" "ConfigMap kubeedge/tunnelport with its tunnelportrecord.kubeedge.io record (CloudCore writes it at start)" read_record
+  read_record
+fi
+parse_record
+log "tunnel-port record: $RECORD"
+if [[ -n $CLOUDCORE_IP && " $(printf '%s\n' "${ENTRIES[@]}" | cut -d' ' -f1 | paste -sd' ' -) " != *" $CLOUDCORE_IP "* ]]; then
+  warn "the record has no entry for $CLOUDCORE_IP: CloudCore took its IP from the host's default-route" \
+    "interface; the rules follow the record"
+fi
+check_nodes
+
+who=""
+case $RULES_MODE in
+  upstream) who="iptables-manager (--rules upstream)" ;;
+  ours) who="" ;;
+  auto) who=$(upstream_manages) || who="" ;;
+esac
+if [[ -n $who ]]; then
+  log "the tunnel-port rules are kept by $who"
+  verify_upstream "$who"
+  if chain_exists "$OUR_CHAIN" || [[ -f $UNIT_FILE ]]; then
+    log "removing our own rules: upstream's are in place"
+    remove_ours
+    unpersist
+    if [[ $PERSIST == 0 && -f $UNIT_FILE ]]; then
+      warn "$UNIT_NAME is no longer needed: run $SCRIPT_NAME (without --no-persist) or --remove to delete it"
+    fi
   fi
-fi
-if [[ $changed == 1 ]]; then
-  persist
-fi
-if [[ $DRY_RUN == 0 ]]; then
-  log "nat/OUTPUT rules for tcp/$METRICS_PORT now:"
-  metrics_rules | while IFS= read -r line; do log "  $line"; done
+else
+  if [[ $RULES_MODE == ours ]]; then
+    log "--rules ours: installing our own rules"
+  else
+    log "no iptables-manager (no DaemonSet kubeedge/cloud-iptables-manager, iptablesManager not internal): installing our own rules"
+  fi
+  install_ours
+  persist_ours
+  if [[ $DRY_RUN == 0 ]]; then
+    log "nat $OUR_CHAIN now:"
+    chain_rules "$OUR_CHAIN" | while IFS= read -r line; do log "  $line"; done
+  fi
 fi

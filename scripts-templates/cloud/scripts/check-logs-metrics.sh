@@ -4,7 +4,7 @@
 {{> shell-lib}}
 {{> yaml-tool}}
 
-readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_METRICS={{ports.kubeletMetrics}}
+readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_OLD_METRICS={{ports.kubeletMetrics}}
 
 usage() {
   cat <<USAGE
@@ -14,11 +14,15 @@ Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per c
   K3s runs with --egress-selector-mode=disabled
   CloudCore pod Running; cloudStream ($PORT_STREAM/$PORT_TUNNEL) and dynamicController enabled in
   ConfigMap kubeedge/cloudcore; CloudCore listening on $PORT_STREAM and $PORT_TUNNEL
-  iptables-manager Running; ConfigMap kubeedge/tunnelport present
-  DNAT rule nat/OUTPUT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM present
+  the tunnel-port record (ConfigMap kubeedge/tunnelport, written by CloudCore at its start) holds
+  CloudCore's IP (its pod IP: hostNetwork) with its tunnel port (10351 for the first CloudCore)
+  iptables-manager Running (SKIP when it is not deployed and KubePrepare's own chain is used)
+  nat TUNNEL-PORT (iptables-manager) or KUBEPREPARE-TUNNEL (ours) DNATs that port to CloudCore:$PORT_STREAM
+  no rule of earlier KubePrepare versions (nat OUTPUT tcp/$PORT_OLD_METRICS -> CloudStream) is left
   stream certificate (Secret kubeedge/cloudcore) covers every node IP
-  edge nodes Ready; metrics API available; kubectl top node
-  kubectl logs and kubectl exec on a Running pod of an edge node (SKIP when there is none)
+  edge nodes Ready; each edge node's status.daemonEndpoints.kubeletEndpoint.Port is that tunnel port
+  (what kube-apiserver and metrics-server dial); metrics API available; kubectl top node for each
+  edge node; kubectl logs, exec and top pod on a Running pod of an edge node (SKIP when there is none)
 Read-only: it changes nothing. Run it on the cloud node as root.
 
   --timeout SECONDS  per kubectl call (default 20)
@@ -98,7 +102,6 @@ pods_running() { # namespace selector
   [[ " $phases " == *" Running "* ]]
 }
 c_cloudcore() { pods_running kubeedge kubeedge=cloudcore; }
-c_iptables_manager() { pods_running kubeedge k8s-app=iptables-manager; }
 c_cloudstream() {
   local f e s t
   f=$(cloudcore_yaml)
@@ -122,17 +125,51 @@ c_ports() {
   if ((${#missing[@]})); then DETAIL="nothing listens on ${missing[*]}"; return 1; fi
   DETAIL="$PORT_STREAM: $(listeners "$PORT_STREAM" | head -n 1)"
 }
+# The record CloudCore writes at its start, keyed by its own IP; TUNNEL_IP/TUNNEL_PORT: CloudCore's entry.
+TUNNEL_IP="" TUNNEL_PORT=""
 c_tunnelport() {
-  local rec
-  kc -n kubeedge get configmap tunnelport >/dev/null 2>&1 || { DETAIL="ConfigMap kubeedge/tunnelport missing"; return 1; }
+  local rec entries ips e
+  kc -n kubeedge get configmap tunnelport >/dev/null 2>&1 ||
+    { DETAIL="ConfigMap kubeedge/tunnelport missing: CloudCore writes it when it starts (is CloudCore running?)"; return 1; }
   rec=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || rec=""
-  DETAIL=${rec:-"no record yet (no edge node connected)"}
+  entries=$(tunnelport_entries "$rec") ||
+    { DETAIL="no readable tunnelportrecord.kubeedge.io annotation ('$rec'): CloudCore writes it at start"; return 1; }
+  ips=$(kc -n kubeedge get pods -l kubeedge=cloudcore -o jsonpath='{.items[*].status.podIP}' 2>/dev/null) || ips=""
+  [[ -n $ips ]] || { DETAIL="record $rec, but no CloudCore pod IP to match it"; return 1; }
+  while IFS= read -r e; do
+    if [[ " $ips " == *" ${e% *} "* ]]; then
+      TUNNEL_IP=${e% *} TUNNEL_PORT=${e#* }
+      DETAIL="CloudCore $TUNNEL_IP: tunnel port $TUNNEL_PORT"
+      return 0
+    fi
+  done <<<"$entries"
+  DETAIL="record $rec has no entry for CloudCore's IP ($ips): CloudCore re-negotiates at its next start"
+  return 1
+}
+c_iptables_manager() {
+  kc -n kubeedge get daemonset cloud-iptables-manager >/dev/null 2>&1 ||
+    { DETAIL="not deployed: the DNAT is KubePrepare's own (manifests/iptables-metrics-setup.sh)"; return 2; }
+  pods_running kubeedge k8s-app=iptables-manager
 }
 c_dnat() {
+  [[ -n $TUNNEL_PORT ]] || { DETAIL="no tunnel port known (see the record check)"; return 1; }
+  local to="$TUNNEL_IP:$PORT_STREAM"
+  if iptables -w -t nat -C TUNNEL-PORT -p tcp -m tcp --dport "$TUNNEL_PORT" -j DNAT --to-destination "$to" 2>/dev/null; then
+    DETAIL="TUNNEL-PORT: tcp/$TUNNEL_PORT -> $to"
+  elif iptables -w -t nat -C KUBEPREPARE-TUNNEL -p tcp -m tcp --dport "$TUNNEL_PORT" -m comment --comment kubeprepare-tunnel-port \
+    -j DNAT --to-destination "$to" 2>/dev/null; then
+    DETAIL="KUBEPREPARE-TUNNEL: tcp/$TUNNEL_PORT -> $to"
+  else
+    DETAIL="no DNAT tcp/$TUNNEL_PORT -> $to in nat TUNNEL-PORT or KUBEPREPARE-TUNNEL (run manifests/iptables-metrics-setup.sh)"
+    return 1
+  fi
+}
+c_old_rule() {
   local rules
-  rules=$(iptables -w -t nat -S OUTPUT 2>/dev/null | grep -- "--dport $PORT_METRICS " | grep -- '-j DNAT' | grep -- ":$PORT_STREAM") || rules=""
-  [[ -n $rules ]] || { DETAIL="no DNAT tcp/$PORT_METRICS -> :$PORT_STREAM in nat/OUTPUT (run manifests/iptables-metrics-setup.sh)"; return 1; }
-  DETAIL=$(printf '%s' "$rules" | head -n 1 | grep -o -- '--to-destination [^ ]*')
+  rules=$(iptables -w -t nat -S OUTPUT 2>/dev/null | grep -- '--comment kubeprepare-metrics-dnat') || rules=""
+  [[ -z $rules ]] && { DETAIL="none"; return 0; }
+  DETAIL="nat OUTPUT still rewrites every tcp/$PORT_OLD_METRICS (run manifests/iptables-metrics-setup.sh to remove it)"
+  return 1
 }
 c_stream_sans() {
   local crt sans ip missing=()
@@ -160,6 +197,20 @@ c_edge_nodes() {
   if ((${#not_ready[@]})); then DETAIL="not Ready: ${not_ready[*]}"; return 1; fi
   DETAIL="${#EDGE_NODES[@]} Ready: ${EDGE_NODES[*]}"
 }
+c_kubelet_ports() {
+  ((${#EDGE_NODES[@]})) || { DETAIL="no edge node joined yet"; return 2; }
+  [[ -n $TUNNEL_PORT ]] || { DETAIL="no tunnel port known (see the record check)"; return 1; }
+  local line wrong=()
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    [[ ${line#*=} == "$TUNNEL_PORT" ]] || wrong+=("${line%%=*}:${line#*=}")
+  done < <(kc get nodes -l node-role.kubernetes.io/edge -o jsonpath='{range .items[*]}{.metadata.name}={.status.daemonEndpoints.kubeletEndpoint.Port}{"\n"}{end}' 2>/dev/null)
+  if ((${#wrong[@]})); then
+    DETAIL="not $TUNNEL_PORT: ${wrong[*]} (CloudCore sets it when the edge's stream tunnel connects: check edgeStream on that edge)"
+    return 1
+  fi
+  DETAIL="all $TUNNEL_PORT"
+}
 c_metrics_api() {
   local s
   s=$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) || s=""
@@ -167,9 +218,13 @@ c_metrics_api() {
   [[ $s == True ]]
 }
 c_top() {
-  local out
-  out=$(kc top node --no-headers 2>&1) || { DETAIL=$(printf '%s' "$out" | head -n 1); return 1; }
-  DETAIL="$(printf '%s\n' "$out" | grep -c .) node(s) with metrics"
+  ((${#EDGE_NODES[@]})) || { DETAIL="no edge node joined yet"; return 2; }
+  local node out missing=()
+  for node in "${EDGE_NODES[@]}"; do
+    out=$(kc top node "$node" --no-headers 2>&1) || missing+=("$node")
+  done
+  if ((${#missing[@]})); then DETAIL="no metrics for ${missing[*]}: $(printf '%s' "$out" | head -n 1)"; return 1; fi
+  DETAIL="${#EDGE_NODES[@]} edge node(s) with metrics"
 }
 EDGE_POD=""
 find_edge_pod() {
@@ -199,6 +254,12 @@ c_exec() {
   DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"
   return 1
 }
+c_top_pod() {
+  find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
+  local out
+  out=$(kc top pod -n "${EDGE_POD%%/*}" "${EDGE_POD#*/}" --no-headers 2>&1) || { DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"; return 1; }
+  DETAIL="kubectl top pod $EDGE_POD"
+}
 
 main() {
   parse_args "$@"
@@ -211,15 +272,19 @@ main() {
   check "cloudStream enabled ($PORT_STREAM/$PORT_TUNNEL)" c_cloudstream
   check "dynamicController enabled" c_dynamic
   check "CloudCore listening on $PORT_STREAM/$PORT_TUNNEL" c_ports
+  check "tunnel-port record holds CloudCore's IP" c_tunnelport
   check "iptables-manager Running" c_iptables_manager
-  check "ConfigMap kubeedge/tunnelport" c_tunnelport
-  check "DNAT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM" c_dnat
+  check "DNAT tunnel port -> CloudCore:$PORT_STREAM" c_dnat
+  check "no old tcp/$PORT_OLD_METRICS rewrite" c_old_rule
   check "stream certificate SANs" c_stream_sans
+  # the certificate CloudCore serves on :$PORT_STREAM (issue 13 item 2) is checked here
   check "edge nodes Ready" c_edge_nodes
+  check "edge kubeletEndpoint port = tunnel port" c_kubelet_ports
   check "metrics API (v1beta1.metrics.k8s.io)" c_metrics_api
-  check "kubectl top node" c_top
+  check "kubectl top node (edge nodes)" c_top
   check "kubectl logs on an edge pod" c_logs
   check "kubectl exec on an edge pod" c_exec
+  check "kubectl top pod on an edge pod" c_top_pod
   printf '\n%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
   if ((FAILED > 0)); then
     exit 1

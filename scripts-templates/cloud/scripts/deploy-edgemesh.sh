@@ -14,7 +14,10 @@ Usage: $SCRIPT_NAME --relay-node NAME --relay-address IP [--relay-address IP...]
      'openssl rand -base64 32' and kept in /etc/kubeprepare/edgemesh-psk (later runs reuse it;
      every node of the mesh must share it)
   4. labels Service default/kubernetes service.edgemesh.kubeedge.io/service-proxy-name="" so
-     EdgeMesh does not proxy the API server
+     EdgeMesh does not proxy the API server, and Service kubeedge/cloudcore likewise, BEFORE the
+     agents start: EdgeMesh's proxier binds <ip>:<port> of every Service it proxies whose IP is
+     local to the node, and on the cloud node that would take CloudCore's ports 10000-10004 from
+     a CloudCore that starts after it (after a reboot, CloudCore then crash-loops: docs/reboot.md)
   5. restarts the agents when the configuration or the key changed
 
   --relay-node NAME     Kubernetes name of the relay node                        [required]
@@ -104,6 +107,18 @@ apply_configmap() { # name key file
   kc "${args[@]}" | run_stdin kc apply -f -
 }
 
+readonly NO_PROXY_LABEL=service.edgemesh.kubeedge.io/service-proxy-name
+# Service kubeedge/cloudcore (the chart makes it, ports 10000-10004) is never proxied by EdgeMesh:
+# edge nodes reach CloudCore on its advertise address, and a proxied Service whose IP is local to the
+# node (kube-proxy ipvs, an external IP of the node) makes EdgeMesh bind CloudCore's ports.
+label_cloudcore_service() {
+  if [[ $DRY_RUN == 0 ]] && ! kc -n kubeedge get service cloudcore >/dev/null 2>&1; then
+    log "no Service kubeedge/cloudcore (cloudCore.service.enable=false): nothing for EdgeMesh to proxy there"
+    return 0
+  fi
+  run kc -n kubeedge label service cloudcore "$NO_PROXY_LABEL=" --overwrite
+}
+
 main() {
   parse_args "$@"
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
@@ -119,6 +134,7 @@ main() {
   chmod 0600 -- "$tmpdir/psk"
   log "relay node $RELAY_NODE at ${RELAY_ADDRESSES[*]}"
 
+  label_cloudcore_service
   run kc apply -f "$MANIFESTS"
   apply_configmap edgemesh-agent-cfg edgemesh-agent.yaml "$tmpdir/edgemesh-agent.yaml"
   apply_configmap edgemesh-agent-psk psk "$tmpdir/psk"

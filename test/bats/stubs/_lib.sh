@@ -16,3 +16,14 @@ kp_make_socket() {
   rm -f "$1"
   node -e "const s=require('net').createServer().listen(process.argv[1],()=>{s.unref();process.exit(0)})" "$1"
 }
+# kp_tunnelport_record: the annotation tunnelportrecord.kubeedge.io of ConfigMap kubeedge/tunnelport.
+# CloudCore writes it at start, keyed by its OWN IP (NegotiateTunnelPort, first port 10351 =
+# constants.ServerPort+1; kubeedge cloud/cmd/cloudcore/app/server.go @ v1.22.0); a test may put
+# another record in $KP_STUB_STATE/tunnelport-record.
+kp_tunnelport_record() {
+  if [[ -f $KP_STUB_STATE/tunnelport-record ]]; then
+    cat "$KP_STUB_STATE/tunnelport-record"
+  else
+    printf '{"ipTunnelPort":{"192.168.10.10":10351},"port":{"10351":true}}'
+  fi
+}
