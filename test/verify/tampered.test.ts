@@ -22,6 +22,13 @@ let edge: string;
 let amd64Images: string;
 
 const CLOUDCORE = 'docker.io/kubeedge/cloudcore:v1.22.0';
+/**
+ * The forged-config case needs verify to read the ELF machine of each image's entrypoint (issue 14
+ * item 6, engineer "platform", branch platform 9be4572, not on main when this was written): until that
+ * check is merged the test is a todo (it runs and reports, without failing the suite). Remove the todo
+ * once merged.
+ */
+const ENTRYPOINT_CHECK = { todo: 'needs the entrypoint ELF check of issue 14.6 (branch platform)' };
 
 before(async () => {
   for (const prog of ['python3', 'tar']) execFileSync('sh', ['-c', `command -v ${prog}`], { stdio: 'pipe' });
@@ -254,6 +261,46 @@ if ARGS[1] == 'lie':
   // The lists lie (index.json and bundle.json say arm64): the image config still gives it away.
   const liar = pyTamper(cloud, tmp('wrong-arch-lie.tar'), swap, [amd64Images, 'lie']);
   onlyCloudcore(await problems(liar), [`platform ${CLOUDCORE}`, `inventory ${CLOUDCORE}`]);
+});
+
+test('platform: a wrong-arch image whose config too was forged to say arm64 (every digest and list rewritten) is caught by its entrypoint ELF', ENTRYPOINT_CHECK, async () => {
+  const bad = pyTamper(
+    cloud,
+    tmp('forged-config.tar'),
+    `
+img = b.inner('images/images.tar')
+src = Tar(open(ARGS[0], 'rb').read())
+ref = '${CLOUDCORE}'
+desc = src.image(ref)
+m = src.blob_json(desc['digest'])
+cfg = src.blob_json(m['config']['digest'])
+cfg['architecture'] = 'arm64'
+cfg_bytes = json.dumps(cfg).encode()
+m['config'] = dict(m['config'], digest=img.put_blob(cfg_bytes), size=len(cfg_bytes))
+for l in m['layers']:
+    img.put_blob(src.blob(l['digest']))
+m_bytes = json.dumps(m).encode()
+new = dict(desc, digest=img.put_blob(m_bytes), size=len(m_bytes), platform={'architecture': 'arm64', 'os': 'linux'})
+idx = img.json('index.json')
+idx['manifests'] = [new if x['annotations']['io.containerd.image.name'] == ref else x for x in idx['manifests']]
+img.put('index.json', json.dumps(idx))
+dm = img.json('manifest.json')
+for e in dm:
+    if ref in e['RepoTags']:
+        e['Config'] = 'blobs/sha256/' + m['config']['digest'][7:]
+        e['Layers'] = ['blobs/sha256/' + l['digest'][7:] for l in m['layers']]
+img.put('manifest.json', json.dumps(dm))
+img.drop_unused_blobs()
+b.put('images/images.tar', img.tobytes())
+fix_lists(b)
+`,
+    [amd64Images],
+  );
+  const inv = JSON.parse(gnuTar(['-xOf', bad, `${CLOUD}/bundle.json`]));
+  assert.equal(inv.images.list.find((l: { ref: string }) => l.ref === CLOUDCORE).platform, 'linux/arm64', 'every list says arm64');
+  const ps = await problems(bad);
+  assert.ok(ps.length > 0 && ps.every((p) => p.kind === 'platform' && p.subject.includes('cloudcore')), JSON.stringify(ps));
+  assert.ok(ps.some((p) => /x86-64|amd64/.test(p.message)), JSON.stringify(ps));
 });
 
 test('platform: an amd64 ELF binary in an arm64 bundle (lists rewritten), and a bundle checked with another --arch', async () => {
