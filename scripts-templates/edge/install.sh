@@ -399,7 +399,8 @@ join() {
     --edgenode-name "$NODE_NAME" \
     --remote-runtime-endpoint "unix://$CONTAINERD_SOCK" \
     --cgroupdriver "$CGROUP_DRIVER" \
-    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY"
+    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY" \
+    --set "Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Key=node-role.kubernetes.io/edge,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Effect=NoSchedule"
   wait_for "$TIMEOUT" "$EDGECORE_CONFIG written by keadm join" test -f "$EDGECORE_CONFIG"
 }
 

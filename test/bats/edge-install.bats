@@ -150,6 +150,8 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   called "$BUNDLE/images/images.tar"
   # join with the detected settings
   called "keadm join --kubeedge-version 1.22.0 --cloudcore-ipport 192.168.10.10:10000 --token $TOKEN --edgenode-name edge-01 --remote-runtime-endpoint unix://$KP_SYSROOT/run/containerd/containerd.sock --cgroupdriver systemd --image-repository docker.io/kubeedge"
+  # the node registers with the edge taint (docs/scheduling.md)
+  called "--image-repository docker.io/kubeedge --set Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Key=node-role.kubernetes.io/edge\\,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Effect=NoSchedule"
   # edgecore.yaml edited, backed up, restarted
   cfg=$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml
   ls "$cfg".bak.* >/dev/null
