@@ -292,7 +292,9 @@ install_kubeedge() {
     --set cloudCore.strategy.type=Recreate \
     --set cloudCore.modules.cloudStream.enable=true \
     --set cloudCore.modules.dynamicController.enable=true \
-    --set "mosquitto.tolerations[0].key=node-role.kubernetes.io/edge,mosquitto.tolerations[0].operator=Exists,mosquitto.tolerations[0].effect=NoSchedule" \
+    --set "mosquitto.tolerations[0].key=node-role.kubernetes.io/edge" \
+    --set "mosquitto.tolerations[0].operator=Exists" \
+    --set "mosquitto.tolerations[0].effect=NoSchedule" \
     --set "mosquitto.enable=$MOSQUITTO_ENABLED"
   wait_for "$TIMEOUT" "the cloudcore Deployment" kc -n kubeedge get deployment cloudcore
   run kc -n kubeedge rollout status deployment/cloudcore "--timeout=${TIMEOUT}s"
