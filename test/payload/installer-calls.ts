@@ -11,7 +11,7 @@ import { renderSide } from '../../src/render/render.js';
 import { defaultPlatform, type Arch } from '../../src/platform.js';
 import { REPO_ROOT, TEMPLATES_ROOT } from './helpers.js';
 
-export interface RenderedSide { bundle: BundlePlan; installSh: string; images: string[] }
+export interface RenderedSide { bundle: BundlePlan; installSh: string; images: string[]; files: Map<string, string> }
 
 export async function renderReal(side: 'cloud' | 'edge', arch: Arch = 'amd64'): Promise<RenderedSide> {
   const lm = await loadManifest(join(REPO_ROOT, 'manifests', 'versions.yaml'));
@@ -21,7 +21,7 @@ export async function renderReal(side: 'cloud' | 'edge', arch: Arch = 'amd64'): 
   const files = await renderSide(TEMPLATES_ROOT, buildRenderContext(plan, bundle));
   const install = files.find((f) => f.path === 'install.sh');
   if (!install) throw new Error(`${side}: install.sh not rendered`);
-  return { bundle, installSh: install.content, images: bundle.images.map((i) => i.ref) };
+  return { bundle, installSh: install.content, images: bundle.images.map((i) => i.ref), files: new Map(files.map((f) => [f.path, f.content])) };
 }
 
 /**

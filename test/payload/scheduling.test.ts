@@ -40,7 +40,11 @@ function edgeNodeFromJoin(argv: string[]): Node {
     // keadm's ParseSet: comma-separated Go-field paths; only the RegisterWithTaints keys are modelled here.
     for (const item of value.split(',')) {
       const m = /^Modules\.Edged\.TailoredKubeletConfig\.RegisterWithTaints\[(\d+)\]\.(Key|Value|Effect)=(.*)$/.exec(item);
-      if (!m) throw new Error(`keadm join --set ${item}: not modelled by this test; model it before relying on it`);
+      if (!m) {
+        // Keys that change how the node registers (labels, taints, schedulability) must be modelled.
+        if (/NodeLabels|Taint|RegisterSchedulable|RegisterNode|nodeLabels|taint|registerSchedulable|registerNode/.test(item)) throw new Error(`keadm join --set ${item}: not modelled by this test; model it before relying on it`);
+        continue;
+      }
       const t = (taints[Number(m[1])] ??= { key: '', effect: 'NoSchedule' });
       if (m[2] === 'Key') t.key = m[3]!;
       else if (m[2] === 'Value') t.value = m[3]!;
@@ -68,7 +72,7 @@ async function world(opts: { edgeTaint?: boolean; cloudLabel?: boolean } = {}) {
   const ours: K8sObject[] = files.filter((f) => f.path.startsWith('manifests/') && f.path.endsWith('.yaml'))
     .flatMap((f) => parseAllDocuments(f.content).map((d) => d.toJS() as K8sObject)).filter((o) => o?.kind);
   const objects = [...readObjects('k3s-v1.31.14-packaged-workloads.yaml'), ...readObjects('keadm-v1.22.0-manifest-installer.yaml'), ...ours];
-  const joinArgv = keadmCall(edgeSide.installSh, 'join', { CLOUD: '10.0.0.10:10000', TOKEN: 't', NODE_NAME: 'edge-01', CONTAINERD_SOCK: '/run/containerd/containerd.sock', CGROUP_DRIVER: 'systemd' });
+  const joinArgv = keadmCall(edgeSide.installSh, 'join', { CLOUD: '10.0.0.10:10000', CLOUD_IP: '10.0.0.10', TOKEN: 't', NODE_NAME: 'edge-01', CONTAINERD_SOCK: '/run/containerd/containerd.sock', CGROUP_DRIVER: 'systemd' });
   const edge = edgeNodeFromJoin(joinArgv);
   if (opts.edgeTaint === false) edge.taints = [];
   const cloud: Node = {
