@@ -252,6 +252,28 @@ ensure_images() {
   pin_images "$K3S_BIN" ctr -n k8s.io -- "${ALL_IMAGES[@]}"
 }
 
+# ---- K3s ServiceLB: this node only ----
+# ServiceLB (K3s) runs a svclb-* DaemonSet (klipper-lb, host ports of the Service, e.g. traefik's 80/443)
+# on every node, unless some node carries the label svccontroller.k3s.cattle.io/enablelb: then only on
+# the nodes where it is "true". Labelling this node keeps svclb off every edge node, also off edge nodes
+# joined before the edge taint existed (docs/scheduling.md).
+readonly SERVICELB_LABEL=svccontroller.k3s.cattle.io/enablelb
+pin_servicelb() {
+  local have=""
+  if [[ $DRY_RUN == 0 ]]; then
+    have=$(kc get node "$NODE_NAME" -o "jsonpath={.metadata.labels.svccontroller\.k3s\.cattle\.io/enablelb}" 2>/dev/null) || have=""
+  fi
+  if [[ $have == true ]]; then
+    log "node $NODE_NAME already carries $SERVICELB_LABEL=true (ServiceLB runs on this node only)"
+    return 0
+  fi
+  log "labelling node $NODE_NAME $SERVICELB_LABEL=true so that ServiceLB's svclb pods run on this node only"
+  run kc label node "$NODE_NAME" "$SERVICELB_LABEL=true" --overwrite
+  [[ $DRY_RUN == 1 ]] && return 0
+  have=$(kc get node "$NODE_NAME" -o "jsonpath={.metadata.labels.svccontroller\.k3s\.cattle\.io/enablelb}" 2>/dev/null) || have=""
+  [[ $have == true ]] || die "node $NODE_NAME does not show $SERVICELB_LABEL=true after kubectl label (read back: '${have}')"
+}
+
 # ---- KubeEdge CloudCore ----
 advertise_list() {
   if [[ $NODE_IP != "$ADVERTISE" ]]; then printf '%s,%s' "$ADVERTISE" "$NODE_IP"; else printf '%s' "$ADVERTISE"; fi
@@ -280,8 +302,12 @@ install_kubeedge() {
     --kube-config "$KUBECONFIG_PATH" \
     --image-repository "$KUBEEDGE_IMAGE_REPOSITORY" \
     --set iptablesManager.mode=external \
+    --set cloudCore.strategy.type=Recreate \
     --set cloudCore.modules.cloudStream.enable=true \
     --set cloudCore.modules.dynamicController.enable=true \
+    --set "mosquitto.tolerations[0].key=node-role.kubernetes.io/edge" \
+    --set "mosquitto.tolerations[0].operator=Exists" \
+    --set "mosquitto.tolerations[0].effect=NoSchedule" \
     --set "mosquitto.enable=$MOSQUITTO_ENABLED"
   wait_for "$TIMEOUT" "the cloudcore Deployment" kc -n kubeedge get deployment cloudcore
   run kc -n kubeedge rollout status deployment/cloudcore "--timeout=${TIMEOUT}s"
@@ -408,6 +434,7 @@ main() {
   [[ $DRY_RUN == 1 ]] && log "DRY RUN: nothing on this host will be changed"
   preflight
   install_k3s
+  pin_servicelb
   ensure_images
   install_kubeedge
   check_tunnelport

@@ -408,7 +408,11 @@ join() {
     --edgenode-name "$NODE_NAME" \
     --remote-runtime-endpoint "unix://$CONTAINERD_SOCK" \
     --cgroupdriver "$CGROUP_DRIVER" \
-    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY"
+    --image-repository "$KUBEEDGE_IMAGE_REPOSITORY" \
+    --set "Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Key=node-role.kubernetes.io/edge,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Effect=NoSchedule" \
+    --set "Modules.EdgeStream.Enable=true,Modules.EdgeStream.TunnelServer=$CLOUD_IP:$PORT_TUNNEL" \
+    --set "Modules.MetaManager.MetaServer.Enable=true,Modules.MetaManager.MetaServer.Server={{edge.metaServer}}" \
+    --set "Modules.Edged.TailoredKubeletConfig.ClusterDNS[0]={{edge.clusterDNS}},Modules.Edged.TailoredKubeletConfig.ClusterDomain={{edge.clusterDomain}},Modules.Edged.TailoredKubeletConfig.Address={{edge.kubeletAddress}}"
   wait_for "$TIMEOUT" "$EDGECORE_CONFIG written by keadm join" test -f "$EDGECORE_CONFIG"
 }
 

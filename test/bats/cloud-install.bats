@@ -79,9 +79,11 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   called "k3s-install.sh INSTALL_K3S_EXEC=server\\ --egress-selector-mode=disabled\\ --disable=metrics-server\\ --advertise-address=192.168.10.10\\ --node-ip=192.168.10.10\\ --node-name=cloud-01 INSTALL_K3S_SKIP_DOWNLOAD=true"
   called "get node cloud-01 -o jsonpath="
   called "k3s ctr -n k8s.io images import --platform linux/"
+  # ServiceLB on this node only (docs/scheduling.md)
+  called "label node cloud-01 svccontroller.k3s.cattle.io/enablelb=true --overwrite"
   # KubeEdge
   [[ -x $KP_SYSROOT/usr/local/bin/keadm ]]
-  called "keadm init --kubeedge-version 1.22.0 --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
+  called "keadm init --kubeedge-version 1.22.0 --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.strategy.type=Recreate --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
   called "-n kubeedge rollout status deployment/cloudcore"
   # stream certificate in the Secret, signed by the K3s server CA, SANs = cloud + edge IPs
   crt=$KP_STUB_STATE/secret-cloudcore/stream.crt

@@ -150,6 +150,10 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   called "$BUNDLE/images/images.tar"
   # join with the detected settings
   called "keadm join --kubeedge-version 1.22.0 --cloudcore-ipport 192.168.10.10:10000 --token $TOKEN --edgenode-name edge-01 --remote-runtime-endpoint unix://$KP_SYSROOT/run/containerd/containerd.sock --cgroupdriver systemd --image-repository docker.io/kubeedge"
+  # the node registers with the edge taint (docs/scheduling.md)
+  called "--image-repository docker.io/kubeedge --set Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Key=node-role.kubernetes.io/edge\\,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Effect=NoSchedule"
+  # edgeStream given to keadm join, so edgecore starts with it (issue 13 item 8)
+  called "--set Modules.EdgeStream.Enable=true\\,Modules.EdgeStream.TunnelServer=192.168.10.10:10004"
   # edgecore.yaml edited, backed up, restarted
   cfg=$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml
   ls "$cfg".bak.* >/dev/null
