@@ -145,8 +145,15 @@ async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promi
   const registry: TestRegistry = await startRegistry();
   let files: FileServer | undefined;
   const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
-  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') =>
-    images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : side === 'edge' && !images[c].cloud ? ' {}' : '';
+  // The list of one side, written as manifests/versions.yaml writes it (block lists for k3s and kubeedge,
+  // flow lists for the others), so that tests can edit the manifest text line by line.
+  const item = (i: WorldImage) => (typeof i === 'string' ? i : `{ ref: ${i.ref}, role: ${i.role} }`);
+  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') => {
+    const list = images[c][side];
+    if (!list) return side === 'edge' && !images[c].cloud ? ' {}' : '';
+    if (c === 'k3s' || c === 'kubeedge') return `\n      ${side}:${list.map((i) => `\n        - ${item(i)}`).join('')}`;
+    return `\n      ${side}: [${list.map(item).join(', ')}]`;
+  };
   try {
     await pushFixtureSet(registry.url, specs);
     const src = join(work, 'src');
