@@ -127,8 +127,19 @@ async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promi
   const registry: TestRegistry = await startRegistry();
   let files: FileServer | undefined;
   const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
-  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') =>
-    images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : side === 'edge' && !images[c].cloud ? ' {}' : '';
+  // The default images as the manifest has always spelt them (tests edit that text); others as JSON (YAML).
+  const ORIGINAL: Record<keyof WorldImages, string> = {
+    k3s: '\n      cloud: [rancher/mirrored-pause:3.6]',
+    kubeedge:
+      '\n      cloud:\n        - { ref: kubeedge/cloudcore:v1.22.0, role: cloudcore }\n        - { ref: kubeedge/iptables-manager:v1.22.0, role: iptablesManager }' +
+      '\n      edge:\n        - { ref: kubeedge/installation-package:v1.22.0, role: installationPackage }\n        - { ref: kubeedge/pause:3.6, role: pause }',
+    edgemesh: '\n      cloud: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]\n      edge: [{ ref: kubeedge/edgemesh-agent:v1.17.0, role: edgemeshAgent }]',
+    metricsServer: '\n      cloud: [{ ref: registry.k8s.io/metrics-server/metrics-server:v0.8.0, role: metricsServer }]',
+  };
+  const img = (c: keyof WorldImages, side: 'cloud' | 'edge') => {
+    if (images === DEFAULT_IMAGES) return side === 'cloud' ? ORIGINAL[c] : '';
+    return images[c][side] ? `\n      ${side}: ${JSON.stringify(images[c][side])}` : side === 'edge' && !images[c].cloud ? ' {}' : '';
+  };
   try {
     await pushFixtureSet(registry.url, specs);
     const src = join(work, 'src');
