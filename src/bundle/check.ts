@@ -1,4 +1,5 @@
 import { formatPlatform, parseArch, platformMatches, type Platform } from '../platform.js';
+import { checkEntrypointIndexed, type ImageConfigLike } from '../engines/entrypoint.js';
 import type { BundleInventory } from './inventory.js';
 import type { BundleScan, ScannedImagesArchive } from './scan.js';
 
@@ -375,6 +376,12 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
         img.platform = formatPlatform({ os: config.os ?? '', architecture: config.architecture, variant: config.variant });
         const bad = checkPlatform(config, `config ${short(manifest.config.digest ?? '')}`);
         if (!bad && desc.platform) checkPlatform(desc.platform, 'index.json');
+        // What is inside: the entrypoint binary against the image's own platform (layers indexed by the scan).
+        const layerIx = (manifest.layers ?? []).map((l) => (l.digest ? archive.blobs.get(l.digest)?.layer : undefined));
+        if (layerIx.some(Boolean)) {
+          const f = checkEntrypointIndexed(config as ImageConfigLike, config.architecture, layerIx);
+          for (const p of f.problems) add('platform', ref, `platform: image ${ref} (${img.platform}): ${p}`);
+        }
       }
     } else if (desc.platform) checkPlatform(desc.platform, 'index.json');
   }

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import { LayerIndexer, type LayerIndex } from '../engines/entrypoint.js';
 import { readTarball, TarStreamParser, type TarEntryHeader, type TarEntrySink, type TarCompression, type TarReadState } from './read.js';
 
 /**
@@ -28,6 +29,8 @@ export interface ScannedBlob {
   actual: string | undefined;
   /** Content, kept only for small blobs that look like JSON (manifests, configs). */
   json: Buffer | undefined;
+  /** For a blob that is a layer (gzip or tar): the index of its entries (see engines/entrypoint.ts). */
+  layer?: LayerIndex;
 }
 
 export interface ScannedImagesArchive {
@@ -67,10 +70,14 @@ const HEAD_BYTES = 64;
 export interface ScanOptions {
   /** Hash the content (default true). inspect may skip it. */
   hash?: boolean;
+  /** Index the image layers as they stream by, for the entrypoint check (default: as `hash`). */
+  layers?: boolean;
 }
 
 export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<BundleScan> {
   const hashing = opts.hash !== false;
+  const indexing = opts.layers ?? hashing;
+  const pending: Promise<void>[] = [];
   const files = new Map<string, ScannedFile>();
   const kept = new Map<string, Buffer>();
   const images = new Map<string, ScannedImagesArchive>();
@@ -101,7 +108,7 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
     let headLen = 0;
     let nested: NestedImages | undefined;
     if (IMAGES_ARCHIVE.test(rel)) {
-      nested = new NestedImages(rel, hashing);
+      nested = new NestedImages(rel, hashing, indexing ? pending : undefined);
       images.set(rel, nested.result);
     }
     let got = 0;
@@ -129,6 +136,7 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
   };
 
   const r = await readTarball(file, onEntry);
+  await Promise.all(pending);
   return {
     file,
     compression: r.compression,
@@ -146,7 +154,7 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
 class NestedImages {
   readonly result: ScannedImagesArchive;
   private readonly parser: TarStreamParser;
-  constructor(path: string, hashing: boolean) {
+  constructor(path: string, hashing: boolean, layerIndexes?: Promise<void>[]) {
     const blobs = new Map<string, ScannedBlob>();
     const docs = new Map<string, Buffer>();
     const other: string[] = [];
@@ -163,14 +171,25 @@ class NestedImages {
         const maybeJson = h.size <= JSON_BLOB_LIMIT;
         let parts: Buffer[] | undefined = maybeJson ? [] : undefined;
         let got = 0;
+        let layer: LayerIndexer | undefined;
         return {
           data(chunk) {
             if (got === 0 && parts && chunk.length > 0 && !looksLikeJsonStart(chunk)) parts = undefined;
+            if (got === 0 && layerIndexes && looksLikeLayer(chunk)) layer = new LayerIndexer();
             got += chunk.length;
             hash?.update(chunk);
             parts?.push(Buffer.from(chunk));
+            layer?.write(Buffer.from(chunk)); // the parser may keep a reference; chunks can be reused
           },
           end() {
+            if (layer) {
+              const ix = layer;
+              layerIndexes!.push(
+                ix.end().then((l) => {
+                  blob.layer = l;
+                }),
+              );
+            }
             if (got !== h.size) return;
             if (hash) blob.actual = `sha256:${hash.digest('hex')}`;
             if (parts) blob.json = Buffer.concat(parts);
@@ -196,6 +215,13 @@ class NestedImages {
   end(): void {
     this.result.read = this.parser.end();
   }
+}
+
+/** gzip (1f 8b), zstd (28 b5 2f fd, indexed as unreadable) or a plain tar (ustar magic at 257). */
+function looksLikeLayer(b: Buffer): boolean {
+  if (b.length >= 2 && b[0] === 0x1f && b[1] === 0x8b) return true;
+  if (b.length >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return true;
+  return b.length >= 262 && b.subarray(257, 262).toString('latin1') === 'ustar';
 }
 
 function looksLikeJsonStart(b: Buffer): boolean {

@@ -1,4 +1,8 @@
+import { readFile, rm } from 'node:fs/promises';
+import { UserError } from '../errors.js';
 import { formatPlatform, platformExact, type Platform } from '../platform.js';
+import type { ProgressSink } from '../progress/sink.js';
+import { checkEntrypoint, indexLayerFile, type ImageConfigLike } from './entrypoint.js';
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from './registry/blob-cache.js';
@@ -58,18 +62,43 @@ export function anotherFailed(cause?: unknown): Error {
  * each once, images in the order given by `order`). Blobs still arriving are streamed as they are
  * verified. On any failure every engine is stopped and waited for, then the root cause is thrown.
  */
-export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal'> & { order?: string[] }): Promise<ImageArchiveResult> {
+export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal' | 'progress'> & { order?: string[] }): Promise<ImageArchiveResult> {
   const all = parts.flatMap((p) => p.images);
   const byRef = new Map(all.map((i) => [i.info.ref, i]));
   const images = req.order ? req.order.map((r) => byRef.get(r) ?? missing(r)) : all;
   const cache = new BlobCache(req.cacheDir);
+  const blobReady = async (d: string) => {
+    await Promise.all(parts.map((p) => p.blobReady(d)));
+  };
+  // What is inside: each image's entrypoint binary against its platform, checked as its blobs arrive
+  // (alongside the writing); a refusal stops the writer.
+  const refused = new AbortController();
+  const signal = req.signal ? AbortSignal.any([req.signal, refused.signal]) : refused.signal;
+  const inside = checkImagesInside(images, cache, blobReady, signal, req.progress).then((problems) => {
+    if (problems.length === 0) return;
+    const e = new UserError(`images whose binaries are not for their platform:\n${problems.map((p) => `  ${p}`).join('\n')}`, {
+      kind: 'runtime',
+      hint: 'the image is mislabelled upstream (its index/config claim a platform its files are not built for): use another tag or image; nothing was written',
+    });
+    refused.abort(e);
+    throw e;
+  });
+  inside.catch(() => {}); // observed below
   try {
-    const written = await writeVerified(images, parts, cache, req);
+    // The writer stops too when the entrypoint check refuses an image (signal).
+    const written = await writeVerified(images, parts, cache, { outFile: req.outFile, mtime: req.mtime, signal });
     await Promise.all(parts.map((p) => p.done));
+    try {
+      await inside;
+    } catch (e) {
+      await rm(req.outFile, { force: true });
+      throw e;
+    }
     return { ...written, images: images.map((i) => i.info) };
   } catch (e) {
     const reasons = (await Promise.all(parts.map((p) => p.stop()))).flat();
-    throw rootCause([...reasons, e], req.signal);
+    const why = refused.signal.aborted ? refused.signal.reason : e;
+    throw rootCause([...reasons, why], req.signal);
   }
 }
 
@@ -136,6 +165,41 @@ async function writeVerified(
   }
 }
 
+/**
+ * For each image: its config and layers from the cache (each waited for), its entrypoint resolved
+ * through the layers from the top down (a layer is read only when needed) and checked against the
+ * image's platform. Returns the problems, each naming image, platform and file.
+ */
+async function checkImagesInside(
+  images: CollectedImage[],
+  cache: BlobCache,
+  blobReady: (d: string) => Promise<void>,
+  signal: AbortSignal,
+  progress: ProgressSink | undefined,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const img of images) {
+    const { archive } = img;
+    await blobReady(archive.config.digest);
+    signal.throwIfAborted();
+    let config: ImageConfigLike;
+    try {
+      config = JSON.parse((await readFile(cache.path(archive.config.digest))).toString('utf8')) as ImageConfigLike;
+    } catch (e) {
+      throw UserError.runtime(`image ${archive.ref}: its config ${archive.config.digest} is not readable JSON (${(e as Error).message})`);
+    }
+    const f = await checkEntrypoint(config, archive.platform.architecture, archive.layers.length, async (n) => {
+      const layer = archive.layers[n]!;
+      await blobReady(layer.digest);
+      return indexLayerFile(cache.path(layer.digest), signal);
+    });
+    const plat = formatPlatform(archive.platform);
+    for (const p of f.problems) out.push(`${archive.ref} (${plat}): ${p}`);
+    if (f.unchecked && progress) progress.note(archive.ref, `entrypoint not checked: ${f.unchecked}`);
+  }
+  return out;
+}
+
 function missing(ref: string): never {
   throw new Error(`internal: no engine collected ${ref}`);
 }
@@ -166,7 +230,7 @@ export async function archiveWithEngines(shares: { engine: ImageEngine; images: 
     const reasons = (await Promise.all(collected.map((c) => c.stop()))).flat();
     throw rootCause([...failed, ...reasons], req.signal);
   }
-  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, order });
+  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, progress: req.progress, order });
 }
 
 function withoutArchive(req: ImageArchiveRequest): Omit<ImageArchiveRequest, 'outFile' | 'mtime'> {
