@@ -6,8 +6,6 @@ import { checkEntrypoint, indexLayerFile, type ImageConfigLike } from './entrypo
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from './registry/blob-cache.js';
-import { rm } from 'node:fs/promises';
-import { UserError } from '../errors.js';
 import { ContentMismatchError } from '../util/hash.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
