@@ -179,7 +179,11 @@ async function temps(out: string): Promise<{ path: string; size: number }[]> {
     for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (e.name.startsWith('.') || e.name.endsWith('.partial')) found.push({ path: p, size: (await stat(p)).size });
+      else if (e.name.startsWith('.') || e.name.endsWith('.partial')) {
+        // A running build renames or removes its temp files at any moment: one gone since readdir is not there.
+        const st = await stat(p).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
+        if (st) found.push({ path: p, size: st.size });
+      }
     }
   };
   await walk(out);
