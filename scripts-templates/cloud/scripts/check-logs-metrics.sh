@@ -3,6 +3,7 @@
 # (bundle {{bundleName}}).
 {{> shell-lib}}
 {{> yaml-tool}}
+{{> stream-cert-check}}
 
 readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_METRICS={{ports.kubeletMetrics}}
 
@@ -17,6 +18,8 @@ Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per c
   iptables-manager Running; ConfigMap kubeedge/tunnelport present
   DNAT rule nat/OUTPUT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM present
   stream certificate (Secret kubeedge/cloudcore) covers every node IP
+  the certificate CloudCore serves on :$PORT_STREAM holds every node IP and verifies against the K3s
+  server CA (openssl s_client)
   edge nodes Ready; metrics API available; kubectl top node
   kubectl logs and kubectl exec on a Running pod of an edge node (SKIP when there is none)
 Read-only: it changes nothing. Run it on the cloud node as root.
@@ -215,6 +218,7 @@ main() {
   check "ConfigMap kubeedge/tunnelport" c_tunnelport
   check "DNAT tcp/$PORT_METRICS -> CloudCore:$PORT_STREAM" c_dnat
   check "stream certificate SANs" c_stream_sans
+  check "stream certificate served on :$PORT_STREAM" stream_cert_check
   check "edge nodes Ready" c_edge_nodes
   check "metrics API (v1beta1.metrics.k8s.io)" c_metrics_api
   check "kubectl top node" c_top

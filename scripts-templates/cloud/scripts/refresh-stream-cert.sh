@@ -158,6 +158,13 @@ main() {
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
   need_root
   need_cmd openssl awk sort sha256sum base64
+  if [[ -z $(stream_endpoint) ]]; then
+    if [[ $DRY_RUN == 1 ]]; then
+      STREAM_ENDPOINT="<node IP>:{{ports.cloudStream}}"
+    elif ((APPLY == 1)); then
+      die_usage "the cloud node IP is not known ($KP_STATE_DIR/cloud.env has no NODE_IP): give --stream-endpoint IP:{{ports.cloudStream}}"
+    fi
+  fi
   if ((CHECK_ONLY == 1)); then
     check_served
     return 0

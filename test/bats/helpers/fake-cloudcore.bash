@@ -45,7 +45,9 @@ fake_cloudcore_start() {
   kp_helm_like_cert "$helm"
   FAKE_CC_PORT=$(kp_free_port)
   FAKE_CC_ENDPOINT=127.0.0.1:$FAKE_CC_PORT
-  export FAKE_CC_PORT FAKE_CC_ENDPOINT
+  # the scripts' default endpoint in tests (TEST-ONLY, partials/stream-cert-check.hbs): never the node IP
+  KP_STREAM_ENDPOINT=$FAKE_CC_ENDPOINT
+  export FAKE_CC_PORT FAKE_CC_ENDPOINT KP_STREAM_ENDPOINT
   (
     while [[ ! -e $s/fake-cloudcore.stop ]]; do
       if [[ -f $s/secret-cloudcore/stream.crt && -f $s/secret-cloudcore/stream.key ]]; then
