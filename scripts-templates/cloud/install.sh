@@ -375,8 +375,8 @@ stream_certs() {
   local args=(--add-ip "$ADVERTISE") ip
   [[ $NODE_IP != "$ADVERTISE" ]] && args+=(--add-ip "$NODE_IP")
   for ip in "${EDGE_IPS[@]+"${EDGE_IPS[@]}"}"; do args+=(--add-edge-ip "$ip"); done
-  # CloudCore uses the host network: from this host its stream port is reached on the node IP
-  args+=(--stream-endpoint "${STREAM_ENDPOINT:-$NODE_IP:$PORT_STREAM}")
+  # default: NODE_IP:$PORT_STREAM (save_state recorded NODE_IP; CloudCore uses the host network)
+  [[ -z $STREAM_ENDPOINT ]] || args+=(--stream-endpoint "$STREAM_ENDPOINT")
   sub_script scripts/refresh-stream-cert.sh "${args[@]}" --timeout "$TIMEOUT"
 }
 
