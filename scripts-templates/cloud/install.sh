@@ -33,23 +33,31 @@ readonly K3S_BIN KEADM_BIN K3S_IMAGES_DIR KUBECONFIG_PATH CLOUD_STATE
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --advertise-address IP [--node-ip IP] [--node-name NAME] [--edge-ips IP,IP...]
-                    [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
+                    [--stream-endpoint IP:PORT] [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
 
 Installs, without any network access, on this host:
   1. K3s $K3S_VERSION (server, --egress-selector-mode=disabled, its metrics-server addon disabled)
   2. KubeEdge CloudCore $KUBEEDGE_VERSION with keadm init (cloudStream + dynamicController enabled,
-     iptables-manager in external mode), images taken from the bundle
-  3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh)
+     iptables-manager in external mode, Deployment strategy Recreate so that CloudCore can restart on
+     one node), images taken from the bundle
+  3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh), then checks
+     that CloudCore serves them on its stream port (openssl s_client)
   4. EdgeMesh {{versions.edgemesh}} (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
   5. metrics-server {{versions.metricsServer}} plus the tcp/{{ports.kubeletMetrics}} DNAT rule to CloudStream
 and prints the token and the command line for the edge nodes.
 
   --advertise-address IP  address edge nodes use to reach this node (CloudHub, K3s API)   [required]
   --node-ip IP            this node's own IP if different (e.g. advertise address is a NAT/public IP);
-                          default: the advertise address
+                          default: the advertise address. Behind NAT (advertise address = the public
+                          IP, --node-ip = the address on this host): the NAT must forward TCP 6443 and
+                          {{ports.cloudHubWebsocket}}-{{ports.tunnel}} to the node IP; K3s gets --node-external-ip/--tls-san for the
+                          advertise address and CloudCore advertises both; the stream certificate holds both
   --node-name NAME        Kubernetes node name (default: the host name, lower case)
   --edge-ips LIST         comma-separated edge node IPs to put in the stream certificate now; more
                           can be added later with scripts/refresh-stream-cert.sh --add-edge-ip
+  --stream-endpoint IP:PORT
+                          where this host reaches CloudCore's stream port for the certificate check
+                          (default: the node IP, port $PORT_STREAM)
   --timeout SECONDS       upper bound of each wait (node Ready, CloudCore Ready...; default 600)
   --dry-run               check and print every command that would change the host; change nothing
   --log-file PATH         log file (default /var/log/kubeprepare-install.log)
@@ -66,6 +74,7 @@ ADVERTISE=""
 NODE_IP=""
 NODE_NAME=""
 EDGE_IPS=()
+STREAM_ENDPOINT=""
 TIMEOUT=600
 LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
@@ -86,6 +95,10 @@ parse_args() {
           is_host_ipv4 "$ip" || die_usage "--edge-ips: '$ip' is not a usable IPv4 address"
           EDGE_IPS+=("$ip")
         done ;;
+      --stream-endpoint) need_value "$1" "$#" "${2-}"; STREAM_ENDPOINT=$2; shift 2
+        if [[ $STREAM_ENDPOINT != *:* ]] || ! is_ipv4 "${STREAM_ENDPOINT%:*}" || ! is_port "${STREAM_ENDPOINT##*:}"; then
+          die_usage "--stream-endpoint: '$STREAM_ENDPOINT' is not IPv4:PORT"
+        fi ;;
       *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
@@ -169,6 +182,28 @@ check_ports() {
   ((${#bad[@]} == 0)) || die_preflight "port(s) needed by K3s/CloudCore/metrics-server are taken by other programs: ${bad[*]}"
 }
 
+# The chart's iptables-manager (external mode) defaults to iptablesManager.framework=legacy: its image
+# switches iptables to iptables-legacy (build/iptablesmanager/Dockerfile). On a host whose iptables is
+# the nf_tables backend, its TUNNEL-PORT rules would land in the legacy tables beside K3s' nft rules.
+check_iptables_framework() {
+  local v
+  v=$(iptables -V 2>/dev/null) || v=""
+  case $v in
+    *nf_tables*) ;;
+    *) log "iptables: ${v:-unknown version} (legacy framework, as the bundled iptables-manager image uses)"; return 0 ;;
+  esac
+  if [[ $KUBEEDGE_STATE == same ]]; then
+    warn "iptables on this host is the nf_tables backend ($v) but the deployed iptables-manager uses the" \
+      "legacy framework; its TUNNEL-PORT rules are in the legacy tables (iptables-legacy -t nat -S TUNNEL-PORT)"
+    return 0
+  fi
+  die_preflight "iptables on this host is the nf_tables backend ($v). KubeEdge's iptables-manager in this" \
+    "bundle is the legacy-framework image ({{images.iptablesManager}}, chart default iptablesManager.framework=legacy);" \
+    "the nft variant (kubeedge/iptables-manager-nft) is not in this bundle. Fix: switch this host to the legacy" \
+    "backend before installing (Debian/Ubuntu: update-alternatives --set iptables /usr/sbin/iptables-legacy;" \
+    "update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy), then re-run"
+}
+
 preflight() {
   log "== preflight =="
   need_root
@@ -182,6 +217,7 @@ preflight() {
   log "bundle $BUNDLE_NAME verified"
   detect_k3s
   detect_kubeedge
+  check_iptables_framework
   check_ports
   local steps=()
   read -ra steps <<<"$(disk_steps)"
@@ -288,6 +324,7 @@ install_kubeedge() {
   fi
   if [[ $KUBEEDGE_STATE == same ]]; then
     check_cloudcore_config
+    log "the cloudcore Deployment strategy is checked (and made Recreate) at the stream certificate step"
     return 0
   fi
   # A previous install leaves these behind, and keadm init then fails on them (field experience).
@@ -310,7 +347,10 @@ install_kubeedge() {
     --set "mosquitto.tolerations[0].effect=NoSchedule" \
     --set "mosquitto.enable=$MOSQUITTO_ENABLED"
   wait_for "$TIMEOUT" "the cloudcore Deployment" kc -n kubeedge get deployment cloudcore
-  run kc -n kubeedge rollout status deployment/cloudcore "--timeout=${TIMEOUT}s"
+  if ! run kc -n kubeedge rollout status deployment/cloudcore "--timeout=${TIMEOUT}s"; then
+    die_timeout "the cloudcore Deployment did not become available within ${TIMEOUT}s (kubectl rollout status above;" \
+      "kubectl -n kubeedge get pods -l kubeedge=cloudcore shows why)"
+  fi
   check_cloudcore_config
 }
 
@@ -373,6 +413,8 @@ stream_certs() {
   local args=(--add-ip "$ADVERTISE") ip
   [[ $NODE_IP != "$ADVERTISE" ]] && args+=(--add-ip "$NODE_IP")
   for ip in "${EDGE_IPS[@]+"${EDGE_IPS[@]}"}"; do args+=(--add-edge-ip "$ip"); done
+  # default: NODE_IP:$PORT_STREAM (save_state recorded NODE_IP; CloudCore uses the host network)
+  [[ -z $STREAM_ENDPOINT ]] || args+=(--stream-endpoint "$STREAM_ENDPOINT")
   sub_script scripts/refresh-stream-cert.sh "${args[@]}" --timeout "$TIMEOUT"
 }
 
@@ -419,7 +461,8 @@ print_join() {
   else
     printf 'KubePrepare cloud install complete (%s).\n' "$BUNDLE_NAME"
   fi
-  printf 'Edge token:\n  %s\n' "$token"
+  printf 'Edge token (valid for 24 h from its creation, so for 12 h at least from now: CloudCore makes a new one every 12 h):\n  %s\n' "$token"
+  printf 'For joins after that, print the current token here with:\n  sudo %s gettoken --kube-config %s\n' "$KEADM_BIN" "$KUBECONFIG_PATH"
   printf 'On each edge node, from the unpacked edge bundle (same KubeEdge version %s), run:\n' "$KUBEEDGE_VERSION"
   printf '  sudo ./install.sh --cloud %s:%s --token %s --node-name <edge-node-name>\n' "$ADVERTISE" "$PORT_CLOUDHUB" "$token"
   printf 'Then add its IP to the stream certificate here (kubectl logs/exec):\n'

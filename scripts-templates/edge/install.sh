@@ -38,7 +38,7 @@ readonly KEADM_BIN EDGECORE_BIN KUBEEDGE_DIR EDGECORE_CONFIG CONTAINERD_SOCK CON
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --cloud IP:PORT --token TOKEN [--node-name NAME] [--cgroup-driver systemd|cgroupfs]
-                    [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
+                    [--check-cloud] [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
 
 Joins this host to the KubeEdge cloud without network access beyond the cloud node:
   1. container runtime: an existing containerd is used as it is (its cgroup driver is detected);
@@ -54,8 +54,12 @@ Joins this host to the KubeEdge cloud without network access beyond the cloud no
   --node-name NAME         node name in Kubernetes (default: the host name, lower case)
   --cgroup-driver DRIVER   systemd or cgroupfs. With an existing containerd it must match it (default:
                            detected); for a containerd installed from the bundle the default is systemd
+  --check-cloud            only probe the cloud node (TCP to CloudHub $PORT_CLOUDHUB_HTTPS/its --cloud port and the
+                           tunnel port $PORT_TUNNEL), print the result and exit; installs nothing (--token not needed)
   --timeout SECONDS        upper bound of each wait (default 300)
-  --dry-run                check and print every command that would change the host; change nothing
+  --dry-run                check and print every command that would change the host; change nothing.
+                           Opens no network connection: the cloud probes are printed, not made
+                           (run --check-cloud for them)
   --log-file PATH          log file (default /var/log/kubeprepare-install.log)
   --help                   show this help
 
@@ -71,6 +75,7 @@ CLOUD_PORT=""
 TOKEN=""
 NODE_NAME=""
 CGROUP_DRIVER=""
+CHECK_CLOUD=0
 TIMEOUT=300
 LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
@@ -85,17 +90,18 @@ parse_args() {
       --token) need_value "$1" "$#" "${2-}"; TOKEN=$2; shift 2 ;;
       --node-name) need_value "$1" "$#" "${2-}"; NODE_NAME=$2; shift 2 ;;
       --cgroup-driver) need_value "$1" "$#" "${2-}"; CGROUP_DRIVER=$2; shift 2 ;;
+      --check-cloud) CHECK_CLOUD=1; shift ;;
       *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
   [[ -n $CLOUD ]] || die_usage "--cloud is required (IP:PORT of CloudHub, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}})"
-  [[ -n $TOKEN ]] || die_usage "--token is required (run 'keadm gettoken' on the cloud node)"
+  [[ -n $TOKEN || $CHECK_CLOUD == 1 ]] || die_usage "--token is required (run 'keadm gettoken' on the cloud node)"
   [[ $CLOUD == *:* ]] || die_usage "--cloud: '$CLOUD' has no port; expected IP:PORT"
   CLOUD_IP=${CLOUD%:*}
   CLOUD_PORT=${CLOUD##*:}
   is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud: '$CLOUD_IP' is not a usable IPv4 address"
   is_port "$CLOUD_PORT" || die_usage "--cloud: '$CLOUD_PORT' is not a TCP port (1-65535)"
-  is_token "$TOKEN" || die_usage "--token: not a KubeEdge token (expected <64 hex>.<JWT> as printed by keadm gettoken)"
+  [[ -z $TOKEN && $CHECK_CLOUD == 1 ]] || is_token "$TOKEN" || die_usage "--token: not a KubeEdge token (expected <64 hex>.<JWT> as printed by keadm gettoken)"
   mask_secret "$TOKEN"
   if [[ -z $NODE_NAME ]]; then
     NODE_NAME=$(uname -n | tr '[:upper:]' '[:lower:]')
@@ -113,6 +119,11 @@ parse_args() {
 tcp_probe() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" >/dev/null 2>&1; }
 
 check_cloud_reachable() {
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "probe TCP $CLOUD_IP:$CLOUD_PORT (CloudHub), $CLOUD_IP:$PORT_CLOUDHUB_HTTPS (certificates)" \
+      "and $CLOUD_IP:$PORT_TUNNEL (CloudStream tunnel); not done in a dry run: $SCRIPT_NAME --check-cloud does it"
+    return 0
+  fi
   if tcp_probe "$CLOUD_IP" "$CLOUD_PORT"; then
     log "cloud reachable: CloudHub $CLOUD_IP:$CLOUD_PORT"
   else
@@ -467,6 +478,10 @@ main() {
   "$BUNDLE_DIR/verify.sh" --quiet || die_verify "the bundle in $BUNDLE_DIR is damaged (see above); copy it again"
   log "bundle $BUNDLE_NAME verified"
   check_cloud_reachable
+  if ((CHECK_CLOUD == 1)); then
+    log "--check-cloud: the cloud node answers; nothing was changed"
+    return 0
+  fi
   detect_edgecore
   detect_runtime
   local steps=()

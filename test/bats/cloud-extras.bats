@@ -1,12 +1,16 @@
 #!/usr/bin/env bats
 # deploy-edgemesh.sh, check-logs-metrics.sh and the cloud uninstall.sh, against the stubs.
 load helpers/common
+load helpers/fake-cloudcore
 
 setup() {
   kp_setup cloud
   mkdir -p "$KP_SYSROOT/etc/rancher/k3s"
   touch "$KP_SYSROOT/etc/rancher/k3s/k3s.yaml"
+  # install.sh checks the certificate CloudCore serves: a loopback stand-in (KP_STREAM_ENDPOINT)
+  fake_cloudcore_start
 }
+teardown() { fake_cloudcore_stop; }
 
 edgemesh() { "$BUNDLE/scripts/deploy-edgemesh.sh" --relay-node cloud-01 --relay-address 192.168.10.10 "$@"; }
 
@@ -79,12 +83,13 @@ healthy_cluster() {
   output_has "PASS  DNAT tunnel port -> CloudCore:10003            TUNNEL-PORT: tcp/10351 -> 192.168.10.10:10003"
   output_has "PASS  no old tcp/10350 rewrite"
   output_has "PASS  stream certificate SANs"
+  output_has "PASS  stream certificate served on :10003"
   output_has "PASS  edge kubeletEndpoint port = tunnel port        all 10351"
   output_has "PASS  kubectl top node (edge nodes)                  1 edge node(s) with metrics"
   output_has "PASS  kubectl logs on an edge pod"
   output_has "PASS  kubectl exec on an edge pod"
   output_has "PASS  kubectl top pod on an edge pod"
-  output_has "17 passed, 0 failed, 0 skipped"
+  output_has "18 passed, 0 failed, 0 skipped"
   refute_mutations
 }
 
@@ -136,8 +141,9 @@ healthy_cluster() {
   output_has "FAIL  CloudCore listening on 10003/10004"
   output_has "FAIL  DNAT tunnel port -> CloudCore:10003"
   output_has "node IP(s) not in the SANs: 192.168.10.99"
+  output_has "lacks the SAN IP(s) 192.168.10.99"
   output_has "SKIP  kubectl logs on an edge pod"
-  output_has "3 failed"
+  output_has "4 failed"
 }
 
 @test "check-logs-metrics: no K3s is a preflight error; bad usage" {

@@ -1,10 +1,18 @@
 #!/usr/bin/env bats
 # cloud/install.sh against PATH stubs (k3s, kubectl, keadm, systemctl, ss, iptables) and a fake root.
 load helpers/common
+load helpers/fake-cloudcore
 
-setup() { kp_setup cloud; }
+# Every test gets a fake CloudCore stream endpoint (a real s_server on loopback serving the chart's
+# certificate until the kubectl stub "replaces the pod" after the Secret changed).
+setup() {
+  kp_setup cloud
+  fake_cloudcore_start
+}
+teardown() { fake_cloudcore_stop; }
 
-install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 "$@"; }
+install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 --stream-endpoint "$FAKE_CC_ENDPOINT" "$@"; }
+served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltName; }
 
 # ---- bad arguments: exit 2, nothing executed ----
 @test "cloud install: --advertise-address is required" {
@@ -62,6 +70,9 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   status_is 0
   output_has "[DRY-RUN]"
   output_has "keadm init --kubeedge-version 1.22.0"
+  output_has "--set cloudCore.strategy.type=Recreate"
+  output_has "unless it is Recreate: kubectl -n kubeedge patch deployment cloudcore"
+  output_has "wait up to 600s for CloudCore to serve the stream certificate"
   output_has "INSTALL_K3S_EXEC=server\\ --egress-selector-mode=disabled"
   output_has "[DRY-RUN] read ConfigMap kubeedge/tunnelport"
   refute_mutations
@@ -85,6 +96,10 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   [[ -x $KP_SYSROOT/usr/local/bin/keadm ]]
   called "keadm init --kubeedge-version 1.22.0 --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.strategy.type=Recreate --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
   called "-n kubeedge rollout status deployment/cloudcore"
+  # keadm init made the strategy Recreate: nothing to patch, and the restart finished
+  [[ $(cat "$KP_STUB_STATE/cloudcore-strategy") == Recreate ]]
+  not_called "patch deployment cloudcore"
+  output_has "cloudcore Deployment strategy: Recreate"
   # stream certificate in the Secret, signed by the K3s server CA, SANs = cloud + edge IPs
   crt=$KP_STUB_STATE/secret-cloudcore/stream.crt
   [[ -f $crt && -f $KP_STUB_STATE/secret-cloudcore/stream.key && -f $KP_STUB_STATE/secret-cloudcore/streamCA.crt ]]
@@ -93,6 +108,11 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   for ip in 192.168.10.10 192.168.10.21 192.168.10.22; do [[ $sans == *"IP Address:$ip"* ]]; done
   cmp "$KP_STUB_STATE/secret-cloudcore/streamCA.crt" "$KP_SYSROOT/var/lib/rancher/k3s/server/tls/client-ca.crt"
   called "-n kubeedge rollout restart deployment cloudcore"
+  # what CloudCore serves afterwards: the bundle's certificate (K3s server CA, every IP)
+  s=$(served)
+  [[ $s == *k3s-server-ca* ]]
+  for ip in 192.168.10.10 192.168.10.21 192.168.10.22; do [[ $s == *"IP Address:$ip"* ]]; done
+  output_has "serves a certificate for 192.168.10.10 192.168.10.21 192.168.10.22 issued by 'CN = k3s-server-ca'"
   # EdgeMesh
   called "apply -f $BUNDLE/scripts/../manifests/edgemesh"
   grep -q 'nodeName: cloud-01' "$KP_STUB_STATE/applied-ConfigMap-edgemesh-agent-cfg.yaml"
@@ -111,6 +131,8 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   grep -q 'keadm init' "$KP_SYSROOT/var/log/kubeprepare-install.log"
   output_has "--cloud 192.168.10.10:10000 --token aaaaaaaa"
   output_has "refresh-stream-cert.sh --add-edge-ip"
+  output_has "valid for 24 h from its creation"
+  output_has "keadm gettoken --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml"
 }
 
 @test "cloud install: a second run changes nothing and succeeds" {
@@ -138,7 +160,7 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
 @test "cloud install: a different --node-ip adds --node-external-ip and a second advertise address" {
   # CloudCore records the IP of its host's default-route interface, the node IP here
   printf '{"ipTunnelPort":{"10.2.0.12":10351},"port":{"10351":true}}' >"$KP_STUB_STATE/tunnelport-record"
-  run "$BUNDLE/install.sh" --advertise-address 203.0.113.7 --node-ip 10.2.0.12 --node-name cloud-01
+  run "$BUNDLE/install.sh" --advertise-address 203.0.113.7 --node-ip 10.2.0.12 --node-name cloud-01 --stream-endpoint "$FAKE_CC_ENDPOINT"
   status_is 0
   called "--advertise-address=203.0.113.7\\ --node-ip=10.2.0.12\\ --node-name=cloud-01\\ --node-external-ip=203.0.113.7\\ --tls-san=203.0.113.7"
   called "keadm init --kubeedge-version 1.22.0 --advertise-address 203.0.113.7\\,10.2.0.12"
@@ -219,4 +241,60 @@ install_ok() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-nam
   status_is 0
   called "delete clusterrolebinding iptables-manager --ignore-not-found"
   called "delete clusterrole iptables-manager --ignore-not-found"
+}
+
+# ---- CloudCore restarts on this one node (issue 13.1) ----
+@test "cloud install: a CloudCore installed by the old scripts (RollingUpdate, stale served cert) is patched and restarted" {
+  # what the old install.sh left: keadm init without the strategy (chart {} -> RollingUpdate); its
+  # restart stuck with the surge pod Pending, so CloudCore still serves the chart's certificate
+  run install_ok --edge-ips 192.168.10.21
+  status_is 0
+  rm -f "$KP_STUB_STATE/cloudcore-strategy"
+  fake_cloudcore_stop
+  mv "$KP_STUB_STATE/secret-cloudcore" "$BATS_TEST_TMPDIR/secret"
+  rm -f "$KP_STUB_STATE/fake-cloudcore.stop"
+  fake_cloudcore_start   # serves the chart's certificate again
+  mv "$BATS_TEST_TMPDIR/secret" "$KP_STUB_STATE/secret-cloudcore"   # ... while the Secret already matches
+  [[ $(served) == *cloudcore-ca* ]]
+  reset_calls
+  run install_ok
+  status_is 0
+  output_has "keadm init is skipped"
+  output_has "strategy is RollingUpdate"
+  called "patch deployment cloudcore --type merge"
+  [[ $(cat "$KP_STUB_STATE/cloudcore-strategy") == Recreate ]]
+  output_has "already holds this certificate, but the running CloudCore does not serve it"
+  not_called "create secret"
+  called "rollout restart deployment cloudcore"
+  [[ $(served) == *k3s-server-ca* && $(served) == *"IP Address:192.168.10.21"* ]]
+}
+
+@test "cloud install: keadm init's rollout that never completes exits 5" {
+  # a cloudcore rollout that cannot finish (the stub keeps it pending until a pod is replaced)
+  touch "$KP_STUB_STATE/cloudcore-rollout-pending"
+  run install_ok --timeout 1
+  status_is 5
+  output_has "error: timed out waiting for the condition"
+  output_has "the cloudcore Deployment did not become available within 1s"
+}
+
+# ---- nftables-only hosts (issue 13.7) ----
+@test "cloud install: an nf_tables iptables host is refused before keadm init, with the fix" {
+  KP_FAKE_IPTABLES_MODE=nf_tables run install_ok
+  status_is 3
+  output_has "iptables on this host is the nf_tables backend (iptables v1.8.9 (nf_tables))"
+  output_has "update-alternatives --set iptables /usr/sbin/iptables-legacy"
+  output_has "kubeedge/iptables-manager-nft"
+  not_called "keadm init"
+  not_called "k3s-install.sh"
+}
+
+@test "cloud install: --help documents NAT (--node-ip vs --advertise-address) and --stream-endpoint" {
+  run "$BUNDLE/install.sh" --help
+  status_is 0
+  output_has "Behind NAT"
+  output_has "--stream-endpoint IP:PORT"
+  run "$BUNDLE/install.sh" --advertise-address 10.0.0.1 --stream-endpoint nope
+  status_is 2
+  output_has "--stream-endpoint: 'nope' is not IPv4:PORT"
 }

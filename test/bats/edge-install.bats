@@ -130,6 +130,26 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   output_has "keadm join --kubeedge-version 1.22.0 --cloudcore-ipport 192.168.10.10:10000 --token ***"
   refute_mutations
   [[ -z $(find "$KP_SYSROOT" -mindepth 1 -print -quit) ]] || { find "$KP_SYSROOT" >&2; false; }
+  # no connection: the cloud probes are printed, not made (the cloud need not be up)
+  output_has "probe TCP 192.168.10.10:10000 (CloudHub), 192.168.10.10:10002 (certificates) and 192.168.10.10:10004"
+  not_called "timeout"
+  KP_FAKE_UNREACHABLE="10000 10002 10004" run edge_install --dry-run
+  status_is 0
+}
+
+@test "edge install: --check-cloud probes the cloud and exits, installing nothing" {
+  run "$BUNDLE/install.sh" --cloud 192.168.10.10:10000 --check-cloud
+  status_is 0
+  called "timeout 5 bash -c exec\ 3\<\>/dev/tcp/192.168.10.10/10000"
+  called "/dev/tcp/192.168.10.10/10002"
+  called "/dev/tcp/192.168.10.10/10004"
+  output_has "the cloud node answers; nothing was changed"
+  refute_mutations
+  not_called "keadm"
+  not_called "ctr"
+  KP_FAKE_UNREACHABLE=10000 run "$BUNDLE/install.sh" --cloud 192.168.10.10:10000 --check-cloud
+  status_is 3
+  output_has "cannot connect to CloudHub at 192.168.10.10:10000"
 }
 
 # ---- installs ----

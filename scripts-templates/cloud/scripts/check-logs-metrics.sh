@@ -3,6 +3,7 @@
 # (bundle {{bundleName}}).
 {{> shell-lib}}
 {{> yaml-tool}}
+{{> stream-cert-check}}
 
 readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_OLD_METRICS={{ports.kubeletMetrics}}
 
@@ -20,6 +21,8 @@ Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per c
   nat TUNNEL-PORT (iptables-manager) or KUBEPREPARE-TUNNEL (ours) DNATs that port to CloudCore:$PORT_STREAM
   no rule of earlier KubePrepare versions (nat OUTPUT tcp/$PORT_OLD_METRICS -> CloudStream) is left
   stream certificate (Secret kubeedge/cloudcore) covers every node IP
+  the certificate CloudCore serves on :$PORT_STREAM holds every node IP and verifies against the K3s
+  server CA (openssl s_client)
   edge nodes Ready; each edge node's status.daemonEndpoints.kubeletEndpoint.Port is that tunnel port
   (what kube-apiserver and metrics-server dial); metrics API available; kubectl top node for each
   edge node; kubectl logs, exec and top pod on a Running pod of an edge node (SKIP when there is none)
@@ -277,7 +280,7 @@ main() {
   check "DNAT tunnel port -> CloudCore:$PORT_STREAM" c_dnat
   check "no old tcp/$PORT_OLD_METRICS rewrite" c_old_rule
   check "stream certificate SANs" c_stream_sans
-  # the certificate CloudCore serves on :$PORT_STREAM (issue 13 item 2) is checked here
+  check "stream certificate served on :$PORT_STREAM" stream_cert_check
   check "edge nodes Ready" c_edge_nodes
   check "edge kubeletEndpoint port = tunnel port" c_kubelet_ports
   check "metrics API (v1beta1.metrics.k8s.io)" c_metrics_api
