@@ -57,7 +57,7 @@ export class TarWriter {
   async addFile(path: string, sourceFile: string, opts: TarEntryOptions & { sha256?: string } = {}): Promise<void> {
     const { size } = await stat(sourceFile);
     await this.writeHeader(path, size, opts.mode ?? 0o644, '0');
-    // One more SHA-256 pass, on blobs from an earlier build's cache only: +0.26 s (min) / +0.47 s (median) per 103 MB copied on the shared 2-core VM; `npm run bench` warm 0.21× → 0.17× floor (noise).
+    // One more SHA-256 pass, on blobs from an earlier build's cache only: `npm run bench` (scale 0.25, shared 2-core VM) warm 0.48 s → 0.75 s (0.16× → 0.17× floor), cold unchanged (0.47× → 0.56×, noise); RSS unchanged.
     const hash = opts.sha256 !== undefined ? createHash('sha256') : undefined;
     let copied = 0;
     for await (const chunk of createReadStream(sourceFile, { highWaterMark: 1 << 20 })) {
