@@ -63,7 +63,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   run edge_install
   status_is 0
   [[ $output != *"$TOKEN"* ]]
-  ! grep -qF "$TOKEN" "$KP_SYSROOT/var/log/kubeprepare-install.log"
+  file_lacks "$KP_SYSROOT/var/log/kubeprepare-install.log" "$TOKEN"
   output_has "--token ***"
 }
 
@@ -194,7 +194,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   not_called "containerd config default"
   [[ ! -e $KP_SYSROOT/usr/local/bin/containerd ]]
   [[ $(sha256sum <"$KP_SYSROOT/etc/containerd/config.toml") == "$config_before" ]]
-  ! grep -q RUNTIME_INSTALLED_BY "$KP_SYSROOT/etc/kubeprepare/edge.env"
+  file_lacks "$KP_SYSROOT/etc/kubeprepare/edge.env" RUNTIME_INSTALLED_BY
 }
 
 @test "edge install: an existing containerd with SystemdCgroup = true gives --cgroupdriver systemd" {

@@ -78,7 +78,7 @@ in_netns() { PATH=$REAL_PATH unshare -n bash -euo pipefail -c "$1"; }
   [[ $(stat -c %a "$KP_SYSROOT/etc/iptables/rules.v4") == 600 ]]
   run in_netns '"$SCRIPT" --cloudcore-ip 192.168.10.10 && "$SCRIPT" --remove'
   status_is 0
-  ! grep -q -- '--dport 10350' "$KP_SYSROOT/etc/iptables/rules.v4"
+  file_lacks "$KP_SYSROOT/etc/iptables/rules.v4" '--dport 10350'
 }
 
 @test "netns: the default address comes from install.sh's state" {

@@ -16,3 +16,18 @@ kp_make_socket() {
   rm -f "$1"
   node -e "const s=require('net').createServer().listen(process.argv[1],()=>{s.unref();process.exit(0)})" "$1"
 }
+# kp_passthrough NAME ARGS...: runs the real NAME (the next one on PATH after this stub directory), for
+# the stubs that only record a call (install, tar) so that not_called/called can see it.
+kp_passthrough() {
+  local name=$1 self d
+  shift
+  self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+  local IFS=:
+  for d in $PATH; do
+    [[ -n $d && -x $d/$name && ! -d $d/$name ]] || continue
+    [[ $(cd "$d" && pwd -P) == "$self" ]] && continue
+    exec "$d/$name" "$@"
+  done
+  printf '%s: command not found (stub pass-through)\n' "$name" >&2
+  exit 127
+}
