@@ -228,16 +228,16 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   existing_containerd false
   KP_FAKE_UNAME_M=armv7l run edge_install
   status_is 0
-  called "images import --platform linux/arm/v7"
+  called "images import --platform $(kp_ctx platform)"
 }
 
 @test "edge install: an existing containerd's missing sandbox image is tagged from the bundled pause" {
   existing_containerd false
-  # the bundle's pause image (fixture context) is registry.k8s.io/pause:3.8
+  pause=$(kp_ctx images.pause)
   KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
   output_has "sandbox image registry.k8s.io/pause:3.10 is not present"
-  called "images tag registry.k8s.io/pause:3.8 registry.k8s.io/pause:3.10"
+  called "images tag $pause registry.k8s.io/pause:3.10"
   # a second run finds it present and tags nothing more
   KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
@@ -247,8 +247,9 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
 
 @test "edge install: a containerd already using the bundled pause image needs no tag" {
   existing_containerd false
-  KP_FAKE_SANDBOX=registry.k8s.io/pause:3.8 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  KP_FAKE_SANDBOX=$(kp_ctx images.pause) PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
+  called "containerd config dump"
   not_called "images tag"
 }
 
@@ -256,5 +257,5 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   existing_containerd false
   KP_FAKE_SANDBOX=rancher/mirrored-pause:3.6 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
-  called "images tag registry.k8s.io/pause:3.8 docker.io/rancher/mirrored-pause:3.6"
+  called "images tag $(kp_ctx images.pause) docker.io/rancher/mirrored-pause:3.6"
 }

@@ -20,9 +20,18 @@ kp_bundle() {
   local side=$1 arch=${2:-$(kp_host_arch)}
   local dir=${BATS_RUN_TMPDIR:-$BATS_FILE_TMPDIR}/bundle-$side-$arch
   if [[ ! -f $dir/SHA256SUMS ]]; then
-    (cd "$KP_REPO" && node --import tsx test/bats/helpers/render-bundle.ts "$side" "$arch" "$dir" >/dev/null) || return 1
+    (cd "$KP_REPO" && node --import tsx test/bats/helpers/render-bundle.ts "$side" "$arch" "$dir" >"$dir.context.json") || return 1
   fi
   printf '%s' "$dir"
+}
+
+# kp_ctx PATH: a value of the render context the current bundle was rendered with (the real one:
+# buildRenderContext over manifests/versions.yaml), e.g. `kp_ctx images.pause`, `kp_ctx versions.k3s`.
+kp_ctx() {
+  node -e 'let v = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    for (const k of process.argv[2].split(".")) v = v?.[k];
+    if (v === undefined || v === "") { console.error(`kp_ctx: ${process.argv[2]} is not in the render context`); process.exit(1); }
+    process.stdout.write(Array.isArray(v) ? v.join(" ") : String(v));' "${KP_CONTEXT:?kp_setup sets KP_CONTEXT}" "$1"
 }
 
 # kp_setup SIDE [ARCH]: per-test environment and a private bundle copy in $BUNDLE.
@@ -30,6 +39,7 @@ kp_setup() {
   local side=$1 arch=${2:-} src
   src=$(kp_bundle "$side" $arch)
   export BUNDLE=$BATS_TEST_TMPDIR/bundle
+  export KP_CONTEXT=$src.context.json
   rm -rf "$BUNDLE"
   cp -a "$src" "$BUNDLE"
   export KP_SYSROOT=$BATS_TEST_TMPDIR/root
