@@ -35,9 +35,19 @@ kp_ctx() {
 }
 
 # kp_setup SIDE [ARCH]: per-test environment and a private bundle copy in $BUNDLE.
+# KP_REAL_BUNDLE_CLOUD / KP_REAL_BUNDLE_EDGE (set by test/payload/bats-real-bundle.test.ts): the unpacked
+# top directory of a bundle the product really built (its render context in <dir>.context.json); the
+# tests then run on those scripts instead of a rendered fake bundle, with uname -m faked to its arch.
 kp_setup() {
-  local side=$1 arch=${2:-} src
-  src=$(kp_bundle "$side" $arch)
+  local side=$1 arch=${2:-} src real_var
+  real_var=KP_REAL_BUNDLE_${side^^}
+  if [[ -n ${!real_var:-} && -z $arch ]]; then
+    src=${!real_var}
+    KP_FAKE_UNAME_M=$(KP_CONTEXT=$src.context.json kp_ctx unameMachines | cut -d' ' -f1)
+    export KP_FAKE_UNAME_M
+  else
+    src=$(kp_bundle "$side" $arch)
+  fi
   export BUNDLE=$BATS_TEST_TMPDIR/bundle
   export KP_CONTEXT=$src.context.json
   rm -rf "$BUNDLE"
@@ -52,7 +62,7 @@ kp_setup() {
   mkdir -p "$KP_SYSROOT" "$KP_STUB_STATE"
   : >"$KP_STUB_LOG"
   # the images the stub importers "import": the bundle's list
-  KP_FAKE_IMAGES=$(node -e 'console.log(require(process.argv[1]).images.join(" "))' "$BUNDLE/bundle.json")
+  KP_FAKE_IMAGES=$(node -e 'const i = require(process.argv[1]).images; console.log((Array.isArray(i) ? i : i.list.map((x) => x.ref)).join(" "))' "$BUNDLE/bundle.json")
   export KP_FAKE_IMAGES
   export KP_FAKE_EDGECORE_YAML=$KP_REPO/test/fixtures/payload/edgecore-v1.22.yaml
 }
