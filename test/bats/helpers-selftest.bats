@@ -133,3 +133,14 @@ forbidden_line() {
   run shellcheck --include=SC2314,SC2315 --severity=style "$KP_REPO"/test/bats/*.bats
   status_is 0
 }
+
+@test "selftest: the sandbox (helpers/sandbox.sh) refuses a write outside its directory, allows one inside" {
+  sb=$KP_REPO/test/bats/helpers/sandbox.sh
+  run "$sb" "$BATS_TEST_TMPDIR" bash -c "touch /etc/kp-sandbox-selftest.$$"
+  [[ $status -ne 0 && $status -ne 97 ]]
+  output_has "Read-only file system"
+  [[ ! -e /etc/kp-sandbox-selftest.$$ ]]
+  run "$sb" "$BATS_TEST_TMPDIR" bash -c 'touch "$KP_SANDBOX/inside" && printf "%s" "$KP_SANDBOX"'
+  status_is 0
+  [[ -f $BATS_TEST_TMPDIR/inside ]]
+}

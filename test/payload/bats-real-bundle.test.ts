@@ -95,10 +95,10 @@ test('every script of the built cloud and edge bundles: --help, unknown flag exi
 
 test('bats: argument, --dry-run, verify and arch tests of cloud and edge install.sh on the built bundles', { timeout: 10 * 60 * 1000 }, () => {
   const filter = 'is required|are required|bad |unknown flag|--flag=value|dry-run|damaged bundle|wrong architecture';
-  const r = spawnSync('bats', ['--tap', '--filter', filter, join(REPO_ROOT, 'test/bats/cloud-install.bats'), join(REPO_ROOT, 'test/bats/edge-install.bats')], {
+  const r = spawnSync(join(REPO_ROOT, 'test/bats/helpers/sandbox.sh'), [root, 'bats', '--tap', '--filter', filter, join(REPO_ROOT, 'test/bats/cloud-install.bats'), join(REPO_ROOT, 'test/bats/edge-install.bats')], {
     cwd: REPO_ROOT,
     encoding: 'utf8',
-    env: { ...process.env, KP_REAL_BUNDLE_CLOUD: dirs.cloud, KP_REAL_BUNDLE_EDGE: dirs.edge },
+    env: { ...process.env, TMPDIR: root, KP_REAL_BUNDLE_CLOUD: dirs.cloud, KP_REAL_BUNDLE_EDGE: dirs.edge },
     maxBuffer: 64 * 1024 * 1024,
   });
   const out = `${r.stdout}${r.stderr}`;
