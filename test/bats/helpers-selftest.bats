@@ -144,3 +144,14 @@ forbidden_line() {
   status_is 0
   [[ -f $BATS_TEST_TMPDIR/inside ]]
 }
+
+@test "selftest: kp_ctx prints a value of the render context and fails on a key it does not hold" {
+  export KP_CONTEXT=$BATS_TEST_TMPDIR/ctx.json
+  printf '{"images":{"pause":"docker.io/kubeedge/pause:3.6","cloudcore":""},"unameMachines":["aarch64","arm64"]}' >"$KP_CONTEXT"
+  [[ $(kp_ctx images.pause) == docker.io/kubeedge/pause:3.6 ]]
+  [[ $(kp_ctx unameMachines) == "aarch64 arm64" ]]
+  run kp_ctx images.cloudcore
+  status_is 1
+  run kp_ctx versions.nothing
+  status_is 1
+}
