@@ -123,3 +123,19 @@ cloud_times_out() {
   grep -A1 '^  edgeStream:' "$cfg" | grep -q 'enable: true'
   grep -q '169.254.96.16' "$cfg"
 }
+
+@test "edge: the image import breaks off halfway -> the install stops naming it; a rerun imports what is missing" {
+  kp_setup edge
+  KP_FAKE_CTR_IMPORT_FAILS=1 run edge_install
+  status_is 1
+  output_has "ctr: failed to ingest"
+  not_called "keadm join"
+  [[ $(wc -l <"$KP_STUB_STATE/ctr-images") -eq 1 ]]
+  reset_calls
+  run edge_install
+  status_is 0
+  output_has "missing now:"
+  [[ $(count_calls "images import") -eq 1 ]]
+  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/ctr-images"; done
+  called "keadm join"
+}
