@@ -139,3 +139,21 @@ cloud_times_out() {
   for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/ctr-images"; done
   called "keadm join"
 }
+
+@test "cloud: applying metrics-server fails halfway (API server error) -> the install stops naming it; a rerun converges" {
+  kp_setup cloud
+  KP_FAKE_APPLY_FAILS=metrics-server.yaml run cloud_install
+  status_is 1
+  output_has "Error from server (InternalError)"
+  output_has "metrics-server.yaml"
+  not_called "get apiservice v1beta1.metrics.k8s.io"
+  reset_calls
+  run cloud_install
+  status_is 0
+  called "apply -f $BUNDLE/manifests/metrics-server.yaml"
+  called "get apiservice v1beta1.metrics.k8s.io"
+  # what the first run finished is not done again
+  not_called "k3s-install.sh"
+  not_called "keadm init"
+  output_has "cloud install complete"
+}
