@@ -144,7 +144,7 @@ served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltNa
   reset_calls
   run install_ok
   status_is 0
-  output_has "K3s v1.31.14+k3s1 is already installed"
+  output_has "K3s $(kp_ctx versions.k3s) is already installed"
   output_has "keadm init is skipped"
   not_called "k3s-install.sh"
   not_called "keadm init"

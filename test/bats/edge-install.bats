@@ -63,7 +63,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   run edge_install
   status_is 0
   [[ $output != *"$TOKEN"* ]]
-  ! grep -qF "$TOKEN" "$KP_SYSROOT/var/log/kubeprepare-install.log"
+  file_lacks "$KP_SYSROOT/var/log/kubeprepare-install.log" "$TOKEN"
   output_has "--token ***"
 }
 
@@ -218,7 +218,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   not_called "containerd config default"
   [[ ! -e $KP_SYSROOT/usr/local/bin/containerd ]]
   [[ $(sha256sum <"$KP_SYSROOT/etc/containerd/config.toml") == "$config_before" ]]
-  ! grep -q RUNTIME_INSTALLED_BY "$KP_SYSROOT/etc/kubeprepare/edge.env"
+  file_lacks "$KP_SYSROOT/etc/kubeprepare/edge.env" RUNTIME_INSTALLED_BY
 }
 
 @test "edge install: an existing containerd with SystemdCgroup = true gives --cgroupdriver systemd" {
@@ -252,16 +252,16 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   existing_containerd false
   KP_FAKE_UNAME_M=armv7l run edge_install
   status_is 0
-  called "images import --platform linux/arm/v7"
+  called "images import --platform $(kp_ctx platform)"
 }
 
 @test "edge install: an existing containerd's missing sandbox image is tagged from the bundled pause" {
   existing_containerd false
-  # the bundle's pause image (fixture context) is registry.k8s.io/pause:3.8
+  pause=$(kp_ctx images.pause)
   KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
   output_has "sandbox image registry.k8s.io/pause:3.10 is not present"
-  called "images tag registry.k8s.io/pause:3.8 registry.k8s.io/pause:3.10"
+  called "images tag $pause registry.k8s.io/pause:3.10"
   # a second run finds it present and tags nothing more
   KP_FAKE_SANDBOX=registry.k8s.io/pause:3.10 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
@@ -271,8 +271,9 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
 
 @test "edge install: a containerd already using the bundled pause image needs no tag" {
   existing_containerd false
-  KP_FAKE_SANDBOX=registry.k8s.io/pause:3.8 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
+  KP_FAKE_SANDBOX=$(kp_ctx images.pause) PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
+  called "containerd config dump"
   not_called "images tag"
 }
 
@@ -280,5 +281,5 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   existing_containerd false
   KP_FAKE_SANDBOX=rancher/mirrored-pause:3.6 PATH="$KP_SYSROOT/usr/bin:$PATH" run edge_install
   status_is 0
-  called "images tag registry.k8s.io/pause:3.8 docker.io/rancher/mirrored-pause:3.6"
+  called "images tag $(kp_ctx images.pause) docker.io/rancher/mirrored-pause:3.6"
 }

@@ -1,5 +1,6 @@
 // Shared by the payload tests and the bats suite: renders scripts-templates/ for one side and arch
-// with the fixture context, optionally completed into a fake bundle (stub binaries that forward to
+// with the context a build ships (test/fixtures/payload/context.ts: buildRenderContext over
+// manifests/versions.yaml), optionally completed into a fake bundle (stub binaries that forward to
 // test/bats/stubs, a dummy image archive, bundle.json and SHA256SUMS).
 import { DISK_FILE, diskTsv } from '../../src/bundle/disk.js';
 import { createHash } from 'node:crypto';
@@ -17,7 +18,7 @@ export const TEMPLATES_ROOT = join(REPO_ROOT, 'scripts-templates');
 export const STUBS_DIR = join(REPO_ROOT, 'test', 'bats', 'stubs');
 
 export async function renderFiles(side: RenderContext['side'], arch: Arch): Promise<{ ctx: RenderContext; files: TemplateFile[] }> {
-  const ctx = makeContext(side, arch);
+  const ctx = await makeContext(side, arch);
   return { ctx, files: await renderSide(TEMPLATES_ROOT, ctx) };
 }
 

@@ -108,7 +108,7 @@ describe('cloud manifests/metrics-server.yaml', () => {
   for (const arch of ARCH_LIST) {
     test(`${arch}: offline image, KubeEdge kubelet flags, hostNetwork on the control plane, RBAC`, async () => {
       const { files } = await renderFiles('cloud', arch);
-      const ctx = makeContext('cloud', arch);
+      const ctx = await makeContext('cloud', arch);
       const f = files.find((x) => x.path === 'manifests/metrics-server.yaml');
       assert.ok(f);
       const objs = parseAllDocuments(f.content).map((d) => d.toJS() as K8sObj);
@@ -189,7 +189,8 @@ test('edge install.sh: keadm join flags, image import, runtime only where bundle
       assert.ok(s.includes(needle), `${arch}: install.sh lacks ${needle}`);
     }
     assert.ok(s.includes(`readonly PLATFORM=${ctx.platform}`), arch);
-    assert.equal(s.includes(`containerd-${ctx.versions.containerd}`), ctx.runtimeBundled, `${arch}: containerd tarball reference`);
+    assert.equal(/runtime\/containerd-[^\s"']+\.tar\.gz/.test(s), ctx.runtimeBundled, `${arch}: containerd tarball reference`);
+    if (ctx.runtimeBundled) assert.ok(s.includes(ctx.files.containerdTarball!), `${arch}: ${ctx.files.containerdTarball} named`);
     assert.equal(/readonly RUNTIME_BUNDLED=1/.test(s), ctx.runtimeBundled, arch);
   }
 });

@@ -193,7 +193,14 @@ main() {
   local c
   for c in "${changes[@]+"${changes[@]}"}"; do printf '  %s\n' "$c"; done
 
-  if ((${#changes[@]} > 0)) && [[ $RESTART == 1 ]]; then
+  # started after a change, and also when nothing changed but edgecore is down (a run that stopped
+  # while waiting for it): a rerun converges
+  local down=0
+  if ((${#changes[@]} == 0)) && [[ $RESTART == 1 ]] && ! systemctl is-active --quiet edgecore; then
+    log "edgecore is not active: starting it"
+    down=1
+  fi
+  if { ((${#changes[@]} > 0)) || ((down)); } && [[ $RESTART == 1 ]]; then
     run systemctl start edgecore
     wait_for "$TIMEOUT" "edgecore to be active" systemctl is-active --quiet edgecore
     [[ $DRY_RUN == 1 ]] || read_back "with edgecore running"

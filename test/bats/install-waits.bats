@@ -1,0 +1,159 @@
+#!/usr/bin/env bats
+# Every wait of cloud and edge install.sh times out when what it waits for never comes (exit 5, a message
+# naming it), and a step that fails halfway is converged by a rerun once the cause is gone. The stubs
+# emulate the component that does not come up (test/bats/stubs, KP_FAKE_* / kp_fake).
+load helpers/common
+
+TOKEN=$(printf 'a%.0s' {1..64}).eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl
+
+cloud_install() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 "$@"; }
+edge_install() { "$BUNDLE/install.sh" --cloud 192.168.10.10:10000 --token "$TOKEN" --node-name edge-01 "$@"; }
+teardown() { rm -f "${KP_STUB_STATE:-/nonexistent}/svc-edgecore-active"; } # ends an emulated edgecore
+
+# cloud_times_out WHAT ENV=VALUE...: the install with ENV set stops with exit 5 naming WHAT within
+# --timeout; then the same install without it (the cause gone) succeeds.
+cloud_times_out() {
+  local what=$1
+  shift
+  KP_POLL_INTERVAL=0.2 run env "$@" "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 --timeout 2
+  status_is 5
+  output_has "timed out: $what (after 2s)"
+  run cloud_install
+  status_is 0
+  output_has "cloud install complete"
+}
+
+@test "cloud waits: the K3s kubeconfig never written -> exit 5; a rerun converges once K3s writes it" {
+  kp_setup cloud
+  KP_POLL_INTERVAL=0.2 KP_FAKE_K3S_KUBECONFIG=never run cloud_install --timeout 2
+  status_is 5
+  output_has "timed out: the K3s kubeconfig $KP_SYSROOT/etc/rancher/k3s/k3s.yaml (after 2s)"
+  # K3s stays active and writes its kubeconfig when its server gets there: the rerun goes on from there.
+  # (A K3s that stays active without ever writing it is not restarted by a rerun: it times out again.)
+  printf 'apiVersion: v1\nkind: Config\n' >"$KP_SYSROOT/etc/rancher/k3s/k3s.yaml"
+  run cloud_install
+  status_is 0
+  output_has "K3s already runs with"
+  output_has "cloud install complete"
+}
+
+@test "cloud waits: the K3s API server never answers -> exit 5; a rerun converges" {
+  kp_setup cloud
+  cloud_times_out "the K3s API server" KP_FAKE_K3S_API=down
+}
+
+@test "cloud waits: the node never Ready -> exit 5; a rerun converges" {
+  kp_setup cloud
+  cloud_times_out "node cloud-01 to be Ready" KP_FAKE_NODE_READY=False
+}
+
+@test "cloud waits: the cloudcore Deployment never appears -> exit 5; a rerun converges" {
+  kp_setup cloud
+  cloud_times_out "the cloudcore Deployment" KP_FAKE_CLOUDCORE_DEPLOYMENT=absent
+}
+
+@test "cloud waits: the metrics API never Available -> exit 5; a rerun converges" {
+  kp_setup cloud
+  cloud_times_out "the metrics API (APIService v1beta1.metrics.k8s.io Available)" KP_FAKE_APISERVICE_AVAILABLE=False
+}
+
+@test "edge waits: the containerd socket never appears -> exit 5; a rerun converges" {
+  kp_setup edge
+  KP_POLL_INTERVAL=0.2 KP_FAKE_CONTAINERD_SOCKET=never run edge_install --timeout 2
+  status_is 5
+  output_has "timed out: the containerd socket $KP_SYSROOT/run/containerd/containerd.sock (after 2s)"
+  not_called "keadm join"
+  run edge_install
+  status_is 0
+  called "keadm join"
+}
+
+@test "edge waits: edgecore never active after the edit -> exit 5; a rerun converges" {
+  kp_setup edge
+  KP_POLL_INTERVAL=0.2 KP_FAKE_SVC_FAILS=edgecore run edge_install --timeout 2
+  status_is 5
+  output_has "timed out: edgecore to be active (after 2s)"
+  # the edit itself is done and kept; the rerun finds it and only starts edgecore
+  grep -A1 '^  edgeStream:' "$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml" | grep -q 'enable: true'
+  reset_calls
+  run edge_install
+  status_is 0
+  output_has "keadm join is skipped"
+  called "systemctl start edgecore"
+  [[ -f $KP_STUB_STATE/svc-edgecore-active ]]
+}
+
+@test "edge: keadm join fails halfway (the certificates never come) -> exit 1 naming it; a rerun converges" {
+  kp_setup edge
+  KP_FAKE_CLOUD_NO_CERTS=1 KP_FAKE_JOIN_CERT_WAIT=1 run edge_install
+  status_is 1
+  output_has "timed out waiting for the condition"
+  output_has "keadm join"
+  [[ ! -e $KP_SYSROOT/etc/kubeedge/certs/server.crt ]]
+  # the cloud answers now: the rerun finds the join's config, configures edgecore and restarts it, which
+  # fetches its certificates; the token stays until they exist
+  run edge_install
+  status_is 0
+  for _ in $(seq 1 50); do [[ -s $KP_SYSROOT/etc/kubeedge/certs/server.key ]] && break; sleep 0.1; done
+  for f in ca/rootCA.crt certs/server.crt certs/server.key; do [[ -s $KP_SYSROOT/etc/kubeedge/$f ]]; done
+  grep -A1 '^  edgeStream:' "$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml" | grep -q 'enable: true'
+  # a third run clears the token (certificates present) and then changes nothing more
+  run edge_install
+  status_is 0
+  grep -qx '    token: ""' "$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml"
+}
+
+@test "edge: edgecore clearing its token itself before our edit is fine: settings and cleared token both hold" {
+  kp_setup edge
+  KP_FAKE_TOKEN_CLEANUP_DELAY=0 run edge_install
+  status_is 0
+  cfg=$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml
+  grep -qx '    token: ""' "$cfg"
+  grep -A1 '^  edgeStream:' "$cfg" | grep -q 'enable: true'
+  grep -q '169.254.96.16' "$cfg"
+}
+
+@test "edge: an edgecore that would write its config back mid-edit is stopped first: the edits survive" {
+  kp_setup edge
+  KP_FAKE_TOKEN_CLEANUP_DELAY=1.5 run edge_install
+  status_is 0
+  sleep 2
+  [[ ! -f $KP_STUB_STATE/edgecore-token-cleaned ]]
+  cfg=$KP_SYSROOT/etc/kubeedge/config/edgecore.yaml
+  grep -A1 '^  edgeStream:' "$cfg" | grep -q 'enable: true'
+  grep -q '169.254.96.16' "$cfg"
+}
+
+@test "edge: the image import breaks off halfway -> the install stops naming it; a rerun imports what is missing" {
+  kp_setup edge
+  KP_FAKE_CTR_IMPORT_FAILS=1 run edge_install
+  status_is 1
+  output_has "ctr: failed to ingest"
+  not_called "keadm join"
+  [[ $(wc -l <"$KP_STUB_STATE/ctr-images") -eq 1 ]]
+  reset_calls
+  run edge_install
+  status_is 0
+  output_has "missing now:"
+  [[ $(count_calls "images import") -eq 1 ]]
+  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/ctr-images"; done
+  called "keadm join"
+}
+
+@test "cloud: applying metrics-server fails halfway (API server error) -> the install stops naming it; a rerun converges" {
+  kp_setup cloud
+  KP_FAKE_APPLY_FAILS=metrics-server.yaml run cloud_install
+  status_is 1
+  output_has "Error from server (InternalError)"
+  output_has "metrics-server.yaml"
+  not_called "get apiservice v1beta1.metrics.k8s.io"
+  reset_calls
+  run cloud_install
+  status_is 0
+  called "apply -f $BUNDLE/manifests/metrics-server.yaml"
+  called "get apiservice v1beta1.metrics.k8s.io"
+  # what the first run finished is not done again
+  not_called "k3s-install.sh"
+  not_called "keadm init"
+  output_has "cloud install complete"
+}
