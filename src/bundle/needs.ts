@@ -100,33 +100,35 @@ interface ChartImage {
  * The CloudCore chart (kubeedge/kubeedge manifests/charts/cloudcore/values.yaml and templates/*.yaml
  * `image: {{ .Values.<key>.image.repository }}:{{ .Values.<key>.image.tag }}`), and keadm's rewrite of
  * it (keadm/cmd/keadm/app/cmd/helm/cloudcore.go appendDefaultSets, setsKeyImageTags,
- * setsKeyImageRepositories: cloudcore, iptables-manager and controller-manager only).
+ * setsKeyImageRepositories: cloudcore, iptables-manager and controller-manager only), at one release tag
+ * (keadm sets every KubeEdge image's tag to --kubeedge-version).
  */
-export const KUBEEDGE_CHART: Record<string, ChartImage[]> = {
-  'v1.22.0': [
-    { key: 'cloudCore', repository: 'kubeedge/cloudcore', tag: 'v1.22.0', enable: true, side: 'cloud', keadmName: 'cloudcore' },
+const chart122 = (tag: string): ChartImage[] => [
+    { key: 'cloudCore', repository: 'kubeedge/cloudcore', tag, enable: true, side: 'cloud', keadmName: 'cloudcore' },
     {
       key: 'iptablesManager',
       repository: 'kubeedge/iptables-manager',
       nftRepository: 'kubeedge/iptables-manager-nft',
-      tag: 'v1.22.0',
+      tag,
       enable: true,
       side: 'cloud',
       keadmName: 'iptables-manager',
       // templates/daemonset_iptablesmanager.yaml: {{- if and (.Values.iptablesManager.enable) (eq .Values.iptablesManager.mode "external") }}
       extra: { key: 'iptablesManager.mode', equals: 'external' },
     },
-    { key: 'controllerManager', repository: 'kubeedge/controller-manager', tag: 'v1.22.0', enable: false, side: 'cloud', keadmName: 'controller-manager', optional: true },
-    { key: 'admission', repository: 'kubeedge/admission', tag: 'v1.22.0', enable: false, side: 'cloud', optional: true },
+    { key: 'controllerManager', repository: 'kubeedge/controller-manager', tag, enable: false, side: 'cloud', keadmName: 'controller-manager', optional: true },
+    { key: 'admission', repository: 'kubeedge/admission', tag, enable: false, side: 'cloud', optional: true },
     { key: 'mosquitto', repository: 'eclipse-mosquitto', tag: '1.6.15', enable: true, side: 'edge' },
-  ],
-};
+];
+
+/** The chart is the same at v1.22.0 and v1.22.2 (`git diff v1.22.0 v1.22.2 -- manifests` is empty); only the tags differ. */
+export const KUBEEDGE_CHART: Record<string, ChartImage[]> = { 'v1.22.0': chart122('v1.22.0'), 'v1.22.2': chart122('v1.22.2') };
 
 /** edgecore's podSandboxImage default (staging/src/github.com/kubeedge/api/apis/common/constants/default.go DefaultPodSandboxImage). */
-export const EDGECORE_SANDBOX_IMAGE: Record<string, string> = { 'v1.22.0': 'kubeedge/pause:3.6' };
+export const EDGECORE_SANDBOX_IMAGE: Record<string, string> = { 'v1.22.0': 'kubeedge/pause:3.6', 'v1.22.2': 'kubeedge/pause:3.6' };
 
 /** keadm join pulls EdgeSet: installation-package only (keadm/cmd/keadm/app/cmd/util/image.go edgeComponentSet; edge/join_others.go pullImagesAndCopyResources). */
-export const KEADM_JOIN_IMAGES: Record<string, string[]> = { 'v1.22.0': ['kubeedge/installation-package'] };
+export const KEADM_JOIN_IMAGES: Record<string, string[]> = { 'v1.22.0': ['kubeedge/installation-package'], 'v1.22.2': ['kubeedge/installation-package'] };
 
 // ---- the rendered scripts -------------------------------------------------------------------------
 

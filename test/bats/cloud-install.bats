@@ -69,7 +69,7 @@ served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltNa
   run install_ok --edge-ips 192.168.10.21 --dry-run
   status_is 0
   output_has "[DRY-RUN]"
-  output_has "keadm init --kubeedge-version 1.22.0"
+  output_has "keadm init --kubeedge-version $(kp_ctx versions.kubeedgeBare)"
   output_has "--set cloudCore.strategy.type=Recreate"
   output_has "unless it is Recreate: kubectl -n kubeedge patch deployment cloudcore"
   output_has "wait up to 600s for CloudCore to serve the stream certificate"
@@ -94,7 +94,7 @@ served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltNa
   called "label node cloud-01 svccontroller.k3s.cattle.io/enablelb=true --overwrite"
   # KubeEdge
   [[ -x $KP_SYSROOT/usr/local/bin/keadm ]]
-  called "keadm init --kubeedge-version 1.22.0 --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.strategy.type=Recreate --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
+  called "keadm init --kubeedge-version $(kp_ctx versions.kubeedgeBare) --advertise-address 192.168.10.10 --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --image-repository docker.io/kubeedge --set iptablesManager.mode=external --set cloudCore.strategy.type=Recreate --set cloudCore.modules.cloudStream.enable=true --set cloudCore.modules.dynamicController.enable=true"
   called "-n kubeedge rollout status deployment/cloudcore"
   # keadm init made the strategy Recreate: nothing to patch, and the restart finished
   [[ $(cat "$KP_STUB_STATE/cloudcore-strategy") == Recreate ]]
@@ -163,7 +163,7 @@ served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltNa
   run "$BUNDLE/install.sh" --advertise-address 203.0.113.7 --node-ip 10.2.0.12 --node-name cloud-01 --stream-endpoint "$FAKE_CC_ENDPOINT"
   status_is 0
   called "--advertise-address=203.0.113.7\\ --node-ip=10.2.0.12\\ --node-name=cloud-01\\ --node-external-ip=203.0.113.7\\ --tls-san=203.0.113.7"
-  called "keadm init --kubeedge-version 1.22.0 --advertise-address 203.0.113.7\\,10.2.0.12"
+  called "keadm init --kubeedge-version $(kp_ctx versions.kubeedgeBare) --advertise-address 203.0.113.7\\,10.2.0.12"
   # the DNAT goes to the recorded CloudCore IP
   called "-C TUNNEL-PORT -p tcp -m tcp --dport 10351 -j DNAT --to-destination 10.2.0.12:10003"
 }

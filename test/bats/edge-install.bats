@@ -127,7 +127,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   run edge_install --dry-run
   status_is 0
   output_has "[DRY-RUN]"
-  output_has "keadm join --kubeedge-version 1.22.0 --cloudcore-ipport 192.168.10.10:10000 --token ***"
+  output_has "keadm join --kubeedge-version $(kp_ctx versions.kubeedgeBare) --cloudcore-ipport 192.168.10.10:10000 --token ***"
   refute_mutations
   [[ -z $(find "$KP_SYSROOT" -mindepth 1 -print -quit) ]] || { find "$KP_SYSROOT" >&2; false; }
   # no connection: the cloud probes are printed, not made (the cloud need not be up)
@@ -160,7 +160,10 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   [[ -x $KP_SYSROOT/usr/local/bin/containerd && -x $KP_SYSROOT/usr/local/bin/ctr && -x $KP_SYSROOT/usr/local/sbin/runc ]]
   [[ -x $KP_SYSROOT/opt/cni/bin/bridge && -f $KP_SYSROOT/etc/cni/net.d/10-kubeprepare-bridge.conflist ]]
   node -e 'JSON.parse(require("fs").readFileSync(process.argv[1]))' "$KP_SYSROOT/etc/cni/net.d/10-kubeprepare-bridge.conflist"
-  grep -qx '          SystemdCgroup = true' "$KP_SYSROOT/etc/containerd/config.toml"
+  # containerd 2.x's default config (version 3) with the two keys the installer edits
+  grep -qx 'version = 3' "$KP_SYSROOT/etc/containerd/config.toml"
+  grep -Eqx '[[:space:]]+SystemdCgroup = true' "$KP_SYSROOT/etc/containerd/config.toml"
+  grep -Fqx "      sandbox = '$(kp_ctx images.pause)'" "$KP_SYSROOT/etc/containerd/config.toml"
   grep -q 'ExecStart=/usr/local/bin/containerd' "$KP_SYSROOT/etc/systemd/system/containerd.service"
   grep -qx 'RUNTIME_INSTALLED_BY=kubeprepare' "$KP_SYSROOT/etc/kubeprepare/edge.env"
   grep -qx '/usr/local/sbin/runc' "$KP_SYSROOT/etc/kubeprepare/edge-runtime-files"
@@ -169,7 +172,7 @@ kp_make_socket() { . "$KP_STUB_DIR/_lib.sh"; kp_make_socket "$@"; }
   called "-n k8s.io images import --platform linux/"
   called "$BUNDLE/images/images.tar"
   # join with the detected settings
-  called "keadm join --kubeedge-version 1.22.0 --cloudcore-ipport 192.168.10.10:10000 --token $TOKEN --edgenode-name edge-01 --remote-runtime-endpoint unix://$KP_SYSROOT/run/containerd/containerd.sock --cgroupdriver systemd --image-repository docker.io/kubeedge"
+  called "keadm join --kubeedge-version $(kp_ctx versions.kubeedgeBare) --cloudcore-ipport 192.168.10.10:10000 --token $TOKEN --edgenode-name edge-01 --remote-runtime-endpoint unix://$KP_SYSROOT/run/containerd/containerd.sock --cgroupdriver systemd --image-repository docker.io/kubeedge"
   # the node registers with the edge taint (docs/scheduling.md)
   called "--image-repository docker.io/kubeedge --set Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Key=node-role.kubernetes.io/edge\\,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints\\[0\\].Effect=NoSchedule"
   # edgeStream given to keadm join, so edgecore starts with it (issue 13 item 8)

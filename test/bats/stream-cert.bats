@@ -23,7 +23,7 @@ cluster_up() {
   touch "$KP_SYSROOT/etc/rancher/k3s/k3s.yaml"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/server-ca.key" -out "$tls/server-ca.crt" -days 30 -subj /CN=k3s-server-ca 2>/dev/null
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/client-ca.key" -out "$tls/client-ca.crt" -days 30 -subj /CN=k3s-client-ca 2>/dev/null
-  printf 'docker.io/kubeedge/cloudcore:v1.22.0' >"$KP_STUB_STATE/kubeedge"
+  printf 'docker.io/kubeedge/cloudcore:%s' "$(kp_ctx versions.kubeedge)" >"$KP_STUB_STATE/kubeedge"
   [[ -z ${1-} ]] || printf '%s' "$1" >"$KP_STUB_STATE/cloudcore-strategy"
   fake_cloudcore_start
 }

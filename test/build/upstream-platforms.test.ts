@@ -23,6 +23,7 @@ let world: BundleWorld;
 let out: string;
 let images: WorldImages;
 let allRefs: string[];
+let kubeedge: string; // the manifest's KubeEdge version: bundle names and the chart images follow it
 const built = new Map<string, string>(); // `${side}-${arch}` -> extracted top dir
 
 const norm = (r: string) => (/^[^/]+\.[^/]+\//.test(r) ? r : `docker.io/${r.includes('/') ? r : `library/${r}`}`);
@@ -34,7 +35,8 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 }
 
 before(async () => {
-  const doc = parseYaml(await readFile(join(import.meta.dirname, '../../manifests/versions.yaml'), 'utf8')) as { components: Record<string, { images?: Record<string, Entry[]> }> };
+  const doc = parseYaml(await readFile(join(import.meta.dirname, '../../manifests/versions.yaml'), 'utf8')) as { components: Record<string, { version?: string; images?: Record<string, Entry[]> }> };
+  kubeedge = doc.components.kubeedge!.version!;
   images = {} as WorldImages;
   const refs = new Set<string>();
   for (const c of COMPONENTS) {
@@ -54,7 +56,7 @@ before(async () => {
     // No image a linux/arm/v7 host runs: arm/v8 is not v7, v6 or v5.
     { repo: 'library/noarm', tag: '1', format: 'oci' as const, platforms: ['linux/amd64' as const, 'linux/arm64' as const, 'linux/arm/v8' as const], layers: ['noarm-bin'] },
   ];
-  world = await startBundleWorldWith({ specs, images });
+  world = await startBundleWorldWith({ specs, images, kubeedgeVersion: kubeedge });
   out = join(world.work, 'out');
 });
 
@@ -98,7 +100,7 @@ test('build --arch amd64,arm64,arm passes; arm takes arm/v6 where upstream has n
 
   for (const arch of ['amd64', 'arm64', 'arm']) {
     for (const side of ['cloud', 'edge']) {
-      const name = `kubeprepare-${side}-v1.22.0-linux-${arch === 'arm' ? 'arm' : arch}`;
+      const name = `kubeprepare-${side}-${kubeedge}-linux-${arch === 'arm' ? 'arm' : arch}`;
       const x = join(world.work, `x-${side}-${arch}`);
       await mkdir(x, { recursive: true });
       execFileSync('tar', ['xf', join(out, `${name}.tar`), '-C', x]);
@@ -118,7 +120,7 @@ test('build --arch amd64,arm64,arm passes; arm takes arm/v6 where upstream has n
 });
 
 test('inspect (text and --json) and the SBOM name the platform taken per image', async () => {
-  const cloud = join(out, 'kubeprepare-cloud-v1.22.0-linux-arm.tar');
+  const cloud = join(out, `kubeprepare-cloud-${kubeedge}-linux-arm.tar`);
   const j = await cli(['inspect', cloud, '--json']);
   assert.equal(j.code, 0, j.err);
   const res = JSON.parse(j.out) as { platform: string; images: { ref: string; platform: string; platformExact: boolean }[] };

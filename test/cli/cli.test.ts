@@ -54,13 +54,13 @@ test('plan --json: one object per bundle with side, arch, images[].ref and binar
   assert.equal(p.bundles.length, 4);
   const edgeArm = p.bundles.find((b: { side: string; arch: string }) => b.side === 'edge' && b.arch === 'arm');
   assert.ok(edgeArm.images.every((i: { ref: string }) => /^[a-z0-9.-]+(:\d+)?\/.+:.+$/.test(i.ref)));
-  assert.ok(edgeArm.binaries.some((b: { url: string }) => b.url.endsWith('keadm-v1.22.0-linux-arm.tar.gz')));
+  assert.ok(edgeArm.binaries.some((b: { url: string }) => b.url.endsWith('keadm-v1.22.2-linux-arm.tar.gz')));
   // containerd publishes no linux/arm build: the plan says so instead of bundling another arch.
   assert.ok(!edgeArm.binaries.some((b: { name: string }) => b.name === 'containerd'));
   assert.ok(edgeArm.notes.some((n: string) => /containerd .*no linux\/arm build/.test(n)));
   const cloudArm64 = p.bundles.find((b: { side: string; arch: string }) => b.side === 'cloud' && b.arch === 'arm64');
   assert.ok(cloudArm64.binaries.some((b: { url: string }) => b.url.endsWith('/k3s-arm64')));
-  assert.match(cloudArm64.output, /kubeprepare-cloud-v1\.22\.0-linux-arm64\.tar$/);
+  assert.match(cloudArm64.output, /kubeprepare-cloud-v1\.22\.2-linux-arm64\.tar$/);
 });
 
 test('per-image settings: pull: never without the docker engine is an input error (exit 2); engine: docker per image is accepted', async () => {
@@ -70,7 +70,7 @@ test('per-image settings: pull: never without the docker engine is an input erro
   const { DEFAULT_MANIFEST } = await import('../../src/version.js');
   const dir = await mkdtemp(join(tmpdir(), 'kp-settings-'));
   const base = await readFile(DEFAULT_MANIFEST, 'utf8');
-  const admissionViaDocker = base.replace('- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission }', '- { ref: docker.io/kubeedge/admission:v1.22.0, role: admission, engine: docker }');
+  const admissionViaDocker = base.replace('- { ref: docker.io/kubeedge/admission:v1.22.2, role: admission }', '- { ref: docker.io/kubeedge/admission:v1.22.2, role: admission, engine: docker }');
   assert.notEqual(admissionViaDocker, base);
   const bad = join(dir, 'bad.yaml');
   await writeFile(bad, admissionViaDocker.replace('- { ref: docker.io/kubeedge/pause:3.6, role: pause }', '- { ref: docker.io/kubeedge/pause:3.6, role: pause, pull: never }'));
@@ -87,9 +87,9 @@ test('per-image settings: pull: never without the docker engine is an input erro
   const io4 = captureIo();
   assert.equal(await runCli(['plan', '--arch', 'arm64', '--json', '--manifest', good], io4), 0, io4.errText());
   const planned = (JSON.parse(io4.outText()) as { bundles: { images: { ref: string; engine: string | null; pull: string | null }[] }[] }).bundles.flatMap((b) => b.images);
-  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/admission:v1.22.0' && i.engine === 'docker' && i.pull === null));
+  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/admission:v1.22.2' && i.engine === 'docker' && i.pull === null));
   assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/pause:3.6' && i.engine === 'docker' && i.pull === 'never'));
-  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/cloudcore:v1.22.0' && i.engine === null));
+  assert.ok(planned.some((i) => i.ref === 'docker.io/kubeedge/cloudcore:v1.22.2' && i.engine === null));
   const io3 = captureIo();
   assert.equal(await runCli(['build', '--arch', 'arm64', '--dry-run', '--engine', 'docker', '--manifest', bad], io3), 0, io3.errText());
 });
@@ -136,10 +136,10 @@ test('render: the cloud installer enables the chart mosquitto because the edge b
   const out = await mkdtemp(join(tmpdir(), 'kp-render-'));
   const io = captureIo();
   assert.equal(await runCli(['render', '--arch', 'arm64', '--only', 'cloud', '--out', out], io), 0, io.errText());
-  const install = await readFile(join(out, 'kubeprepare-cloud-v1.22.0-linux-arm64', 'install.sh'), 'utf8');
+  const install = await readFile(join(out, 'kubeprepare-cloud-v1.22.2-linux-arm64', 'install.sh'), 'utf8');
   assert.match(install, /^readonly MOSQUITTO_ENABLED=true$/m);
-  const ms = await readFile(join(out, 'kubeprepare-cloud-v1.22.0-linux-arm64', 'manifests', 'metrics-server.yaml'), 'utf8');
-  assert.match(ms, /image: registry\.k8s\.io\/metrics-server\/metrics-server:v0\.8\.0/);
+  const ms = await readFile(join(out, 'kubeprepare-cloud-v1.22.2-linux-arm64', 'manifests', 'metrics-server.yaml'), 'utf8');
+  assert.match(ms, /image: registry\.k8s\.io\/metrics-server\/metrics-server:v0\.8\.1/);
   assert.match(ms, /imagePullPolicy: Never/);
 });
 

@@ -103,20 +103,22 @@ export interface BundleWorldOptions {
   specs?: FixtureImageSpec[];
   /** The images of each component in the world's manifest (default: the small set above). */
   images?: WorldImages;
+  /** KubeEdge's version in the world's manifest and release server (default v1.22.0, as the image set above). */
+  kubeedgeVersion?: string;
 }
 
 /** Release-server files for the binaries of one arch (k3s, keadm, containerd, runc), with their checksum files. */
-async function releaseFiles(src: string, arch: 'amd64' | 'arm64' | 'arm'): Promise<{ files: Record<string, Buffer>; runc: [string, Buffer] }> {
+async function releaseFiles(src: string, arch: 'amd64' | 'arm64' | 'arm', ke: string): Promise<{ files: Record<string, Buffer>; runc: [string, Buffer] }> {
   const machine = { amd64: 0x3e, arm64: 0xb7, arm: 0x28 }[arch];
   const k3sName = { amd64: 'k3s', arm64: 'k3s-arm64', arm: 'k3s-armhf' }[arch];
-  const keadm = await tgz(join(src, arch), `keadm-v1.22.0-linux-${arch}`, { 'keadm/keadm': `#!/bin/sh\necho keadm ${arch}\n`, version: 'v1.22.0\n' });
+  const keadm = await tgz(join(src, arch), `keadm-${ke}-linux-${arch}`, { 'keadm/keadm': `#!/bin/sh\necho keadm ${arch}\n`, version: `${ke}\n` });
   const k3s = fakeElf(machine, `k3s ${arch} binary\n`);
   const runc = fakeElf(machine, `runc ${arch}\n`);
   const files: Record<string, Buffer> = {
     [`/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/${k3sName}`]: k3s,
     [`/gh/k3s-io/k3s/releases/download/v1.31.14+k3s1/sha256sum-${arch}.txt`]: Buffer.from(`${sha256(k3s)}  ${k3sName}\n`),
-    [`/gh/kubeedge/kubeedge/releases/download/v1.22.0/keadm-v1.22.0-linux-${arch}.tar.gz`]: keadm,
-    [`/gh/kubeedge/kubeedge/releases/download/v1.22.0/checksum_keadm-v1.22.0-linux-${arch}.tar.gz.txt`]: Buffer.from(`${sha512(keadm)}\n`),
+    [`/gh/kubeedge/kubeedge/releases/download/${ke}/keadm-${ke}-linux-${arch}.tar.gz`]: keadm,
+    [`/gh/kubeedge/kubeedge/releases/download/${ke}/checksum_keadm-${ke}-linux-${arch}.tar.gz.txt`]: Buffer.from(`${sha512(keadm)}\n`),
     [`/gh/opencontainers/runc/releases/download/v1.3.3/runc.${arch}`]: runc,
   };
   if (arch !== 'arm') {
@@ -133,14 +135,14 @@ async function releaseFiles(src: string, arch: 'amd64' | 'arm64' | 'arm'): Promi
  * builds of other image lists. The release server has binaries for amd64, arm64 and arm.
  */
 export async function startBundleWorldWith(opts: BundleWorldOptions): Promise<BundleWorld> {
-  return startWorld(opts.specs ?? SPECS, opts.images ?? DEFAULT_IMAGES);
+  return startWorld(opts.specs ?? SPECS, opts.images ?? DEFAULT_IMAGES, opts.kubeedgeVersion);
 }
 
 export async function startBundleWorld(): Promise<BundleWorld> {
   return startWorld(SPECS, DEFAULT_IMAGES);
 }
 
-async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promise<BundleWorld> {
+async function startWorld(specs: FixtureImageSpec[], images: WorldImages, ke = 'v1.22.0'): Promise<BundleWorld> {
   const work = await mkdtemp(join(tmpdir(), 'kp-verify-'));
   const registry: TestRegistry = await startRegistry();
   let files: FileServer | undefined;
@@ -160,7 +162,7 @@ async function startWorld(specs: FixtureImageSpec[], images: WorldImages): Promi
     const served: Record<string, Buffer> = { '/raw/install.sh': installSh };
     const runcSums: string[] = [];
     for (const arch of ['amd64', 'arm64', 'arm'] as const) {
-      const r = await releaseFiles(src, arch);
+      const r = await releaseFiles(src, arch, ke);
       Object.assign(served, r.files);
       runcSums.push(`${sha256(r.runc[1])}  ${r.runc[0]}`);
     }
@@ -201,7 +203,7 @@ components:
         mode: '0755'
         sha256: { pinned: { any: ${sha256(installSh)} } }
   kubeedge:
-    version: v1.22.0
+    version: ${ke}
     images:${img('kubeedge', 'cloud')}${img('kubeedge', 'edge')}
     binaries:
       - name: keadm

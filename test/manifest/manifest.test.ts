@@ -22,7 +22,7 @@ function errorOf(fn: () => unknown): UserError {
 
 test('the shipped manifest validates and pins every binary', async () => {
   const lm = await loadManifest(DEFAULT_MANIFEST);
-  assert.equal(lm.manifest.components.kubeedge.version, 'v1.22.0');
+  assert.equal(lm.manifest.components.kubeedge.version, 'v1.22.2');
   for (const [name, c] of Object.entries(lm.manifest.components)) {
     for (const b of c.binaries ?? []) assert.ok(b.sha256, `${name}/${b.name} has a checksum source`);
   }

@@ -7,9 +7,9 @@ import { fits, podOf, restartCanStart, unschedulableReasons, type DeploymentStra
 import { findObject, manifestCommand, readObjects } from './upstream-fixtures.js';
 import { flagPairs, keadmCall, renderReal } from './installer-calls.js';
 
-const DEFAULT = 'keadm-v1.22.0-manifest-default.yaml';
-const RECREATE = 'keadm-v1.22.0-manifest-recreate.yaml';
-const INSTALLER = 'keadm-v1.22.0-manifest-installer.yaml';
+const DEFAULT = 'keadm-v1.22.2-manifest-default.yaml';
+const RECREATE = 'keadm-v1.22.2-manifest-recreate.yaml';
+const INSTALLER = 'keadm-v1.22.2-manifest-installer.yaml';
 
 // A K3s server node as K3s labels it (pkg/server: control-plane=true, master=true), untainted.
 const cloud: Node = {

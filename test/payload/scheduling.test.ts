@@ -71,7 +71,7 @@ async function world(opts: { edgeTaint?: boolean; cloudLabel?: boolean } = {}) {
   const files = await renderSide(TEMPLATES_ROOT, buildRenderContext(plan, plan.bundles[0]!));
   const ours: K8sObject[] = files.filter((f) => f.path.startsWith('manifests/') && f.path.endsWith('.yaml'))
     .flatMap((f) => parseAllDocuments(f.content).map((d) => d.toJS() as K8sObject)).filter((o) => o?.kind);
-  const objects = [...readObjects('k3s-v1.31.14-packaged-workloads.yaml'), ...readObjects('keadm-v1.22.0-manifest-installer.yaml'), ...ours];
+  const objects = [...readObjects('k3s-v1.31.14-packaged-workloads.yaml'), ...readObjects('keadm-v1.22.2-manifest-installer.yaml'), ...ours];
   const joinArgv = keadmCall(edgeSide.installSh, 'join', { CLOUD: '10.0.0.10:10000', CLOUD_IP: '10.0.0.10', TOKEN: 't', NODE_NAME: 'edge-01', CONTAINERD_SOCK: '/run/containerd/containerd.sock', CGROUP_DRIVER: 'systemd' });
   const edge = edgeNodeFromJoin(joinArgv);
   if (opts.edgeTaint === false) edge.taints = [];
