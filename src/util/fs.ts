@@ -58,6 +58,9 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
     // A write still in flight fails with ERR_STREAM_DESTROYED; the caller's error `e` is what counts.
     out.on('error', () => {});
     out.destroy();
+    // The file is opened asynchronously: a failure before the open completed would otherwise remove
+    // nothing and then see the open create it (an empty temp file left behind). Remove it once closed.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await rm(tmp, { force: true });
     throw e;
   }
