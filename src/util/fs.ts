@@ -92,7 +92,8 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
   return removed;
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process of that PID runs (this one counts; EPERM means it exists under another user). */
+export function pidAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } fro
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { UserError } from '../../errors.js';
+import { pidAlive } from '../../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
 
 export interface BlobRef {
@@ -52,7 +53,7 @@ export class BlobCache {
       await mkdir(this.tmpDir, { recursive: true });
       for (const name of await readdir(this.tmpDir)) {
         const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
-        if (m && !processAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
+        if (m && !pidAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
       }
     })();
     return this.ready;
@@ -283,14 +284,4 @@ export function hexOf(digest: string): string {
   const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
   if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
   return hex;
-}
-
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
