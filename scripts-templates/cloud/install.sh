@@ -43,7 +43,8 @@ Installs, without any network access, on this host:
   3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh), then checks
      that CloudCore serves them on its stream port (openssl s_client)
   4. EdgeMesh {{versions.edgemesh}} (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
-  5. metrics-server {{versions.metricsServer}} plus the tcp/{{ports.kubeletMetrics}} DNAT rule to CloudStream
+  5. metrics-server {{versions.metricsServer}}, with the tunnel-port DNAT to CloudStream checked (iptables-manager's
+     TUNNEL-PORT) or installed where iptables-manager does not run (manifests/iptables-metrics-setup.sh)
 and prints the token and the command line for the edge nodes.
 
   --advertise-address IP  address edge nodes use to reach this node (CloudHub, K3s API)   [required]
@@ -395,7 +396,10 @@ check_tunnelport() {
     return 0
   fi
   record=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || record=""
-  log "tunnelport record: ${record:-<empty until an edge node connects>}"
+  # CloudCore writes its record when it starts (NegotiateTunnelPort), before any edge node connects
+  [[ -n $record ]] || warn "ConfigMap kubeedge/tunnelport has no tunnel-port record yet (CloudCore writes it at start);" \
+    "check CloudCore's log, then run scripts/check-logs-metrics.sh"
+  log "tunnelport record: ${record:-<none>}"
 }
 
 # ---- stream certificates, EdgeMesh, metrics-server: helper scripts of the bundle ----
