@@ -145,6 +145,17 @@ forbidden_line() {
   [[ -f $BATS_TEST_TMPDIR/inside ]]
 }
 
+@test "selftest: the sandbox has no network but loopback: a node address has no route, so nothing is sent" {
+  sb=$KP_REPO/test/bats/helpers/sandbox.sh
+  # route lookups only: no packet is sent whether or not the sandbox holds
+  run "$sb" "$BATS_TEST_TMPDIR" ip -4 route get 192.168.10.10
+  [[ $status -ne 0 && $status -ne 97 ]]
+  output_has "unreachable"
+  run "$sb" "$BATS_TEST_TMPDIR" ip -4 route get 127.0.0.1
+  status_is 0
+  output_has "dev lo"
+}
+
 @test "selftest: kp_ctx prints a value of the render context and fails on a key it does not hold" {
   export KP_CONTEXT=$BATS_TEST_TMPDIR/ctx.json
   printf '{"images":{"pause":"docker.io/kubeedge/pause:3.6","cloudcore":""},"unameMachines":["aarch64","arm64"]}' >"$KP_CONTEXT"

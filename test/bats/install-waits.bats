@@ -3,12 +3,23 @@
 # naming it), and a step that fails halfway is converged by a rerun once the cause is gone. The stubs
 # emulate the component that does not come up (test/bats/stubs, KP_FAKE_* / kp_fake).
 load helpers/common
+load helpers/fake-cloudcore
 
 TOKEN=$(printf 'a%.0s' {1..64}).eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl
 
 cloud_install() { "$BUNDLE/install.sh" --advertise-address 192.168.10.10 --node-name cloud-01 "$@"; }
 edge_install() { "$BUNDLE/install.sh" --cloud 192.168.10.10:10000 --token "$TOKEN" --node-name edge-01 "$@"; }
-teardown() { rm -f "${KP_STUB_STATE:-/nonexistent}/svc-edgecore-active"; } # ends an emulated edgecore
+# ends an emulated edgecore; stops the CloudCore stand-in of the cloud tests
+teardown() {
+  rm -f "${KP_STUB_STATE:-/nonexistent}/svc-edgecore-active"
+  fake_cloudcore_stop
+}
+# cloud_setup: the cloud bundle, and a loopback stand-in for the CloudStream endpoint whose certificate
+# install.sh checks (KP_STREAM_ENDPOINT): the install never dials the node IP.
+cloud_setup() {
+  kp_setup cloud
+  fake_cloudcore_start
+}
 
 # cloud_times_out WHAT ENV=VALUE...: the install with ENV set stops with exit 5 naming WHAT within
 # --timeout; then the same install without it (the cause gone) succeeds.
@@ -24,7 +35,7 @@ cloud_times_out() {
 }
 
 @test "cloud waits: the K3s kubeconfig never written -> exit 5; a rerun converges once K3s writes it" {
-  kp_setup cloud
+  cloud_setup
   KP_POLL_INTERVAL=0.2 KP_FAKE_K3S_KUBECONFIG=never run cloud_install --timeout 2
   status_is 5
   output_has "timed out: the K3s kubeconfig $KP_SYSROOT/etc/rancher/k3s/k3s.yaml (after 2s)"
@@ -38,22 +49,22 @@ cloud_times_out() {
 }
 
 @test "cloud waits: the K3s API server never answers -> exit 5; a rerun converges" {
-  kp_setup cloud
+  cloud_setup
   cloud_times_out "the K3s API server" KP_FAKE_K3S_API=down
 }
 
 @test "cloud waits: the node never Ready -> exit 5; a rerun converges" {
-  kp_setup cloud
+  cloud_setup
   cloud_times_out "node cloud-01 to be Ready" KP_FAKE_NODE_READY=False
 }
 
 @test "cloud waits: the cloudcore Deployment never appears -> exit 5; a rerun converges" {
-  kp_setup cloud
+  cloud_setup
   cloud_times_out "the cloudcore Deployment" KP_FAKE_CLOUDCORE_DEPLOYMENT=absent
 }
 
 @test "cloud waits: the metrics API never Available -> exit 5; a rerun converges" {
-  kp_setup cloud
+  cloud_setup
   cloud_times_out "the metrics API (APIService v1beta1.metrics.k8s.io Available)" KP_FAKE_APISERVICE_AVAILABLE=False
 }
 
@@ -141,7 +152,7 @@ cloud_times_out() {
 }
 
 @test "cloud: applying metrics-server fails halfway (API server error) -> the install stops naming it; a rerun converges" {
-  kp_setup cloud
+  cloud_setup
   KP_FAKE_APPLY_FAILS=metrics-server.yaml run cloud_install
   status_is 1
   output_has "Error from server (InternalError)"

@@ -52,7 +52,7 @@ async function install(side: 'cloud' | 'edge', size: string, extra: string[] = [
   // usr/bin/containerd of the tmpfs root, put there before the installer starts).
   const script =
     'mount -t tmpfs -o "size=$1" kp-disk-test "$2" || exit 99; if [ -n "$HOST_CONTAINERD" ]; then mkdir -p "$2/usr/bin" && cp "$HOST_CONTAINERD" "$2/usr/bin/containerd"; fi; shift 2; "$@"; rc=$?; ls -A "$KP_SYSROOT" > "$KP_STUB_STATE/sysroot-after"; exit $rc';
-  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script, 'kp', size, sysroot, join(bundles[side], 'install.sh'), ...ARGS[side], ...extra], {
+  const r = spawnSync('unshare', ['-m', '-n', '--propagation', 'private', 'bash', '-c', script, 'kp', size, sysroot, join(bundles[side], 'install.sh'), ...ARGS[side], ...extra], {
     encoding: 'utf8',
     env: {
       ...process.env,

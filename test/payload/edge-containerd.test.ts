@@ -50,7 +50,9 @@ after(async () => {
 
 function install(): { code: number | null; out: string } {
   const state = join(root, 'state');
-  const r = spawnSync(join(bundle, 'install.sh'), ['--cloud', '192.168.10.10:10000', '--token', `${'a'.repeat(64)}.eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl`, '--node-name', 'edge-01', '--timeout', '30'], {
+  // In a private network namespace (unshare -n): the installer reaches containerd by its unix socket and
+  // nothing else; the node address it is given is unroutable there, so no probe can leave this machine.
+  const r = spawnSync('unshare', ['-n', join(bundle, 'install.sh'), '--cloud', '192.168.10.10:10000', '--token', `${'a'.repeat(64)}.eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl`, '--node-name', 'edge-01', '--timeout', '30'], {
     encoding: 'utf8',
     env: {
       ...process.env,

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # sandbox.sh DIR CMD...: runs CMD in a private mount namespace in which every mount is read-only except
 # DIR (and the kernel's /proc, /sys, /dev), so that a script under test writing anywhere outside its test
-# root (KP_SYSROOT and the bats temp dirs, all below DIR) fails instead of changing this machine.
-# Needs root (unshare -m). Exits 97 when the sandbox cannot be made or does not hold.
+# root (KP_SYSROOT and the bats temp dirs, all below DIR) fails instead of changing this machine; and in a
+# private network namespace with only loopback up, so that a script under test dialling a node address
+# (the installers are given 192.168.x.x addresses) reaches nothing outside this machine: the connection
+# fails at once (no route) instead of sending traffic.
+# Needs root (unshare -m -n). Exits 97 when the sandbox cannot be made or does not hold.
 set -euo pipefail
 dir=$(cd "${1:?usage: sandbox.sh DIR CMD...}" && pwd -P)
 shift
-exec unshare --mount --propagation private bash -c '
+exec unshare --mount --net --propagation private bash -c '
   set -euo pipefail
   dir=$1
   shift
+  ip link set lo up || { echo "sandbox: cannot bring up loopback in the private network namespace" >&2; exit 97; }
+  if ip -4 route show | grep -q .; then
+    # only the loopback routes of the local table may exist here
+    echo "sandbox: the network namespace has routes: $(ip -4 route show | tr "\n" " ")" >&2
+    exit 97
+  fi
   mount --bind "$dir" "$dir"
   findmnt -rn -o TARGET | sort -u | while read -r m; do
     m=$(printf "%b" "$m") # findmnt escapes blanks as \x20
