@@ -10,7 +10,8 @@ setup() {
   # the real iptables and ip: the stub directory is not in this PATH, only kubectl and systemctl are
   API_STUBS=$BATS_TEST_TMPDIR/api-stubs
   mkdir -p "$API_STUBS"
-  ln -s "$KP_STUB_DIR/kubectl" "$KP_STUB_DIR/systemctl" "$KP_STUB_DIR/_lib.sh" "$API_STUBS/"
+  # the two stubs and every library they source (_lib.sh, _rollout.sh, ...)
+  ln -s "$KP_STUB_DIR/kubectl" "$KP_STUB_DIR/systemctl" "$KP_STUB_DIR"/_*.sh "$API_STUBS/"
   REAL_PATH=$API_STUBS:$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$KP_STUB_DIR" | paste -sd: -)
   export REAL_PATH
   SCRIPT=$BUNDLE/manifests/iptables-metrics-setup.sh
