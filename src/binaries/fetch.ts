@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import type { ChecksumSource, PlannedBinary } from '../plan/plan.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { silentSink } from '../progress/sink.js';
-import { ContentMismatchError, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
+import { ContentMismatchError, hashingTap, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
 import { fetchWithRetry } from './http.js';
 import { fmtBytes } from '../util/format.js';
@@ -233,25 +233,17 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
     const names: string[] = [];
     const norm = (p: string) => p.replace(/^\.\//, '');
     // The cached download is hashed in the same pass as it is extracted (it is trusted by name only).
-    const h = createHash('sha256');
-    let read = 0;
-    const hashing = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        h.update(chunk);
-        read += chunk.length;
-        cb(null, chunk);
-      },
-    });
+    const hashing = hashingTap();
     try {
-      await pipeline(createReadStream(archive, { highWaterMark: 1 << 20 }), hashing, tar.x({ cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) }));
+      await pipeline(createReadStream(archive, { highWaterMark: 1 << 20 }), hashing.stream, tar.x({ cwd: tmp, filter: (p) => (names.push(norm(p)), norm(p) === norm(member)) }));
     } catch (e) {
       // A changed download may not even unpack: then it is hashed whole, and a mismatch is what counts.
       const whole = await sha256File(archive);
       if (whole !== archiveSha) throw new ContentMismatchError(archive, archiveSha, whole, (await stat(archive)).size);
       throw e;
     }
-    const actual = h.digest('hex');
-    if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, read);
+    const actual = hashing.hex();
+    if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, hashing.bytes());
     const out = join(tmp, norm(member));
     if (!(await exists(out))) {
       throw UserError.runtime(`${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);

@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';
 import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
-import { sha256 } from '../util/hash.js';
+import { hashingTap, sha256 } from '../util/hash.js';
 
 /** One file of a bundle, by path relative to the bundle's top directory. */
 export interface BundleFile {
@@ -79,16 +77,8 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
 
   return writeStaged(opts.outFile, async (out) => {
     const compressor = createCompressor(opts.compression);
-    const hash = createHash('sha256');
-    let size = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    const sink = pipeline(compressor.output, counter, out, { end: false });
+    const counter = hashingTap();
+    const sink = pipeline(compressor.output, counter.stream, out, { end: false });
     const tw = new TarWriter(compressor.input, { mtime: opts.mtime });
     try {
       let n = 0;
@@ -108,6 +98,6 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
       await Promise.allSettled([sink, compressor.done]);
       throw e;
     }
-    return { file: opts.outFile, sha256: hash.digest('hex'), size };
+    return { file: opts.outFile, sha256: counter.hex(), size: counter.bytes() };
   });
 }

@@ -1,10 +1,28 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
 
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+/**
+ * A pass-through stream that hashes (SHA-256) and counts what flows through it, for a pipeline that
+ * copies bytes anyway: `hex()` and `bytes()` once the pipeline has finished.
+ */
+export function hashingTap(): { stream: Transform; hex: () => string; bytes: () => number } {
+  const h = createHash('sha256');
+  let n = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      h.update(chunk);
+      n += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { stream, hex: () => h.digest('hex'), bytes: () => n };
 }
 
 export function sha256(data: string | Buffer): string {

@@ -2,10 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { UserError } from '../../errors.js';
+import { hashingTap } from '../../util/hash.js';
 import type { BlobCache } from '../registry/blob-cache.js';
 
 export const MEDIA = {
@@ -112,15 +113,7 @@ export class LayerStore {
     try {
       const rawHash = createHash('sha256');
       let rawSize = 0;
-      const outHash = createHash('sha256');
-      let outSize = 0;
-      const tap = new Transform({
-        transform(c: Buffer, _e, cb) {
-          outHash.update(c);
-          outSize += c.length;
-          cb(null, c);
-        },
-      });
+      const tap = hashingTap();
       const out = createWriteStream(tmp, { flags: 'wx', flush: true });
       const countIn = (c: Buffer) => {
         rawHash.update(c);
@@ -131,15 +124,16 @@ export class LayerStore {
       let diffId: string;
       if (startsWith(head, GZIP_MAGIC)) {
         // Already compressed: keep the blob; the diffID is the digest of its decompressed bytes.
-        await pipeline(rechunk(all, FEED_BLOCK, countIn), tap, out, { signal: ctx.signal ?? new AbortController().signal });
+        await pipeline(rechunk(all, FEED_BLOCK, countIn), tap.stream, out, { signal: ctx.signal ?? new AbortController().signal });
         diffId = await gunzipDigest(tmp);
         mediaType = MEDIA.ociLayerGzip;
       } else {
         const gz = createGzip({ level: this.level, chunkSize: 1 << 18 });
-        await pipeline(rechunk(all, FEED_BLOCK, countIn), gz, tap, out, { signal: ctx.signal ?? new AbortController().signal });
+        await pipeline(rechunk(all, FEED_BLOCK, countIn), gz, tap.stream, out, { signal: ctx.signal ?? new AbortController().signal });
         diffId = `sha256:${rawHash.digest('hex')}`;
       }
-      const digest = `sha256:${outHash.digest('hex')}`;
+      const digest = `sha256:${tap.hex()}`;
+      const outSize = tap.bytes();
       if (await this.cache.has({ digest, size: outSize })) await rm(tmp, { force: true });
       else await rename(tmp, this.cache.path(digest));
       await this.remember(diffId, { digest, size: outSize, mediaType });
