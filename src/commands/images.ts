@@ -9,7 +9,7 @@ import type { Side } from '../manifest/schema.js';
 import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult } from '../engines/types.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
-import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import { Progress, runTasks, type RendererMode } from '../progress/ui.js';
 
 export interface ImagesOptions {
   manifest: string;
@@ -24,10 +24,26 @@ export interface ImagesOptions {
   dockerConfigPath?: string;
   concurrency?: number;
   renderer: RendererMode;
+  /** --json: progress events, then the result, one JSON line each (README "Progress as JSON"). */
+  events?: (line: string) => void;
 }
 
 /** Only the images archive: for the manifest's images or the references given. */
 export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
+  const progress = new Progress(opts.renderer, opts.events ? { events: opts.events } : {});
+  try {
+    const r = await archiveImages(opts, progress);
+    progress.result({ file: r.file, size: r.size, sha256: r.sha256, images: r.images.map((i) => ({ ref: i.ref, size: i.size })), uniqueBlobBytes: r.uniqueBlobBytes });
+    return r;
+  } catch (e) {
+    progress.fail(e);
+    throw e;
+  } finally {
+    progress.close();
+  }
+}
+
+async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<ImageArchiveResult> {
   const lm = await loadManifest(opts.manifest);
   let refs: string[];
   if (opts.refs.length > 0) {
@@ -59,12 +75,12 @@ export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
               cacheDir: resolveCacheDir(opts.cacheDir),
               mtime: resolveMtime(lm).mtime,
               ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-              progress: taskSink(task, opts.renderer),
+              progress: progress.sink(task, 'image'),
             });
           },
         },
       ],
-      opts.renderer,
+      progress.renderer,
     );
   } finally {
     await engine.close();
