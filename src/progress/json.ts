@@ -52,6 +52,10 @@ export class JsonEvents {
   }
 
   private onEvent(e: TrackerEvent): void {
+    if (e.type === 'note') {
+      this.emit('note', { kind: e.kind, item: e.item, ...(e.scope !== undefined ? { bundle: e.scope } : {}), message: e.message });
+      return;
+    }
     const s = e.state;
     const t = this.now();
     const last = this.lastProgress.get(s);
@@ -61,12 +65,10 @@ export class JsonEvents {
     } else if (e.type === 'progress') {
       if (last && t - last.at < PROGRESS_EVERY_MS) return;
       this.progress(s, t);
-    } else if (e.type === 'done') {
+    } else {
       if (last && last.bytes !== s.done && s.done > 0) this.progress(s, t);
       this.lastProgress.delete(s);
       this.emit('done', this.item(s, e.detail ? { detail: e.detail } : {}));
-    } else if (e.type === 'note') {
-      this.emit('note', { kind: s.kind, item: s.item, ...(s.scope !== undefined ? { bundle: s.scope } : {}), message: e.message });
     }
   }
 

@@ -50,7 +50,8 @@ export interface Totals {
 
 export type TrackerEvent =
   | { type: 'start' | 'progress' | 'done'; state: ItemState; detail?: string }
-  | { type: 'note'; state: ItemState; message: string };
+  /** A note names its item, which need not have started (a note before the start, or about a bundle). */
+  | { type: 'note'; item: string; kind: ItemKind; scope?: string; message: string };
 
 /**
  * The model behind every progress view: items (per bundle) with bytes done of their total, and the
@@ -87,7 +88,7 @@ export class ProgressTracker {
         s.finished = true;
         this.emit({ type: 'done', state: s, ...(detail ? { detail } : {}) });
       },
-      note: (item, message) => this.emit({ type: 'note', state: get(item), message }),
+      note: (item, message) => this.emit({ type: 'note', item, kind, ...(scope !== undefined ? { scope } : {}), message }),
     };
   }
 

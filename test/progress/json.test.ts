@@ -37,13 +37,14 @@ function parseEvents(out: string): Ev[] {
 function checkSequences(events: Ev[]): Ev[] {
   const byItem = new Map<string, Ev[]>();
   for (const e of events) {
-    if (e.event === 'result' || e.event === 'error') continue;
+    // Notes are not items (they may name a bundle, or come before an image's start).
+    if (e.event === 'result' || e.event === 'error' || e.event === 'note') continue;
     const k = `${e.bundle ?? ''} ${e.item}`;
     byItem.set(k, [...(byItem.get(k) ?? []), e]);
   }
   const done: Ev[] = [];
   for (const [k, evs] of byItem) {
-    const names = evs.filter((e) => e.event !== 'note').map((e) => e.event);
+    const names = evs.map((e) => e.event);
     assert.equal(names[0], 'start', `${k}: ${names}`);
     assert.equal(names[names.length - 1], 'done', `${k}: ${names}`);
     assert.deepEqual(names.slice(1, -1).filter((n) => n !== 'progress'), [], `${k}: ${names}`);

@@ -55,11 +55,13 @@ describe('progress tracker', () => {
   it('keeps the same image of two bundles apart, and starts an item that is only reported done', () => {
     const { tracker } = clocked();
     const seen: string[] = [];
-    tracker.on((e) => seen.push(`${e.type} ${e.state.scope} ${e.state.item}`));
+    tracker.on((e) => seen.push(e.type === 'note' ? `note ${e.scope} ${e.item}` : `${e.type} ${e.state.scope} ${e.state.item}`));
     tracker.sink('image', 'cloud').start('agent', 5);
     tracker.sink('image', 'edge').start('agent', 5);
     tracker.sink('binary', 'edge').done('runc', 'cached');
-    assert.deepEqual(seen, ['start cloud agent', 'start edge agent', 'start edge runc', 'done edge runc']);
+    // A note is not an item (notes name bundles too, and come before an image's start).
+    tracker.sink('binary', 'edge').note('kubeprepare-edge', 'no containerd for arm');
+    assert.deepEqual(seen, ['start cloud agent', 'start edge agent', 'start edge runc', 'done edge runc', 'note edge kubeprepare-edge']);
     assert.equal(tracker.active('cloud').length, 1);
     assert.equal(tracker.totals().total, 10);
   });
