@@ -19,15 +19,19 @@ export function fitLeft(s: string, width: number): string {
   return `…${s.slice(s.length - width + 1)}`;
 }
 
-/** `12.0 MB / 40.0 MB` (or `12.0 MB` while the size is unknown). */
-function amount(done: number, total: number | undefined): string {
-  return total === undefined ? fmtBytes(done) : `${fmtBytes(done)} / ${fmtBytes(total)}`;
+/** `12.0 MB / 40.0 MB` (or `12.0 MB` while the size is unknown), padded so that the slashes line up. */
+function amount(done: number, total: number | undefined, pad = false): string {
+  const d = pad ? fmtBytes(done).padStart(7) : fmtBytes(done);
+  if (total === undefined) return pad ? `${d}${' '.repeat(10)}` : d;
+  return `${d} / ${pad ? fmtBytes(total).padEnd(7) : fmtBytes(total)}`;
 }
 
-/** One line per active item: name, bytes done of total, rate; fitted to `width` columns. */
-export function itemLine(s: ItemState, now: number, width: number): string {
-  const right = `${amount(s.done, s.total)}  ${rateOf(s.rate.rate(now))}`;
-  const room = Math.max(8, width - right.length - 2);
+const itemRight = (s: ItemState, now: number) => `${amount(s.done, s.total, true)}  ${rateOf(s.rate.rate(now)).padStart(9)}`;
+
+/** One line per active item: name, bytes done of total, rate; fitted to `width` (names padded to `nameWidth`). */
+export function itemLine(s: ItemState, now: number, width: number, nameWidth = s.item.length): string {
+  const right = itemRight(s, now);
+  const room = Math.max(8, Math.min(nameWidth, width - right.length - 2));
   return `${fitLeft(s.item, room).padEnd(room)}  ${right}`.slice(0, width);
 }
 
@@ -46,7 +50,8 @@ export function totalLine(t: Totals, width = Infinity): string {
  */
 export function stageLines(active: ItemState[], totals: Totals, now: number, width: number, maxItems: number): string[] {
   const shown = active.slice(0, Math.max(1, maxItems));
-  const lines = shown.map((s) => itemLine(s, now, width));
+  const nameWidth = Math.max(0, ...shown.map((s) => s.item.length));
+  const lines = shown.map((s) => itemLine(s, now, width, nameWidth));
   if (active.length > shown.length) lines.push(`… ${active.length - shown.length} more`);
   lines.push(totalLine(totals, width));
   return lines;

@@ -78,7 +78,7 @@ describe('progress lines', () => {
     const s = tracker.active()[0]!;
     const line = itemLine(s, now(), 60);
     assert.ok(line.length <= 60, line);
-    assert.match(line, /^….*:2\.11\.24  12 MB \/ 40 MB  12 MB\/s$/);
+    assert.match(line, /^….*:2\.11\.24\s+12 MB \/ 40 MB\s+12 MB\/s$/);
     assert.equal(itemLine(s, now(), 200).trimEnd().startsWith(ref), true);
   });
 
