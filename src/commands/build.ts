@@ -14,7 +14,7 @@ import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
-import { Progress, runTasks, type RendererMode } from '../progress/ui.js';
+import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -69,17 +69,15 @@ export interface BuildResult {
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
-  const progress = new Progress(opts.renderer, opts.events ? { events: opts.events } : {});
-  try {
-    const r = await buildWith(opts, progress);
-    progress.result({ dryRun: r.dryRun, bundles: r.dryRun ? r.plan.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name })) : r.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name, file: b.file, size: b.size, sha256: b.sha256 })), ...(r.checksumsFile ? { checksumsFile: r.checksumsFile } : {}) });
-    return r;
-  } catch (e) {
-    progress.fail(e);
-    throw e;
-  } finally {
-    progress.close();
-  }
+  return withProgress(opts.renderer, opts.events, (progress) => buildWith(opts, progress), resultEvent);
+}
+
+/** --json: the last event of a build (README "Progress as JSON"). */
+function resultEvent(r: BuildResult): Record<string, unknown> {
+  const bundles = r.dryRun
+    ? r.plan.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name }))
+    : r.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name, file: b.file, size: b.size, sha256: b.sha256 }));
+  return { dryRun: r.dryRun, bundles, ...(r.checksumsFile ? { checksumsFile: r.checksumsFile } : {}) };
 }
 
 async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildResult> {

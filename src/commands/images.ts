@@ -9,7 +9,7 @@ import type { Side } from '../manifest/schema.js';
 import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult } from '../engines/types.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
-import { Progress, runTasks, type RendererMode } from '../progress/ui.js';
+import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
 
 export interface ImagesOptions {
   manifest: string;
@@ -30,17 +30,8 @@ export interface ImagesOptions {
 
 /** Only the images archive: for the manifest's images or the references given. */
 export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
-  const progress = new Progress(opts.renderer, opts.events ? { events: opts.events } : {});
-  try {
-    const r = await archiveImages(opts, progress);
-    progress.result({ file: r.file, size: r.size, sha256: r.sha256, images: r.images.map((i) => ({ ref: i.ref, size: i.size })), uniqueBlobBytes: r.uniqueBlobBytes });
-    return r;
-  } catch (e) {
-    progress.fail(e);
-    throw e;
-  } finally {
-    progress.close();
-  }
+  const result = (r: ImageArchiveResult) => ({ file: r.file, size: r.size, sha256: r.sha256, images: r.images.map((i) => ({ ref: i.ref, size: i.size })), uniqueBlobBytes: r.uniqueBlobBytes });
+  return withProgress(opts.renderer, opts.events, (progress) => archiveImages(opts, progress), result);
 }
 
 async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<ImageArchiveResult> {

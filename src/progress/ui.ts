@@ -31,6 +31,24 @@ export async function runTasks(tasks: ListrTask[], mode: RendererMode, concurren
   await list.run();
 }
 
+/**
+ * Runs a command's work with one Progress for the whole run; with `events` (--json) the result, or the
+ * failure, is the last event.
+ */
+export async function withProgress<T>(mode: RendererMode, events: ((line: string) => void) | undefined, work: (p: Progress) => Promise<T>, result: (r: T) => Record<string, unknown>): Promise<T> {
+  const progress = new Progress(mode, events ? { events } : {});
+  try {
+    const r = await work(progress);
+    progress.result(result(r));
+    return r;
+  } catch (e) {
+    progress.fail(e);
+    throw e;
+  } finally {
+    progress.close();
+  }
+}
+
 /** How often the plain view prints the total line while something is transferring (KP_PROGRESS_INTERVAL_MS). */
 export function plainInterval(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number(env.KP_PROGRESS_INTERVAL_MS);
