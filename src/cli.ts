@@ -85,7 +85,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
     .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
     .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
     .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
-    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress as JSON")')
+    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress")')
     .addHelpText(
       'after',
       `
@@ -186,7 +186,7 @@ Examples:
       if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
       return n;
     })
-    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress as JSON")')
+    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress")')
     .addHelpText(
       'after',
       `

@@ -15,6 +15,7 @@ import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
+import { buildResultEvent } from '../progress/results.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -43,7 +44,7 @@ export interface BuildOptions {
   /** Also write a CycloneDX SBOM, sbom.cdx.json, inside each bundle (listed in SHA256SUMS). */
   sbom?: boolean;
   renderer: RendererMode;
-  /** --json: progress events, then the result, one JSON line each (README "Progress as JSON"). */
+  /** --json: progress events, then the result, one JSON line each (README "Progress"). */
   events?: (line: string) => void;
   signal?: AbortSignal;
 }
@@ -69,15 +70,7 @@ export interface BuildResult {
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
-  return withProgress(opts.renderer, opts.events, (progress) => buildWith(opts, progress), resultEvent);
-}
-
-/** --json: the last event of a build (README "Progress as JSON"). */
-function resultEvent(r: BuildResult): Record<string, unknown> {
-  const bundles = r.dryRun
-    ? r.plan.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name }))
-    : r.bundles.map((b) => ({ side: b.side, arch: b.arch, name: b.name, file: b.file, size: b.size, sha256: b.sha256 }));
-  return { dryRun: r.dryRun, bundles, ...(r.checksumsFile ? { checksumsFile: r.checksumsFile } : {}) };
+  return withProgress(opts.renderer, opts.events, (progress) => buildWith(opts, progress), buildResultEvent);
 }
 
 async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildResult> {

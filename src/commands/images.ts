@@ -10,6 +10,7 @@ import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult } from '../engines/types.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
+import { imagesResultEvent } from '../progress/results.js';
 
 export interface ImagesOptions {
   manifest: string;
@@ -24,14 +25,13 @@ export interface ImagesOptions {
   dockerConfigPath?: string;
   concurrency?: number;
   renderer: RendererMode;
-  /** --json: progress events, then the result, one JSON line each (README "Progress as JSON"). */
+  /** --json: progress events, then the result, one JSON line each (README "Progress"). */
   events?: (line: string) => void;
 }
 
 /** Only the images archive: for the manifest's images or the references given. */
 export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
-  const result = (r: ImageArchiveResult) => ({ file: r.file, size: r.size, sha256: r.sha256, images: r.images.map((i) => ({ ref: i.ref, size: i.size })), uniqueBlobBytes: r.uniqueBlobBytes });
-  return withProgress(opts.renderer, opts.events, (progress) => archiveImages(opts, progress), result);
+  return withProgress(opts.renderer, opts.events, (progress) => archiveImages(opts, progress), imagesResultEvent);
 }
 
 async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<ImageArchiveResult> {
