@@ -11,7 +11,10 @@ export class RateMeter {
 
   add(n: number, t: number): void {
     this.sum += n;
-    this.samples.push([t, this.sum]);
+    // One sample per 100 ms at most: a fast pull reports every 64 KiB chunk, and this runs for each.
+    const last = this.samples[this.samples.length - 1];
+    if (last && t - last[0] < 100 && this.samples.length > 1) last[1] = this.sum;
+    else this.samples.push([t, this.sum]);
     while (this.samples.length > 2 && this.samples[1]![0] < t - this.windowMs) this.samples.shift();
   }
 
