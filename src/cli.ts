@@ -85,6 +85,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
     .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
     .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
     .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
+    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress")')
     .addHelpText(
       'after',
       `
@@ -112,7 +113,9 @@ Examples:
         dryRun: Boolean(o.dryRun),
         sbom: Boolean(o.sbom),
         renderer: renderer(),
+        ...(o.json ? { events: io.out } : {}),
       });
+      if (o.json) return;
       if (result.dryRun) {
         io.out(planToText(result.plan));
         io.out('\n(dry run: nothing downloaded or written)');
@@ -183,6 +186,7 @@ Examples:
       if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
       return n;
     })
+    .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress")')
     .addHelpText(
       'after',
       `
@@ -204,7 +208,9 @@ Examples:
         ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
         ...(o.concurrency ? { concurrency: o.concurrency as number } : {}),
         renderer: renderer(),
+        ...(o.json ? { events: io.out } : {}),
       });
+      if (o.json) return;
       io.out(`${r.file}  ${fmtBytes(r.size)}  sha256:${r.sha256}  (${r.images.length} images, ${fmtBytes(r.uniqueBlobBytes)} unique blobs of ${fmtBytes(r.totalBlobBytes)})`);
     });
 

@@ -14,7 +14,8 @@ import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
-import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
+import { buildResultEvent } from '../progress/results.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -43,6 +44,8 @@ export interface BuildOptions {
   /** Also write a CycloneDX SBOM, sbom.cdx.json, inside each bundle (listed in SHA256SUMS). */
   sbom?: boolean;
   renderer: RendererMode;
+  /** --json: progress events, then the result, one JSON line each (README "Progress"). */
+  events?: (line: string) => void;
   signal?: AbortSignal;
 }
 
@@ -67,6 +70,10 @@ export interface BuildResult {
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  return withProgress(opts.renderer, opts.events, (progress) => buildWith(opts, progress), buildResultEvent);
+}
+
+async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildResult> {
   const lm = await loadManifest(opts.manifest);
   const plan = makePlan(lm, {
     platforms: opts.platforms,
@@ -110,11 +117,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
+        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, progress, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
           concurrent: false,
         }),
     }));
-    await runTasks(tasks, opts.renderer);
+    await runTasks(tasks, progress.renderer);
     const sums = await stageChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
     staged.push(sums);
     // The renames: tarballs first, the SHA256SUMS that lists them last.
@@ -161,7 +168,7 @@ interface BundleContext {
   workRoot: string;
   engines: Map<EngineName, ImageEngine>;
   defaultEngine: EngineName;
-  renderer: RendererMode;
+  progress: Progress;
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
   staged: Staged<unknown>[];
@@ -179,7 +186,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     {
       title: `binaries for ${bundle.name}`,
       task: async (_ctx, task) => {
-        const sink = taskSink(task, c.renderer);
+        const sink = c.progress.sink(task, 'binary', bundle.name);
         for (const b of bundle.binaries) {
           fetched.push(await fetchBinary(b, { cacheDir: c.cacheDir, progress: sink, ...(c.signal ? { signal: c.signal } : {}) }));
         }
@@ -200,7 +207,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           outFile: imagesFile,
           cacheDir: c.cacheDir,
           mtime: plan.mtime,
-          progress: taskSink(task, c.renderer),
+          progress: c.progress.sink(task, 'image', bundle.name),
           ...(c.signal ? { signal: c.signal } : {}),
         });
         task.title = `images for ${bundle.name}: ${images.images.length} images, ${(images.size / 1048576).toFixed(1)} MB`;

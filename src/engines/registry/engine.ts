@@ -150,7 +150,7 @@ class RegistryEngine implements ImageEngine {
     const perImage = resolved.map(async (img) => {
       const blobs = [img.config, ...img.layers];
       const cached = blobs.filter((b) => cachedBefore.has(b.digest));
-      for (const b of cached) progress.bytes(img.ref.canonical, b.size);
+      for (const b of cached) (progress.cached ?? progress.bytes).call(progress, img.ref.canonical, b.size);
       await Promise.all(blobs.map((b) => downloads.get(b.digest)));
       if (cached.length > 0) progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
       progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
