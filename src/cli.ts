@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { UserError, isUserError } from './errors.js';
+import { UserError, printError } from './errors.js';
 import { parseArchList } from './platform.js';
 import { COMPRESSIONS, DEFAULT_COMPRESSION, parseMirrorFlag, type Compression } from './plan/plan.js';
 import { ENGINES, type EngineName } from './engines/index.js';
@@ -180,7 +180,7 @@ Examples:
     .option('--docker-config <file>', 'Docker config.json with registry credentials')
     .option('--concurrency <n>', 'parallel blob downloads', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`, { code: 'usage' });
       return n;
     })
     .addHelpText(
@@ -228,7 +228,7 @@ Exit codes: 0 the bundle is intact, 1 problems found (all listed), 2 the file ca
       const r = await verify({ file, ...(o.arch ? { platform: parseArch(o.arch) } : {}) });
       io.out(o.json ? JSON.stringify(r, null, 2) : verifyToText(r));
       if (!r.ok) {
-        throw UserError.runtime(`${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
+        throw UserError.runtime('bundle', `${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
       }
     });
 
@@ -263,17 +263,7 @@ export async function runCli(argv: string[], io: Io = defaultIo): Promise<number
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       return 2; // commander already printed the message
     }
-    const verbose = Boolean(program.opts().verbose);
-    if (isUserError(e)) {
-      io.err(`error: ${e.message}`);
-      if (e.hint) io.err(`  fix: ${e.hint}`);
-      if (verbose && e.stack) io.err(e.stack);
-      return e.exitCode;
-    }
-    const err = e as Error;
-    io.err(`error: ${err?.message ?? String(e)}`);
-    io.err(verbose ? (err?.stack ?? '') : '  (run with --verbose for the stack trace)');
-    return 1;
+    return printError(e, io.err, Boolean(program.opts().verbose));
   }
 }
 

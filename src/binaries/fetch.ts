@@ -111,7 +111,7 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
   const src: ChecksumSource = b.checksum;
   if (src.kind === 'pinned') {
     if (/^0+$/.test(src.digest)) {
-      throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, {
+      throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, { code: 'manifest',
         hint: `download it from a trusted network, run 'sha256sum' on it and put the digest under sha256.pinned in the manifest`,
       });
     }
@@ -123,7 +123,7 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
     const res = await fetchWithRetry(src.url, { signal: opts.signal ?? null }, `${b.name} checksum`);
     if (!res.ok) {
       await res.body?.cancel().catch(() => {});
-      throw UserError.runtime(`${b.name}: checksum file ${src.url} answered HTTP ${res.status}`, 'check the version in the manifest and the mirror (--binary-mirror)');
+      throw UserError.runtime(res.status === 404 ? 'not-found' : 'network', `${b.name}: checksum file ${src.url} answered HTTP ${res.status}`, 'check the version in the manifest and the mirror (--binary-mirror)');
     }
     text = await res.text();
     parseChecksumFile(text, src.entry, src.algorithm, src.url); // validate before caching
@@ -146,7 +146,7 @@ export function parseChecksumFile(text: string, entry: string, algorithm: 'sha25
   const named = parsed.find((m) => m[2] !== undefined && (m[2] === entry || m[2].split('/').pop() === entry));
   if (named?.[1]) return named[1].toLowerCase();
   if (parsed.length === 1 && parsed[0]?.[2] === undefined && lines.length === 1) return (parsed[0][1] ?? '').toLowerCase();
-  throw UserError.runtime(
+  throw UserError.runtime('manifest',
     `checksum file ${url} has no ${algorithm} entry for '${entry}'`,
     `expected '<${hexLen} hex digits>  ${entry}' or one bare digest; check sha256.entry/algorithm in the manifest`,
   );
@@ -169,12 +169,12 @@ async function download(
     // The partial file is not a prefix the server recognises: start over.
     await res.body?.cancel().catch(() => {});
     await rm(partial, { force: true });
-    if (attempt > 3) throw UserError.runtime(`${b.name}: ${b.url} keeps refusing the byte range of a partial download`, 'try again later');
+    if (attempt > 3) throw UserError.runtime('network', `${b.name}: ${b.url} keeps refusing the byte range of a partial download`, 'try again later');
     return download(b, expected, opts, progress, attempt + 1);
   }
   if (!res.ok || !res.body) {
     await res.body?.cancel().catch(() => {});
-    throw UserError.runtime(`${b.name}: ${b.url} answered HTTP ${res.status}`, res.status === 404 ? 'check the version and arch in the manifest, or the mirror' : 'try again later');
+    throw UserError.runtime(res.status === 404 ? 'not-found' : 'network', `${b.name}: ${b.url} answered HTTP ${res.status}`, res.status === 404 ? 'check the version and arch in the manifest, or the mirror' : 'try again later');
   }
   const resumed = res.status === 206 && have > 0;
   if (!resumed) have = 0;
@@ -204,7 +204,7 @@ async function download(
   } catch (e) {
     // A dropped connection: what arrived stays in the partial file; continue from there (bounded).
     if (opts.signal?.aborted || attempt >= 4) {
-      throw UserError.runtime(`${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
+      throw UserError.runtime('network', `${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
     }
     progress.note(b.name, `connection dropped at ${fmtBytes(size)}, resuming`);
     return download(b, expected, opts, progress, attempt + 1);
@@ -213,7 +213,7 @@ async function download(
   const got = hExp ? hExp.digest('hex') : got256;
   if (got !== expected.digest) {
     await rm(partial, { force: true });
-    throw UserError.runtime(
+    throw UserError.runtime('digest-mismatch',
       `${b.name}: ${expected.algorithm} mismatch for ${b.url}: expected ${expected.digest}, got ${got}`,
       'the download is corrupt or the mirror serves another file; nothing was cached — check the mirror and the manifest, then build again',
     );
@@ -246,7 +246,7 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
     if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, hashing.bytes());
     const out = join(tmp, norm(member));
     if (!(await exists(out))) {
-      throw UserError.runtime(`${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);
+      throw UserError.runtime('manifest', `${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);
     }
     await chmod(out, 0o644);
     const digest = await sha256File(out);

@@ -52,5 +52,5 @@ export async function fetchWithRetry(
   }
   const cause = lastError as Error & { cause?: { code?: string; message?: string } };
   const detail = cause?.cause?.code ?? cause?.cause?.message ?? cause?.message ?? String(lastError);
-  throw UserError.runtime(`${what}: cannot download ${url} (${detail}) after ${policy.attempts} attempts`, 'check the network or the mirror (--binary-mirror), then run the build again: finished downloads are kept in the cache', lastError);
+  throw UserError.runtime('network', `${what}: cannot download ${url} (${detail}) after ${policy.attempts} attempts`, 'check the network or the mirror (--binary-mirror), then run the build again: finished downloads are kept in the cache', lastError);
 }

@@ -107,7 +107,7 @@ export class LayerStore {
     })();
     if (startsWith(head, ZSTD_MAGIC)) {
       await it.return?.();
-      throw UserError.runtime(`${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
+      throw UserError.runtime('unsupported', `${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
     }
     const tmp = join(this.tmpDir, `${randomBytes(32).toString('hex')}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
     try {

@@ -39,7 +39,7 @@ export class RegistryHttpError extends Error {
 /** Authentication failed at an endpoint (a later mirror endpoint may still work). */
 export class RegistryAuthError extends UserError {
   constructor(message: string, hint: string) {
-    super(message, { kind: 'runtime', hint });
+    super(message, { code: 'auth', kind: 'runtime', hint });
     this.name = 'RegistryAuthError';
   }
 }
@@ -158,7 +158,7 @@ export class RegistryClient {
         const status = res.statusCode ?? 0;
         if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
           await drain(res);
-          if (hop >= MAX_REDIRECTS) throw UserError.runtime(`too many redirects fetching ${ep.apiBase}${path}`, 'check the registry or mirror configuration');
+          if (hop >= MAX_REDIRECTS) throw UserError.runtime('registry', `too many redirects fetching ${ep.apiBase}${path}`, 'check the registry or mirror configuration');
           url = new URL(res.headers.location, url);
           continue;
         }
@@ -206,7 +206,7 @@ export class RegistryClient {
     if (ch.scheme !== 'bearer') return undefined;
     if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
     const realm = ch.params.realm;
-    if (!realm) throw UserError.runtime(`registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
+    if (!realm) throw UserError.runtime('auth', `registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
     const key = `${ep.host}|${realm}|${ch.params.service ?? ''}|${scope}`;
     const cached = this.tokens.get(key);
     if (cached && !forceRefresh) {
@@ -230,7 +230,7 @@ export class RegistryClient {
     try {
       url = new URL(realm);
     } catch {
-      throw UserError.runtime(`registry ${ep.host} sent an invalid token realm '${realm}'`);
+      throw UserError.runtime('auth', `registry ${ep.host} sent an invalid token realm '${realm}'`);
     }
     this.checkHostAllowed(url, `token service of ${ep.host}`);
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kubeprepare' };
@@ -261,10 +261,10 @@ export class RegistryClient {
           try {
             j = JSON.parse(raw.toString('utf8')) as typeof j;
           } catch {
-            throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned something that is not JSON`);
+            throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned something that is not JSON`);
           }
           const token = j.token ?? j.access_token;
-          if (!token) throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned no token`);
+          if (!token) throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned no token`);
           const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
           return { token, expiresAt: Date.now() + ttl * 1000 };
         }
@@ -279,7 +279,7 @@ export class RegistryClient {
             cred ? `check the credentials for ${ep.host}` : `log in with \`docker login ${ep.host}\` or set configs."${ep.host}".auth in registries.yaml`,
           );
         }
-        throw UserError.runtime(`token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
+        throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !signal?.aborted) {
           await sleep(retryDelayMs(this.retry, attempt), signal);
@@ -292,7 +292,7 @@ export class RegistryClient {
 
   private checkHostAllowed(url: URL, what: string): void {
     if (this.opts.offline && !isLoopbackHost(url.hostname)) {
-      throw UserError.runtime(`offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
+      throw UserError.runtime('offline', `offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
     }
   }
 }
