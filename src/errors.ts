@@ -143,7 +143,7 @@ export function isMachineFailure(e: unknown): boolean {
  * `e` as the UserError of its machine failure (exit 1) naming `path` (else the errno's own path), the
  * meaning and the fix; `e` itself when it is not one. `what` says what was being done ("writing").
  */
-export function fsError(e: unknown, path?: string, what = 'writing'): unknown {
+export function fsError<T>(e: T, path?: string, what = 'writing'): T | UserError {
   const err = machineErrno(e);
   if (!err) return e;
   const m = MACHINE[err.code!]!;

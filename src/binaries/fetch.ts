@@ -5,7 +5,7 @@ import { join, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import * as tar from 'tar';
-import { UserError } from '../errors.js';
+import { UserError, fsError, isMachineFailure } from '../errors.js';
 import type { ChecksumSource, PlannedBinary } from '../plan/plan.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { silentSink } from '../progress/sink.js';
@@ -53,7 +53,7 @@ export async function fetchBinary(b: PlannedBinary, opts: FetchOptions): Promise
     return await fetchOnce(b, opts);
   } catch (e) {
     // A cached download that did not hash to its digest while it was extracted: evicted, fetched again.
-    if (!(e instanceof ContentMismatchError)) throw e;
+    if (!(e instanceof ContentMismatchError)) throw fsError(e, opts.cacheDir, `caching ${b.name} in`);
     await rm(e.file, { force: true });
     return fetchOnce(b, opts);
   }
@@ -127,9 +127,7 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
     }
     text = await res.text();
     parseChecksumFile(text, src.entry, src.algorithm, src.url); // validate before caching
-    await mkdir(dirname(cachePath), { recursive: true });
-    await writeFile(`${cachePath}.${process.pid}.tmp`, text);
-    await rename(`${cachePath}.${process.pid}.tmp`, cachePath);
+    await writeFileAtomic(cachePath, text);
   }
   return { algorithm: src.algorithm, digest: parseChecksumFile(text, src.entry, src.algorithm, src.url) };
 }
@@ -202,6 +200,11 @@ async function download(
   try {
     await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), hasher, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }));
   } catch (e) {
+    // A full, read-only or forbidden cache is no dropped connection: reported as such, nothing kept.
+    if (isMachineFailure(e)) {
+      await rm(partial, { force: true });
+      throw fsError(e, opts.cacheDir, `caching ${b.name} in`);
+    }
     // A dropped connection: what arrived stays in the partial file; continue from there (bounded).
     if (opts.signal?.aborted || attempt >= 4) {
       throw UserError.runtime('network', `${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
@@ -276,8 +279,18 @@ async function readJson<T>(p: string): Promise<T | undefined> {
 }
 
 async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
+  await writeFileAtomic(p, JSON.stringify(v));
+}
+
+/** Writes `text` to a temp file beside `p`, then renames it; a failed write leaves no temp file. */
+async function writeFileAtomic(p: string, text: string): Promise<void> {
   await mkdir(dirname(p), { recursive: true });
   const tmp = `${p}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(v));
-  await rename(tmp, p);
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, p);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
 }

@@ -3,6 +3,7 @@ import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { finished } from 'node:stream/promises';
+import { fsError } from '../errors.js';
 
 /** A temp path beside `finalPath` that never looks like a finished output (hidden, `.partial` suffix). */
 export function tempPathFor(finalPath: string): string {
@@ -11,7 +12,8 @@ export function tempPathFor(finalPath: string): string {
 
 /**
  * Runs `write` against a temp file next to `finalPath`, fsyncs it and renames it into place only when
- * `write` succeeded. On failure the temp file is removed and nothing named `finalPath` appears.
+ * `write` succeeded. On failure the temp file is removed and nothing named `finalPath` appears; a full,
+ * read-only or forbidden filesystem is reported as such, naming `finalPath` (fsError).
  */
 export async function writeAtomically<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>): Promise<T> {
   const staged = await writeStaged(finalPath, write);
@@ -34,7 +36,7 @@ export interface Staged<T> {
  * leaves the previous output of the same names as it was. On failure of `write` the temp file is removed.
  */
 export async function writeStaged<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>): Promise<Staged<T>> {
-  await mkdir(dirname(finalPath), { recursive: true });
+  await mkdir(dirname(finalPath), { recursive: true }).catch((e: unknown) => Promise.reject(fsError(e, finalPath)));
   const tmp = tempPathFor(finalPath);
   const out = createWriteStream(tmp, { flags: 'wx' });
   try {
@@ -51,7 +53,7 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
       result,
       finalPath,
       tempPath: tmp,
-      commit: () => rename(tmp, finalPath),
+      commit: () => rename(tmp, finalPath).catch((e: unknown) => Promise.reject(fsError(e, finalPath))),
       discard: () => rm(tmp, { force: true }),
     };
   } catch (e) {
@@ -62,7 +64,7 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
     // nothing and then see the open create it (an empty temp file left behind). Remove it once closed.
     if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await rm(tmp, { force: true });
-    throw e;
+    throw fsError(e, finalPath);
   }
 }
 

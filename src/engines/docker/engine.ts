@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
-import { InternalError, UserError, abortError, abortReason, isAbort } from '../../errors.js';
+import { InternalError, UserError, abortError, abortReason, fsError, isAbort, isMachineFailure } from '../../errors.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { acceptedPlatforms, formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -488,6 +488,7 @@ export class DockerEngine implements ImageEngine {
     if (e instanceof UserError) return e;
     const err = e as NodeJS.ErrnoException & { statusCode?: number; json?: { message?: string } | null; reason?: string };
     if (isAbort(err)) return err;
+    if (isMachineFailure(err) && err.syscall !== 'connect') return fsError(err); // the cache's filesystem, not the daemon's socket
     // The daemon answered when the engine connected: a socket that is gone, refused or forbidden now means
     // the daemon went away; a connection it reset or closed mid-request (Docker 20.10 does this to a pull
     // that fails, e.g. a missing tag) is that request failing, named as such.

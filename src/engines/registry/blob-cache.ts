@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
+import { UserError, fsError } from '../../errors.js';
 import { pidAlive } from '../../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
 
@@ -55,7 +55,7 @@ export class BlobCache {
         const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
         if (m && !pidAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
       }
-    })();
+    })().catch((e: unknown) => Promise.reject(fsError(e, this.cacheDir, 'creating the blob cache in')));
     return this.ready;
   }
 
@@ -111,7 +111,7 @@ export class BlobCache {
       await rename(tmp, this.path(b.digest));
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${what} ${b.digest} of ${image} in`);
     }
   }
 
@@ -181,7 +181,7 @@ export class BlobCache {
     } catch (e) {
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`);
     }
   }
 

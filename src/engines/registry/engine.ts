@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { InternalError, UserError, abortError, isAbort } from '../../errors.js';
+import { InternalError, UserError, abortError, fsError, isAbort, isMachineFailure } from '../../errors.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -320,12 +320,13 @@ function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
 /** Errors after which the next endpoint is worth a try (K3s/containerd fall through on these too). */
 function fallsThrough(e: unknown): boolean {
   if (e instanceof RegistryHttpError || e instanceof RegistryAuthError) return true;
-  if (e instanceof UserError) return false;
+  if (e instanceof UserError || isMachineFailure(e)) return false;
   return e instanceof Error && !isAbort(e);
 }
 
 function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): UserError {
   if (e instanceof UserError) return e;
+  if (isMachineFailure(e)) return fsError(e) as UserError; // the cache's filesystem, never "cannot reach"
   const subject = what ? `${what} of ${image}` : image;
   if (e instanceof RegistryHttpError) {
     if (e.status === 404) {
