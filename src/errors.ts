@@ -141,15 +141,15 @@ export function isMachineFailure(e: unknown): boolean {
 
 /**
  * `e` as the UserError of its machine failure (exit 1) naming `path` (else the errno's own path), the
- * meaning and the fix; `e` itself when it is not one. `what` says what was being done ("writing").
+ * meaning and the fix for directory `dir` (default: the path's directory); `e` itself when it is not
+ * one. `what` says what was being done ("writing", "caching x in").
  */
-export function fsError<T>(e: T, path?: string, what = 'writing'): T | UserError {
+export function fsError<T>(e: T, path?: string, what = 'writing', dir?: string): T | UserError {
   const err = machineErrno(e);
   if (!err) return e;
   const m = MACHINE[err.code!]!;
   const where = path ?? err.path ?? 'a file';
-  const dir = err.path && err.path !== where ? dirname(err.path) : dirname(where);
-  return UserError.runtime(m.code, `${what} ${where}: ${m.meaning} (${err.code})`, m.fix(dir), e);
+  return UserError.runtime(m.code, `${what} ${where}: ${m.meaning} (${err.code})`, m.fix(dir ?? dirname(where)), e);
 }
 
 /** Prints a failure that reached the top level; returns the exit code. The one place errors are printed. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile, mkdtemp, chmod } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile, mkdtemp, chmod } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
@@ -11,6 +11,7 @@ import type { ProgressSink } from '../progress/sink.js';
 import { silentSink } from '../progress/sink.js';
 import { ContentMismatchError, hashingTap, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
+import { mkdirp } from '../util/fs.js';
 import { fetchWithRetry } from './http.js';
 import { fmtBytes } from '../util/format.js';
 
@@ -53,7 +54,7 @@ export async function fetchBinary(b: PlannedBinary, opts: FetchOptions): Promise
     return await fetchOnce(b, opts);
   } catch (e) {
     // A cached download that did not hash to its digest while it was extracted: evicted, fetched again.
-    if (!(e instanceof ContentMismatchError)) throw fsError(e, opts.cacheDir, `caching ${b.name} in`);
+    if (!(e instanceof ContentMismatchError)) throw fsError(e, opts.cacheDir, `caching ${b.name} in`, opts.cacheDir);
     await rm(e.file, { force: true });
     return fetchOnce(b, opts);
   }
@@ -89,7 +90,7 @@ async function fetchOnce(b: PlannedBinary, opts: FetchOptions): Promise<FetchedB
       const again = await readJson<UrlIndexEntry>(indexPath);
       if (again && (await usable(again))) return again;
       const got = await download(b, expected, opts, progress);
-      await mkdir(blobDir, { recursive: true });
+      await mkdirp(blobDir);
       await rename(got.partial, join(blobDir, got.sha256));
       const e: UrlIndexEntry = { url: b.upstreamUrl, sha256: got.sha256, size: got.size, expected };
       await writeJsonAtomic(indexPath, e);
@@ -158,7 +159,7 @@ async function download(
   attempt = 1,
 ): Promise<{ partial: string; sha256: string; size: number }> {
   const partialDir = join(opts.cacheDir, 'partial');
-  await mkdir(partialDir, { recursive: true });
+  await mkdirp(partialDir);
   const partial = join(partialDir, `${key(b.url)}.partial`);
   let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
   const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
@@ -203,7 +204,7 @@ async function download(
     // A full, read-only or forbidden cache is no dropped connection: reported as such, nothing kept.
     if (isMachineFailure(e)) {
       await rm(partial, { force: true });
-      throw fsError(e, opts.cacheDir, `caching ${b.name} in`);
+      throw fsError(e, opts.cacheDir, `caching ${b.name} in`, opts.cacheDir);
     }
     // A dropped connection: what arrived stays in the partial file; continue from there (bounded).
     if (opts.signal?.aborted || attempt >= 4) {
@@ -230,7 +231,7 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
   const finalPath = join(cacheDir, 'extracted', archiveSha, key(member));
   const meta = await readJson<{ sha256: string; size: number }>(`${finalPath}.json`);
   if (meta && (await exists(finalPath))) return { file: finalPath, ...meta };
-  await mkdir(join(cacheDir, 'extracted'), { recursive: true });
+  await mkdirp(join(cacheDir, 'extracted'));
   const tmp = await mkdtemp(join(cacheDir, 'extracted', `.x-${process.pid}-`));
   try {
     const names: string[] = [];
@@ -254,7 +255,7 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
     await chmod(out, 0o644);
     const digest = await sha256File(out);
     const size = (await stat(out)).size;
-    await mkdir(dirname(finalPath), { recursive: true });
+    await mkdirp(dirname(finalPath));
     await rename(out, finalPath);
     await writeJsonAtomic(`${finalPath}.json`, { sha256: digest, size });
     return { file: finalPath, sha256: digest, size };
@@ -284,7 +285,7 @@ async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
 
 /** Writes `text` to a temp file beside `p`, then renames it; a failed write leaves no temp file. */
 async function writeFileAtomic(p: string, text: string): Promise<void> {
-  await mkdir(dirname(p), { recursive: true });
+  await mkdirp(dirname(p));
   const tmp = `${p}.${process.pid}.tmp`;
   try {
     await writeFile(tmp, text);

@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import { UserError } from '../errors.js';
@@ -18,7 +18,7 @@ import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
-import { removeStaleTemps, type Staged } from '../util/fs.js';
+import { mkdirp, removeStaleTemps, type Staged } from '../util/fs.js';
 import { ContentMismatchError } from '../util/hash.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
 import { planNeeds } from '../plan/needs.js';
@@ -86,7 +86,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
-  await mkdir(plan.outDir, { recursive: true });
+  await mkdirp(plan.outDir);
   // What a killed build left in the output directory (temp files, work directory of a dead PID).
   await removeStaleTemps(plan.outDir);
   const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);

@@ -1,5 +1,6 @@
-import { open, readFile, rm, mkdir } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { mkdirp } from './fs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 function alive(pid: number): boolean {
@@ -16,7 +17,7 @@ function alive(pid: number): boolean {
  * (a resumable partial download). A lock whose owner is dead is taken over. Waits up to `timeoutMs`.
  */
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30 * 60_000): Promise<T> {
-  await mkdir(dirname(lockPath), { recursive: true });
+  await mkdirp(dirname(lockPath));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -1,10 +1,10 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { UserError, fsError } from '../../errors.js';
-import { pidAlive } from '../../util/fs.js';
+import { mkdirp, pidAlive } from '../../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
 
 export interface BlobRef {
@@ -49,13 +49,13 @@ export class BlobCache {
   /** Creates the directories and removes temp files left by builds that no longer run. */
   init(): Promise<void> {
     this.ready ??= (async () => {
-      await mkdir(this.dir, { recursive: true });
-      await mkdir(this.tmpDir, { recursive: true });
+      await mkdirp(this.dir);
+      await mkdirp(this.tmpDir);
       for (const name of await readdir(this.tmpDir)) {
         const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
         if (m && !pidAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
       }
-    })().catch((e: unknown) => Promise.reject(fsError(e, this.cacheDir, 'creating the blob cache in')));
+    })().catch((e: unknown) => Promise.reject(fsError(e, this.cacheDir, 'creating the blob cache in', this.cacheDir)));
     return this.ready;
   }
 
@@ -111,7 +111,7 @@ export class BlobCache {
       await rename(tmp, this.path(b.digest));
     } catch (e) {
       await rm(tmp, { force: true });
-      throw fsError(e, this.cacheDir, `caching ${what} ${b.digest} of ${image} in`);
+      throw fsError(e, this.cacheDir, `caching ${what} ${b.digest} of ${image} in`, this.cacheDir);
     }
   }
 
@@ -181,7 +181,7 @@ export class BlobCache {
     } catch (e) {
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
-      throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`);
+      throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`, this.cacheDir);
     }
   }
 
