@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UserError, printError } from './errors.js';
+import { debugFromEnv, setDebug } from './util/debug.js';
 import { parseArchList } from './platform.js';
 import { COMPRESSIONS, DEFAULT_COMPRESSION, parseMirrorFlag, type Compression } from './plan/plan.js';
 import { ENGINES, type EngineName } from './engines/index.js';
@@ -48,7 +49,7 @@ export function makeProgram(io: Io = defaultIo): Command {
   const program = new Command('kubeprepare')
     .description('Builds offline install bundles for a K3s cloud node and KubeEdge edge nodes (EdgeMesh, metrics-server).')
     .version(TOOL_VERSION, '-V, --version')
-    .option('-v, --verbose', 'show stack traces on errors')
+    .option('-v, --verbose', 'debug output on stderr (requests, retries, mirror fallbacks, token fetches, cache hits, docker re-tags; also KUBEPREPARE_DEBUG=1) and stack traces on errors')
     .option('-q, --quiet', 'no progress output')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
@@ -64,7 +65,7 @@ Examples:
   $ kubeprepare inspect dist/kubeprepare-cloud-v1.22.0-linux-arm64.tar what a bundle holds
   $ bundle build --arch arm64                      the same command under its other name
 
-Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
+Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input, 70 internal error (a bug).`,
     );
 
   const renderer = () => chooseRenderer({ quiet: Boolean(program.opts().quiet), env: io.env, isTTY: io.isTTY });
@@ -255,6 +256,8 @@ Examples:
 /** Runs the CLI; returns the exit code instead of exiting (the entry point exits). */
 export async function runCli(argv: string[], io: Io = defaultIo): Promise<number> {
   const program = makeProgram(io);
+  const debugOn = () => Boolean(program.opts().verbose) || debugFromEnv(io.env);
+  program.hook('preAction', () => setDebug(debugOn() ? io.err : undefined));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -263,7 +266,7 @@ export async function runCli(argv: string[], io: Io = defaultIo): Promise<number
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       return 2; // commander already printed the message
     }
-    return printError(e, io.err, Boolean(program.opts().verbose));
+    return printError(e, io.err, debugOn());
   }
 }
 

@@ -12,6 +12,7 @@ import { silentSink } from '../progress/sink.js';
 import { ContentMismatchError, hashingTap, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
 import { mkdirp } from '../util/fs.js';
+import { debug, safeUrl } from '../util/debug.js';
 import { fetchWithRetry } from './http.js';
 import { fmtBytes } from '../util/format.js';
 
@@ -97,6 +98,7 @@ async function fetchOnce(b: PlannedBinary, opts: FetchOptions): Promise<FetchedB
       return e;
     });
   }
+  if (cached) debug('cache', `hit: ${b.name} ${safeUrl(b.upstreamUrl)} (sha256:${entry.sha256})`);
   const downloadPath = join(blobDir, entry.sha256);
   if (!b.extract) {
     progress.done(b.name, `${fmtBytes(entry.size)}${cached ? ', cached' : ''}`);
@@ -163,6 +165,7 @@ async function download(
   const partial = join(partialDir, `${key(b.url)}.partial`);
   let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
   const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
+  debug('binary', `${b.name}: download ${safeUrl(b.url)}${have > 0 ? ` from byte ${have}` : ''} (try ${attempt})`);
   const res = await fetchWithRetry(b.url, {}, b.name, undefined, () => ({ headers, signal: opts.signal ?? null }));
   if (res.status === 416) {
     // The partial file is not a prefix the server recognises: start over.
@@ -211,6 +214,7 @@ async function download(
       throw UserError.runtime('network', `${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
     }
     progress.note(b.name, `connection dropped at ${fmtBytes(size)}, resuming`);
+    debug('retry', `${b.name}: ${safeUrl(b.url)} broke off at ${size} bytes (${(e as Error).message}); resuming`);
     return download(b, expected, opts, progress, attempt + 1);
   }
   const got256 = h256.digest('hex');

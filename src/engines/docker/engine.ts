@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import { InternalError, UserError, abortError, abortReason, fsError, isAbort, isMachineFailure } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { acceptedPlatforms, formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -427,6 +428,7 @@ export class DockerEngine implements ImageEngine {
     const old = this.opts.keepImages ? await this.inspect(privateTag) : undefined;
     await this.tag(id, privateTag);
     if (old && old.Id !== id) {
+      debug('docker', `remove ${old.Id}, no longer ${privateTag}`);
       try {
         await this.docker.getImage(old.Id).remove();
       } catch {
@@ -455,6 +457,7 @@ export class DockerEngine implements ImageEngine {
 
   private async tag(id: string, name: string): Promise<void> {
     const { repo, tag } = splitName(name);
+    debug('docker', `tag ${id} as ${name}`);
     try {
       await this.docker.getImage(id).tag({ repo, tag });
     } catch (e) {
@@ -464,6 +467,7 @@ export class DockerEngine implements ImageEngine {
 
   /** Removes one reference (tag or digest reference); the image goes only when nothing else references it. */
   private async removeRef(name: string): Promise<void> {
+    debug('docker', `remove reference ${name}`);
     try {
       await this.docker.getImage(name).remove();
     } catch (e) {

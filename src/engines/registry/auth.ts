@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import type { RegistryAuthConfig, RegistriesConfig } from './mirrors.js';
 
 /** Credentials for one registry host. */
@@ -64,6 +65,7 @@ export class CredentialStore {
     let p = this.cache.get(key);
     if (!p) {
       p = this.lookup(host, registry);
+      p.then((c) => debug('auth', `credentials for ${host}: ${c ? `from ${c.source}` : 'none (anonymous)'}`), () => {});
       this.cache.set(key, p);
     }
     return p;

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
+import { debug, safeUrl } from '../../util/debug.js';
 import { basicHeader, parseWwwAuthenticate, type Challenge, type Credential, type CredentialStore } from './auth.js';
 import { isLoopbackHost, type Endpoint } from './mirrors.js';
 import {
@@ -98,12 +99,14 @@ export class RegistryClient {
         const body = await drain(res);
         const err = new RegistryHttpError(status, `${ep.apiBase}${path}`, body);
         if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          debug('retry', `GET ${ep.apiBase}${path}: HTTP ${status}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt, status === 429 || status === 503 ? retryAfter : undefined), opts.signal);
           continue;
         }
         throw err;
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          debug('retry', `GET ${ep.apiBase}${path}: ${(e as Error).message}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), opts.signal);
           continue;
         }
@@ -122,6 +125,7 @@ export class RegistryClient {
         return { body: await readBody(res, opts.limit), res };
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          debug('retry', `GET ${ep.apiBase}${path}: body cut short (${(e as Error).message}); try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), opts.signal);
           continue;
         }
@@ -174,6 +178,7 @@ export class RegistryClient {
       }
       // A 401 although we sent a (cached) token: fetch a fresh one.
       forceRefresh = auth !== undefined;
+      debug('auth', `${ep.host} answered 401 (${ch.scheme} challenge${ch.params.realm ? `, realm ${safeUrl(ch.params.realm)}` : ''})${forceRefresh ? ' to a token: fetching a fresh one' : ''}`);
       if (ch.scheme === 'basic' && auth !== undefined) throw await this.unauthorized(ep, registry, body);
     }
   }
@@ -233,6 +238,7 @@ export class RegistryClient {
       throw UserError.runtime('auth', `registry ${ep.host} sent an invalid token realm '${realm}'`);
     }
     this.checkHostAllowed(url, `token service of ${ep.host}`);
+    debug('auth', `token for ${ep.host}: realm ${safeUrl(realm)}, service ${service ?? '-'}, scope ${scope}, ${cred ? `credentials from ${cred.source}` : 'anonymous'}`);
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kubeprepare' };
     let method = 'GET';
     let body: string | undefined;
@@ -266,10 +272,12 @@ export class RegistryClient {
           const token = j.token ?? j.access_token;
           if (!token) throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned no token`);
           const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
+          debug('auth', `token for ${ep.host} (${scope}) obtained from ${url.origin}, valid ${ttl}s`);
           return { token, expiresAt: Date.now() + ttl * 1000 };
         }
         const text = await drain(res);
         if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          debug('retry', `token service ${url.origin}: HTTP ${status}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt, res.headers['retry-after']), signal);
           continue;
         }
@@ -282,6 +290,7 @@ export class RegistryClient {
         throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !signal?.aborted) {
+          debug('retry', `token service ${url.origin}: ${(e as Error).message}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), signal);
           continue;
         }

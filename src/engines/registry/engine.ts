@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { InternalError, UserError, abortError, fsError, isAbort, isMachineFailure } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -132,6 +133,7 @@ class RegistryEngine implements ImageEngine {
     const verifiedNow = new Set<string>([...resolved.flatMap((r) => [r.manifest.digest, r.config.digest])]);
     const cachedBefore = new Set<string>();
     for (const d of owner.keys()) if (await cache.has(owner.get(d)!.desc)) cachedBefore.add(d);
+    for (const d of cachedBefore) debug('cache', `hit: ${owner.get(d)!.what} ${d} of ${owner.get(d)!.img.ref.canonical}`);
     const downloads = new Map<string, Promise<void>>();
     for (const img of resolved) {
       progress.start(img.ref.canonical, imageSize(img));
@@ -204,12 +206,14 @@ class RegistryEngine implements ImageEngine {
       noUpstreamFallback: this.opts.noUpstreamFallback,
     });
     const errors: { ep: Endpoint; error: unknown }[] = [];
+    debug('mirror', `${ref.canonical}: endpoints ${endpoints.map((e) => `${e.apiBase}${e.isDefault ? ' (registry)' : ' (mirror)'}`).join(', ')}`);
     for (const ep of endpoints) {
       try {
         return await this.resolveAt(ep, ref, want, cache, signal);
       } catch (e) {
         if (signal.aborted || !fallsThrough(e)) throw e;
         errors.push({ ep, error: e });
+        debug('mirror', `${ref.canonical}: ${ep.apiBase} failed (${(e as Error).message.split('\n')[0]}); ${errors.length < endpoints.length ? 'falling back to the next endpoint' : 'no endpoint left'}`);
       }
     }
     if (errors.length === 1) throw toUserError(errors[0]!.error, ref.canonical, errors[0]!.ep);
@@ -260,6 +264,7 @@ class RegistryEngine implements ImageEngine {
     if (expectDigest) {
       // By digest: a cached copy needs no request; it is hashed again as it is read (a wrong one is evicted and fetched anew).
       const body = await cache.readVerified({ digest: expectDigest, size: expectSize });
+      if (body) debug('cache', `hit: manifest ${expectDigest} of ${ref.canonical}`);
       if (body) return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
     }
     const { body, res } = await this.client.getBuffer(ep, ref.registry, `/${ep.repository}/manifests/${reference}`, {
@@ -289,6 +294,7 @@ class RegistryEngine implements ImageEngine {
     if (desc.size > MANIFEST_LIMIT) throw UserError.runtime('registry', `${what} ${desc.digest} of ${ref.canonical} is ${desc.size} bytes, more than the ${MANIFEST_LIMIT} allowed`);
     // The cached copy is hashed as it is read; a missing or wrong one is (again) fetched and verified.
     const cached = await cache.readVerified(desc);
+    if (cached) debug('cache', `hit: ${what} ${desc.digest} of ${ref.canonical}`);
     if (cached) return cached;
     await this.fetchBlob(cache, { ref, endpoint: ep }, desc, what, signal);
     return cache.read(desc);

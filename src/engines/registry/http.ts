@@ -2,6 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { UserError, abortError, abortReason, isAbort } from '../../errors.js';
+import { debug, safeUrl, since } from '../../util/debug.js';
 import type { RegistryTlsConfig } from './mirrors.js';
 
 /** Bounded retries with exponential backoff (429 honours Retry-After, capped by maxDelayMs). */
@@ -120,6 +121,7 @@ export class AgentPool {
 /** One HTTP request; resolves with the response head (body not read). Network errors reject. */
 export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : http;
+  const t0 = Date.now();
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(abortReason(opts.signal));
@@ -146,11 +148,13 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
       req.destroy(new TransientNetworkError(`no data from ${url.host} for ${Math.round(timeout / 1000)}s`, 'ETIMEDOUT'));
     });
     req.on('response', (r) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} -> ${r.statusCode}${r.headers['content-length'] ? `, ${r.headers['content-length']} bytes` : ''} (${since(t0)})`);
       res = r;
       r.on('close', cleanup);
       resolve(r);
     });
     req.on('error', (e) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} failed: ${(e as NodeJS.ErrnoException).code ?? e.message} (${since(t0)})`);
       cleanup();
       reject(e);
     });
