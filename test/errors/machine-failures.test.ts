@@ -83,7 +83,6 @@ function assertMachineFailure(o: Outcome, want: { path: string; errno: RegExp; m
   const firstLine = o.err.split('\n').find((l) => l.startsWith('error: ')) ?? '';
   const fix = o.err.split('\n').find((l) => l.startsWith('  fix: ')) ?? '';
   assert.equal(o.code, 1, o.err);
-  process.stdout.write(`# ${firstLine}\n# ${fix}\n`);
   assert.ok(firstLine.includes(want.path), `names ${want.path}: ${o.err}`);
   assert.match(firstLine, want.errno);
   assert.match(firstLine, want.meaning);
