@@ -114,7 +114,8 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
   const src: ChecksumSource = b.checksum;
   if (src.kind === 'pinned') {
     if (/^0+$/.test(src.digest)) {
-      throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, { code: 'manifest',
+      throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, {
+        code: 'manifest',
         hint: `download it from a trusted network, run 'sha256sum' on it and put the digest under sha256.pinned in the manifest`,
       });
     }
@@ -147,7 +148,8 @@ export function parseChecksumFile(text: string, entry: string, algorithm: 'sha25
   const named = parsed.find((m) => m[2] !== undefined && (m[2] === entry || m[2].split('/').pop() === entry));
   if (named?.[1]) return named[1].toLowerCase();
   if (parsed.length === 1 && parsed[0]?.[2] === undefined && lines.length === 1) return (parsed[0][1] ?? '').toLowerCase();
-  throw UserError.runtime('manifest',
+  throw UserError.runtime(
+    'manifest',
     `checksum file ${url} has no ${algorithm} entry for '${entry}'`,
     `expected '<${hexLen} hex digits>  ${entry}' or one bare digest; check sha256.entry/algorithm in the manifest`,
   );
@@ -221,7 +223,8 @@ async function download(
   const got = hExp ? hExp.digest('hex') : got256;
   if (got !== expected.digest) {
     await rm(partial, { force: true });
-    throw UserError.runtime('digest-mismatch',
+    throw UserError.runtime(
+      'digest-mismatch',
       `${b.name}: ${expected.algorithm} mismatch for ${b.url}: expected ${expected.digest}, got ${got}`,
       'the download is corrupt or the mirror serves another file; nothing was cached — check the mirror and the manifest, then build again',
     );

@@ -283,7 +283,8 @@ async function stageRepairing(fetched: FetchedBinary[], opts: { cacheDir: string
       try {
         fetched[i] = await refetchBinary(f, opts);
       } catch (err) {
-        throw UserError.runtime('cache',
+        throw UserError.runtime(
+          'cache',
           `${name}: ${what}; it was removed from the cache, and fetching it again failed: ${(err as Error).message}`,
           `build again once ${f.binary.url} is reachable (or remove ${f.file} / run with an empty --cache-dir)`,
           err,

@@ -68,7 +68,8 @@ export async function writeCollected(parts: CollectedImages[], req: Pick<ImageAr
   const signal = req.signal ? AbortSignal.any([req.signal, refused.signal]) : refused.signal;
   const inside = checkImagesInside(images, cache, blobReady, signal, req.progress).then((problems) => {
     if (problems.length === 0) return;
-    const e = new UserError(`images whose binaries are not for their platform:\n${problems.map((p) => `  ${p}`).join('\n')}`, { code: 'platform',
+    const e = new UserError(`images whose binaries are not for their platform:\n${problems.map((p) => `  ${p}`).join('\n')}`, {
+      code: 'platform',
       kind: 'runtime',
       hint: 'the image is mislabelled upstream (its index/config claim a platform its files are not built for): use another tag or image; nothing was written',
     });
@@ -147,7 +148,8 @@ async function writeVerified(
       }
       if (!again) {
         const why = failure instanceof Error ? `; fetching it again failed: ${failure.message}` : '';
-        throw UserError.runtime('cache',
+        throw UserError.runtime(
+          'cache',
           `${what}; it was removed from the cache${why}`,
           `build again (it is fetched anew${failure ? ' once the registry is reachable' : ''}), or remove ${e.file} / run with an empty --cache-dir`,
           failure ?? e,

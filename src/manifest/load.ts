@@ -32,7 +32,8 @@ export async function loadManifest(file: string): Promise<LoadedManifest> {
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(`${shown}: cannot read the versions manifest (${code ?? (e as Error).message})`, { code: 'manifest',
+    throw new UserError(`${shown}: cannot read the versions manifest (${code ?? (e as Error).message})`, {
+      code: 'manifest',
       hint: 'pass an existing file with --manifest, or run from the repository root where manifests/versions.yaml lives',
     });
   }

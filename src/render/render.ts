@@ -93,7 +93,8 @@ export function renderOne(hb: typeof Handlebars, templateName: string, source: s
     const msg = (e as Error).message;
     const missing = /"(.+?)" not defined in.*? - (\d+):(\d+)/s.exec(msg);
     if (missing) {
-      throw new UserError(`scripts-templates/${templateName}:${missing[2]}:${Number(missing[3]) + 1}: variable '${missing[1]}' is not defined`, { code: 'template',
+      throw new UserError(`scripts-templates/${templateName}:${missing[2]}:${Number(missing[3]) + 1}: variable '${missing[1]}' is not defined`, {
+        code: 'template',
         hint: 'use a key of RenderContext (src/render/context.ts) or add it there',
       });
     }

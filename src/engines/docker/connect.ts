@@ -23,7 +23,8 @@ export function daemonAddress(host: string | undefined, env: NodeJS.ProcessEnv =
   }
   if (raw.startsWith('/')) return { display: `unix://${raw}`, options: { socketPath: raw } };
   if (raw.startsWith('ssh://') || raw.startsWith('npipe://')) {
-    throw new UserError(`DOCKER_HOST=${raw}: only unix:// and tcp:// daemon addresses are supported by the docker engine`, { code: 'input',
+    throw new UserError(`DOCKER_HOST=${raw}: only unix:// and tcp:// daemon addresses are supported by the docker engine`, {
+      code: 'input',
       kind: 'runtime',
       hint: 'forward the daemon socket (ssh -L /tmp/docker.sock:/var/run/docker.sock host) and set DOCKER_HOST=unix:///tmp/docker.sock',
     });

@@ -221,7 +221,8 @@ export class DockerEngine implements ImageEngine {
       }
       const cfgPlat = configPlatform(item, saved.configBytes);
       if (!platformMatches(want, cfgPlat)) {
-        throw new UserError(`${item} in the Docker daemon is ${formatPlatform(cfgPlat)}, not ${formatPlatform(want)} (by its config)`, { code: 'platform',
+        throw new UserError(`${item} in the Docker daemon is ${formatPlatform(cfgPlat)}, not ${formatPlatform(want)} (by its config)`, {
+          code: 'platform',
           kind: 'runtime',
           hint: 'the daemon holds another architecture of this image; the docker engine never saves a wrong architecture',
         });
@@ -274,7 +275,8 @@ export class DockerEngine implements ImageEngine {
         await this.pin(prev.Id, privateTag);
         return prev;
       }
-      throw UserError.runtime('platform',
+      throw UserError.runtime(
+        'platform',
         `${item} is in the Docker daemon as ${describe(prev)}; pulling it for ${formatPlatform(want)} would re-point the daemon's ${daemonName}, which Docker cannot undo`,
         `remove it first (docker rmi ${daemonName}) or use --engine registry`,
       );
@@ -413,7 +415,8 @@ export class DockerEngine implements ImageEngine {
   /** The image in the daemon is one a `want` bundle takes (exact, or a lower arm variant). */
   private checkPlatform(item: string, info: InspectInfo, want: Platform, where: string): void {
     if (!platformMatches(want, { os: info.Os ?? '', architecture: info.Architecture ?? '', variant: info.Variant || undefined })) {
-      throw new UserError(`${item} ${where} is ${describe(info)}, not ${formatPlatform(want)}`, { code: 'platform',
+      throw new UserError(`${item} ${where} is ${describe(info)}, not ${formatPlatform(want)}`, {
+        code: 'platform',
         kind: 'runtime',
         hint: `the image has no ${formatPlatform(want)} variant (or the daemon picked another one); nothing was saved. Pick an architecture the image provides`,
       });

@@ -89,7 +89,8 @@ export async function readDockerSave(
   if (!configBytes) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lacks its config ${entry.Config}`);
   const configDigest = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
   if (configDigest !== opts.imageId) {
-    throw UserError.runtime('digest-mismatch',
+    throw UserError.runtime(
+      'digest-mismatch',
       `verification failed for ${opts.image}: the exported config hashes to ${configDigest}, but the daemon reports image ID ${opts.imageId}`,
       'the image changed while it was being exported, or the daemon is not using content-addressed image IDs; build again',
     );
@@ -108,7 +109,8 @@ export async function readDockerSave(
     const l = layers.get(resolve(p));
     if (!l) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lacks layer ${p}`);
     if (l.diffId !== diffIds[i]) {
-      throw UserError.runtime('digest-mismatch',
+      throw UserError.runtime(
+        'digest-mismatch',
         `verification failed for layer ${i + 1} of ${opts.image}: its content hashes to ${l.diffId}, the config expects ${diffIds[i]}`,
         'the daemon exported corrupted content; nothing was archived',
       );

@@ -165,7 +165,8 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   });
   if (spawnError) {
     if (missingIsUndefined && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new UserError(`credential helper ${bin} for ${serverUrl} could not be run: ${spawnError.message}`, { code: 'auth',
+    throw new UserError(`credential helper ${bin} for ${serverUrl} could not be run: ${spawnError.message}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `install ${bin}, or remove it from credsStore/credHelpers in the Docker config`,
       cause: spawnError,
@@ -174,7 +175,8 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   if (code !== 0) {
     const msg = (stdout + stderr).trim();
     if (notFoundIsUndefined && /credentials not found/i.test(msg)) return undefined;
-    throw new UserError(`credential helper ${bin} failed for ${serverUrl} (exit ${code}): ${msg}`, { code: 'auth',
+    throw new UserError(`credential helper ${bin} failed for ${serverUrl} (exit ${code}): ${msg}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `check \`echo ${serverUrl} | ${bin} get\``,
     });

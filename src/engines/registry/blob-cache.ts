@@ -153,7 +153,8 @@ export class BlobCache {
           if (e instanceof UserError) throw e;
           if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
             if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
-              throw UserError.runtime('network',
+              throw UserError.runtime(
+                'network',
                 `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
                 'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
                 e,
@@ -208,7 +209,8 @@ export class BlobCache {
       for await (const chunk of res) {
         const c = chunk as Buffer;
         if (state.offset + pendingBytes + c.length > b.size) {
-          throw UserError.runtime('digest-mismatch',
+          throw UserError.runtime(
+            'digest-mismatch',
             `${ctx.what} ${b.digest} of ${ctx.image} is larger than the ${b.size} bytes its manifest says`,
             'the registry or mirror serves content that does not match the manifest; the blob was not cached',
           );
@@ -253,7 +255,8 @@ function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadConte
   }
   if (total !== undefined && Number.isFinite(total) && total !== b.size) {
     res.destroy();
-    throw UserError.runtime('digest-mismatch',
+    throw UserError.runtime(
+      'digest-mismatch',
       `size mismatch for ${ctx.what} ${b.digest} of ${ctx.image}: the manifest says ${b.size} bytes, the registry serves ${total}`,
       'the registry or mirror serves content that does not match the manifest; nothing was cached. Fix or re-push the image, then build again',
     );
@@ -274,7 +277,8 @@ async function hashPrefix(file: string, length: number): Promise<Hash> {
 }
 
 function mismatch(image: string, what: string, b: BlobRef, actual: string, actualSize: number): UserError {
-  return UserError.runtime('digest-mismatch',
+  return UserError.runtime(
+    'digest-mismatch',
     `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
     'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
   );

@@ -276,7 +276,8 @@ class RegistryEngine implements ImageEngine {
     const headerDigest = String(res.headers['docker-content-digest'] ?? '');
     const want = expectDigest ?? (DIGEST_RE.test(headerDigest) ? headerDigest : undefined);
     if (want && want !== actual) {
-      throw UserError.runtime('digest-mismatch',
+      throw UserError.runtime(
+        'digest-mismatch',
         `verification failed for the manifest ${reference} of ${ref.canonical} from ${ep.apiBase}: expected ${want}, got ${actual}`,
         'the registry or mirror served corrupted or tampered content; nothing was cached',
       );
@@ -336,7 +337,8 @@ function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): Us
   const subject = what ? `${what} of ${image}` : image;
   if (e instanceof RegistryHttpError) {
     if (e.status === 404) {
-      return UserError.runtime('not-found',
+      return UserError.runtime(
+        'not-found',
         `${subject} not found at ${e.url} (HTTP 404${e.body ? `: ${e.body.replace(/\s+/g, ' ').slice(0, 200)}` : ''})`,
         what ? 'the registry lost a blob its manifest references; re-push the image' : 'check the image name and tag, and that the mirror holds the image',
       );
@@ -344,7 +346,8 @@ function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): Us
     return UserError.runtime('registry', `fetching ${subject} failed: ${e.message}`, 'the registry or mirror is failing; try again later');
   }
   const err = e as NodeJS.ErrnoException;
-  return UserError.runtime('network',
+  return UserError.runtime(
+    'network',
     `cannot reach ${ep.apiBase} for ${subject}: ${err?.code ? `${err.code} ` : ''}${err?.message ?? String(e)}`,
     'check that the registry or mirror is running and reachable',
     e,

@@ -99,7 +99,8 @@ export class AgentPool {
         if (tls?.certFile) opts.cert = readFileSync(tls.certFile);
         if (tls?.keyFile) opts.key = readFileSync(tls.keyFile);
       } catch (e) {
-        throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, { code: 'input',
+        throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, {
+          code: 'input',
           hint: 'check ca_file/cert_file/key_file in registries.yaml',
           cause: e,
         });

@@ -41,7 +41,8 @@ export function parseManifest(ref: string, body: Buffer, contentType: string | u
   const ct = (contentType ?? '').split(';')[0]?.trim() ?? '';
   const mediaType = typeof j.mediaType === 'string' && j.mediaType ? j.mediaType : ct;
   if (j.schemaVersion === 1 || mediaType === MT.dockerSchema1 || mediaType === MT.dockerSchema1Signed) {
-    throw new UserError(`${ref} uses the Docker image manifest schema 1, which is not supported`, { code: 'unsupported',
+    throw new UserError(`${ref} uses the Docker image manifest schema 1, which is not supported`, {
+      code: 'unsupported',
       hint: 'schema 1 images are deprecated; push the image again with a current Docker/buildkit (schema 2 or OCI)',
     });
   }
@@ -95,7 +96,8 @@ export function selectPlatform(ref: string, index: Descriptor[], want: Platform)
 export function platformError(ref: string, want: Platform, have: string[]): UserError {
   const list = [...new Set(have)].sort();
   const accepted = acceptedPlatforms(want).map(formatPlatform);
-  return new UserError(`${ref} has no image for ${formatPlatform(want)}; it has: ${list.length ? list.join(', ') : 'no platforms'}`, { code: 'platform',
+  return new UserError(`${ref} has no image for ${formatPlatform(want)}; it has: ${list.length ? list.join(', ') : 'no platforms'}`, {
+    code: 'platform',
     hint: `${accepted.length > 1 ? `a ${formatPlatform(want)} bundle takes ${accepted.join(', then ')} (as containerd on such a host does) and never another architecture; ` : ''}pick an architecture the image provides, or use another image/tag that is built for ${formatPlatform(want)}`,
   });
 }

@@ -75,7 +75,8 @@ export async function loadRegistriesConfig(path: string): Promise<RegistriesConf
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    throw new UserError(`cannot read registries config ${path}: ${(e as Error).message}`, { code: 'input',
+    throw new UserError(`cannot read registries config ${path}: ${(e as Error).message}`, {
+      code: 'input',
       hint: 'pass the path of a K3s-style registries.yaml',
       cause: e,
     });
@@ -225,7 +226,8 @@ function asMap(v: unknown, file: string, key: string): Record<string, unknown> {
 }
 
 function bad(file: string, key: string, msg: string): UserError {
-  return new UserError(`${file}: ${key}: ${msg}`, { code: 'input',
+  return new UserError(`${file}: ${key}: ${msg}`, {
+    code: 'input',
     hint: 'see the K3s registries.yaml format: mirrors.<registry>.endpoint/rewrite, configs.<host>.auth/tls',
   });
 }
@@ -292,7 +294,8 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
     }
     const hostConfig = cfg.configs[host] ?? (c.isDefault ? cfg.configs[registry] : undefined) ?? cfg.configs['*'];
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname) && !hostConfig?.tls?.insecureSkipVerify) {
-      throw new UserError(`${cfg.file ?? 'registries.yaml'}: endpoint ${c.url} for ${registry} uses plain HTTP to a non-loopback host`, { code: 'input',
+      throw new UserError(`${cfg.file ?? 'registries.yaml'}: endpoint ${c.url} for ${registry} uses plain HTTP to a non-loopback host`, {
+        code: 'input',
         hint: `use https://, or opt into insecure transport with configs."${host}".tls.insecure_skip_verify: true`,
       });
     }
@@ -310,7 +313,8 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
     out.push({ apiBase: `${u.protocol}//${host}${path}`, host, repository: repo, isDefault: c.isDefault, hostConfig });
   }
   if (out.length === 0) {
-    throw new UserError(`no usable endpoint for registry ${registry}: offline mode forbids ${skipped.join(', ') || 'every endpoint'}`, { code: 'offline',
+    throw new UserError(`no usable endpoint for registry ${registry}: offline mode forbids ${skipped.join(', ') || 'every endpoint'}`, {
+      code: 'offline',
       hint: `add a loopback mirror for ${registry} to registries.yaml (mirrors."${registry}".endpoint), or build without offline mode (KP_OFFLINE unset)`,
     });
   }
