@@ -18,7 +18,7 @@ import { parseArch } from './platform.js';
 
 /**
  * The command line: parses options and calls one function per command. Output goes to stdout,
- * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input.
+ * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input, 70 a bug (InternalError).
  */
 export interface Io {
   out: (s: string) => void;
