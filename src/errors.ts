@@ -124,12 +124,15 @@ const MACHINE: Record<string, { code: ErrorCode; meaning: string; fix: (dir: str
   EROFS: { code: 'read-only', meaning: 'the filesystem is read-only', fix: (d) => `choose a directory on a writable filesystem (--out, --cache-dir) or remount ${d} read-write` },
 };
 
+/** Calls whose EACCES/EPERM is about a socket or a program, not a filesystem (a firewall refusing a connect). */
+const NOT_FILESYSTEM = /^(connect|bind|listen|getaddrinfo|kill|spawn|uv_)/;
+
 /** The errno of `e` (or of its cause chain) when it is a machine failure (MACHINE), else undefined. */
 function machineErrno(e: unknown): NodeJS.ErrnoException | undefined {
   for (let x = e, depth = 0; typeof x === 'object' && x !== null && depth < 5; x = (x as Error).cause, depth++) {
     if (x instanceof UserError) return undefined;
-    const code = (x as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && code in MACHINE) return x as NodeJS.ErrnoException;
+    const err = x as NodeJS.ErrnoException & { address?: unknown };
+    if (typeof err.code === 'string' && err.code in MACHINE) return NOT_FILESYSTEM.test(err.syscall ?? '') || err.address !== undefined ? undefined : err;
   }
   return undefined;
 }

@@ -52,6 +52,10 @@ describe('the error story', () => {
     }
     // found in a cause chain; other errors pass unchanged
     assert.ok(isMachineFailure(new Error('wrapped', { cause: errno('ENOSPC') })));
+    // a firewall refusing a connection is no filesystem failure
+    const refused = Object.assign(errno('EPERM'), { syscall: 'connect', address: '127.0.0.1', port: 5000 });
+    assert.equal(fsError(refused), refused);
+    assert.ok(!isMachineFailure(new Error('fetch failed', { cause: Object.assign(errno('EACCES'), { syscall: 'connect' }) })));
     const other = errno('ECONNRESET');
     assert.equal(fsError(other, '/x'), other);
     const user = UserError.runtime('network', 'x');
