@@ -26,8 +26,8 @@ export function debug(topic: string, message: string): void {
   sink?.(`debug ${topic}: ${message}`);
 }
 
-/** Query parameters whose values may be secrets (tokens, signatures, passwords); shown as `***`. */
-const SECRET_PARAM = /token|secret|pass|sig|key|cred|auth|session|code|x-amz-/i;
+/** Query parameters whose values may be secrets (tokens, signatures of pre-signed CDN URLs: S3, GCS, Azure, Docker Hub's `verify`); shown as `***`. */
+const SECRET_PARAM = /token|secret|pass|sig|key|cred|auth|session|code|verify|x-amz-|x-goog-/i;
 
 /** `url` without user info and with the values of secret-looking query parameters masked. */
 export function safeUrl(url: string | URL): string {
