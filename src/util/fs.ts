@@ -6,7 +6,7 @@ import { finished } from 'node:stream/promises';
 import { fsError, isMachineFailure } from '../errors.js';
 
 /**
- * `mkdir -p` that reports the real failure: Node's recursive mkdir turns EROFS and ENOSPC into ENOENT
+ * `mkdir -p` that reports the real failure: Node's recursive mkdir turns EROFS into ENOENT
  * (nodejs/node#47098), so on ENOENT the path is created one level at a time to get the errno that counts.
  */
 export async function mkdirp(dir: string): Promise<void> {
