@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
-import { UserError, isUserError } from './errors.js';
+import { UserError, printError } from './errors.js';
+import { debugFromEnv, setDebug } from './util/debug.js';
 import { parseArchList } from './platform.js';
 import { COMPRESSIONS, DEFAULT_COMPRESSION, parseMirrorFlag, type Compression } from './plan/plan.js';
 import { ENGINES, type EngineName } from './engines/index.js';
@@ -17,7 +18,7 @@ import { parseArch } from './platform.js';
 
 /**
  * The command line: parses options and calls one function per command. Output goes to stdout,
- * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input.
+ * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input, 70 a bug (InternalError).
  */
 export interface Io {
   out: (s: string) => void;
@@ -48,7 +49,7 @@ export function makeProgram(io: Io = defaultIo): Command {
   const program = new Command('kubeprepare')
     .description('Builds offline install bundles for a K3s cloud node and KubeEdge edge nodes (EdgeMesh, metrics-server).')
     .version(TOOL_VERSION, '-V, --version')
-    .option('-v, --verbose', 'show stack traces on errors')
+    .option('-v, --verbose', 'debug output on stderr (requests, retries, mirror fallbacks, token fetches, cache hits, docker re-tags; also KUBEPREPARE_DEBUG=1) and stack traces on errors')
     .option('-q, --quiet', 'no progress output')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
@@ -64,7 +65,7 @@ Examples:
   $ kubeprepare inspect dist/kubeprepare-cloud-v1.22.0-linux-arm64.tar what a bundle holds
   $ bundle build --arch arm64                      the same command under its other name
 
-Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
+Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input, 70 internal error (a bug).`,
     );
 
   const renderer = () => chooseRenderer({ quiet: Boolean(program.opts().quiet), env: io.env, isTTY: io.isTTY });
@@ -183,7 +184,7 @@ Examples:
     .option('--docker-config <file>', 'Docker config.json with registry credentials')
     .option('--concurrency <n>', 'parallel blob downloads', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`, { code: 'usage' });
       return n;
     })
     .option('--json', 'progress and result as JSON events, one per line on stdout (README "Progress")')
@@ -234,7 +235,7 @@ Exit codes: 0 the bundle is intact, 1 problems found (all listed), 2 the file ca
       const r = await verify({ file, ...(o.arch ? { platform: parseArch(o.arch) } : {}) });
       io.out(o.json ? JSON.stringify(r, null, 2) : verifyToText(r));
       if (!r.ok) {
-        throw UserError.runtime(`${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
+        throw UserError.runtime('bundle', `${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
       }
     });
 
@@ -261,6 +262,8 @@ Examples:
 /** Runs the CLI; returns the exit code instead of exiting (the entry point exits). */
 export async function runCli(argv: string[], io: Io = defaultIo): Promise<number> {
   const program = makeProgram(io);
+  const debugOn = () => Boolean(program.opts().verbose) || debugFromEnv(io.env);
+  program.hook('preAction', () => setDebug(debugOn() ? io.err : undefined));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -269,17 +272,7 @@ export async function runCli(argv: string[], io: Io = defaultIo): Promise<number
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       return 2; // commander already printed the message
     }
-    const verbose = Boolean(program.opts().verbose);
-    if (isUserError(e)) {
-      io.err(`error: ${e.message}`);
-      if (e.hint) io.err(`  fix: ${e.hint}`);
-      if (verbose && e.stack) io.err(e.stack);
-      return e.exitCode;
-    }
-    const err = e as Error;
-    io.err(`error: ${err?.message ?? String(e)}`);
-    io.err(verbose ? (err?.stack ?? '') : '  (run with --verbose for the stack trace)');
-    return 1;
+    return printError(e, io.err, debugOn());
   }
 }
 

@@ -35,7 +35,7 @@ export function parseArchList(value: string): Platform[] {
       out.push(p);
     }
   }
-  if (out.length === 0) throw new UserError(`--arch is empty`, { hint: 'give one or more of amd64, arm64, arm (comma-separated)' });
+  if (out.length === 0) throw new UserError(`--arch is empty`, { code: 'usage', hint: 'give one or more of amd64, arm64, arm (comma-separated)' });
   return out;
 }
 
@@ -56,7 +56,7 @@ export function parseArch(raw: string): Platform {
     case 'arm/v6':
       return { os: 'linux', architecture: 'arm', variant: 'v6' };
     default:
-      throw new UserError(`unknown architecture '${raw}'`, { hint: 'use amd64, arm64, arm (= arm/v7) or arm/v6' });
+      throw new UserError(`unknown architecture '${raw}'`, { code: 'usage', hint: 'use amd64, arm64, arm (= arm/v7) or arm/v6' });
   }
 }
 

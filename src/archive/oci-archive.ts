@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { UserError } from '../errors.js';
+import { InternalError, UserError, abortReason } from '../errors.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { writeAtomically } from '../util/fs.js';
 import { TarWriter } from './tar-writer.js';
@@ -113,10 +113,10 @@ export function buildDockerManifestJson(images: OciArchiveImage[]): string {
 }
 
 export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
-  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { hint: 'list at least one image' });
+  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { code: 'usage', hint: 'list at least one image' });
   const seenRefs = new Set<string>();
   for (const img of opts.images) {
-    if (seenRefs.has(img.ref)) throw new Error(`image ${img.ref} listed twice`);
+    if (seenRefs.has(img.ref)) throw new InternalError(`image ${img.ref} listed twice`);
     seenRefs.add(img.ref);
   }
   // Every distinct blob once; a digest always denotes the same bytes, so sizes must agree.
@@ -125,7 +125,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
   const addBlob = (b: OciBlob, bytes?: Buffer) => {
     totalBlobBytes += b.size;
     const prev = blobs.get(b.digest);
-    if (prev && prev.size !== b.size) throw new Error(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
+    if (prev && prev.size !== b.size) throw new InternalError(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
     if (!prev) blobs.set(b.digest, { size: b.size, bytes });
     else if (bytes && !prev.bytes) prev.bytes = bytes;
   };
@@ -143,17 +143,17 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     try {
       actual = (await stat(file)).size;
     } catch (e) {
-      throw UserError.runtime(`blob ${d} is missing from ${file}`, 'build again to download it', e);
+      throw UserError.runtime('cache', `blob ${d} is missing from ${file}`, 'build again to download it', e);
     }
-    if (actual !== size) throw UserError.runtime(`blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
+    if (actual !== size) throw UserError.runtime('cache', `blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
   };
   // Check every blob before the first byte is written, so a missing blob fails without a partial file
   // (blobs still arriving through blobReady are checked when they are ready).
   for (const d of digests) {
     const b = blobs.get(d)!;
     if (b.bytes) {
-      if (b.bytes.length !== b.size) throw new Error(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
-      if (`sha256:${createHash('sha256').update(b.bytes).digest('hex')}` !== d) throw new Error(`blob ${d}: the bytes given do not match the digest`);
+      if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+      if (`sha256:${createHash('sha256').update(b.bytes).digest('hex')}` !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
     } else if (!opts.blobReady) await checkFile(d, b.size);
   }
 
@@ -167,7 +167,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     const tar = new TarWriter(hasher, { mtime: opts.mtime });
     try {
       const check = () => {
-        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
       };
       // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
       await tar.addDirectory('blobs');

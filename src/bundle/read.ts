@@ -287,14 +287,14 @@ export async function readTarball(file: string, onEntry: OnTarEntry): Promise<Ta
     const fh = await open(file, 'r');
     try {
       fileSize = (await fh.stat()).size;
-      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { hint: 'give the path of a bundle tarball' });
+      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { code: 'input', hint: 'give the path of a bundle tarball' });
       await fh.read(head, 0, 8, 0);
     } finally {
       await fh.close();
     }
   } catch (e) {
     if (e instanceof UserError) throw e;
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a bundle tarball', cause: e });
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { code: 'input', hint: 'give the path of a bundle tarball', cause: e });
   }
   const kind = detectCompression(head.subarray(0, Math.min(8, fileSize)));
   if (kind === 'xz' || kind === 'bzip2') {
@@ -312,7 +312,7 @@ export async function readTarball(file: string, onEntry: OnTarEntry): Promise<Ta
   } else if (kind === 'zstd') {
     if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
       input.destroy();
-      throw UserError.runtime(`${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
+      throw UserError.runtime('missing-tool', `${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
     }
     const child = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';

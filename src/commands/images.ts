@@ -1,6 +1,6 @@
 import { dirname, resolve, join } from 'node:path';
 import { removeStaleTemps } from '../util/fs.js';
-import { UserError } from '../errors.js';
+import { InternalError, UserError } from '../errors.js';
 import { loadManifest } from '../manifest/load.js';
 import { makePlan, resolveMtime } from '../plan/plan.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
@@ -44,7 +44,7 @@ async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<I
     refs = plan.bundles.flatMap((b) => b.images.map((i) => i.ref));
   }
   refs = [...new Set(refs)];
-  if (refs.length === 0) throw new UserError('no images to archive', { hint: 'list references after the options, or use a manifest with images' });
+  if (refs.length === 0) throw new UserError('no images to archive', { code: 'usage', hint: 'list references after the options, or use a manifest with images' });
   const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
   const engine = await createEngine(opts.engine, {
     ...(registriesFile ? { registriesFile } : {}),
@@ -76,6 +76,6 @@ async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<I
   } finally {
     await engine.close();
   }
-  if (!result) throw new Error('internal: images archive not written');
+  if (!result) throw new InternalError('images archive not written');
   return result;
 }

@@ -81,7 +81,7 @@ export function refReference(ref: ImageRef): string {
  * the parsed reference, for callers that key per-image settings by it.
  */
 export function parseImageRefs(images: string[]): { input: string; ref: ImageRef }[] {
-  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
+  if (images.length === 0) throw new UserError('no images requested', { code: 'usage', hint: 'list at least one image' });
   const out: { input: string; ref: ImageRef }[] = [];
   const seen = new Set<string>();
   for (const input of images) {
@@ -89,7 +89,7 @@ export function parseImageRefs(images: string[]): { input: string; ref: ImageRef
     try {
       ref = parseImageRef(input);
     } catch (e) {
-      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
+      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { code: 'input', hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
       throw e;
     }
     if (!seen.has(ref.canonical)) {

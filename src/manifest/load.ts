@@ -33,6 +33,7 @@ export async function loadManifest(file: string): Promise<LoadedManifest> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(`${shown}: cannot read the versions manifest (${code ?? (e as Error).message})`, {
+      code: 'manifest',
       hint: 'pass an existing file with --manifest, or run from the repository root where manifests/versions.yaml lives',
     });
   }
@@ -48,13 +49,13 @@ export function parseManifestText(text: string, shown: string): Manifest {
       const at = `${shown}:${pos.line}:${pos.col}`;
       return `${at}: YAML syntax: ${err.message.split('\n')[0]}`;
     });
-    throw new UserError(lines.join('\n'), { hint: 'fix the YAML syntax at the position shown' });
+    throw new UserError(lines.join('\n'), { code: 'manifest', hint: 'fix the YAML syntax at the position shown' });
   }
   const data: unknown = doc.toJS();
   const result = manifestSchema.safeParse(data);
   if (result.success) return result.data;
   const lines = flattenUnions(result.error.issues).map((issue) => formatIssue(issue, doc, lineCounter, shown));
-  throw new UserError([...new Set(lines)].join('\n'), { hint: `see the comments in manifests/versions.yaml for every key` });
+  throw new UserError([...new Set(lines)].join('\n'), { code: 'manifest', hint: `see the comments in manifests/versions.yaml for every key` });
 }
 
 function formatIssue(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter, shown: string): string {

@@ -74,6 +74,7 @@ describe('registries.yaml', () => {
     const cfg = parseRegistriesConfig('mirrors:\n  docker.io:\n    endpoint: ["http://10.1.2.3:5000"]\n');
     assert.throws(() => resolveEndpoints(cfg, 'docker.io', 'a/b'), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'input');
       assert.match(e.message, /endpoint http:\/\/10\.1\.2\.3:5000 for docker\.io uses plain HTTP to a non-loopback host/);
       assert.match(e.hint ?? '', /configs\."10\.1\.2\.3:5000"\.tls\.insecure_skip_verify: true/);
       return true;
@@ -152,6 +153,7 @@ describe('registry protocol helpers', () => {
     assert.throws(() => selectPlatform('x', [d('arm')], parseArch('arm/v6')), /x has no image for linux\/arm\/v6; it has: linux\/arm$/);
     assert.throws(() => selectPlatform('img:1', [att, d('amd64')], parseArch('arm64')), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'platform');
       assert.equal(e.message, 'img:1 has no image for linux/arm64; it has: linux/amd64');
       return true;
     });
@@ -184,6 +186,7 @@ describe('registry protocol helpers', () => {
     const body = Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'library/old', tag: 'v1', fsLayers: [] }));
     assert.throws(() => parseManifest('docker.io/library/old:v1', body, 'application/vnd.docker.distribution.manifest.v1+prettyjws'), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'unsupported');
       assert.match(e.message, /docker\.io\/library\/old:v1 uses the Docker image manifest schema 1, which is not supported/);
       return true;
     });

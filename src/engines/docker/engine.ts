@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
-import { UserError } from '../../errors.js';
+import { InternalError, UserError, abortError, abortReason, fsError, isAbort, isMachineFailure } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { acceptedPlatforms, formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -131,13 +132,13 @@ export class DockerEngine implements ImageEngine {
    * when this returns. Nothing is left running, so `blobReady`, `done` and `stop` have nothing to wait for.
    */
   async collect(req: ImageCollectRequest): Promise<CollectedImages & { timings: DockerTimings; saveFormat: DockerArchiveResult['saveFormat'] }> {
-    if (this.closed) throw new Error('docker engine is closed');
+    if (this.closed) throw new InternalError('docker engine is closed');
     const t0 = performance.now();
     const progress = req.progress ?? silentSink;
     const refs = parseImageRefs(req.images);
     const cache = new BlobCache(req.cacheDir);
     const level = this.opts.gzipLevel ?? 1;
-    if (!Number.isInteger(level) || level < 1 || level > 9) throw new UserError(`gzip level ${level} is not 1..9`);
+    if (!Number.isInteger(level) || level < 1 || level > 9) throw new UserError(`gzip level ${level} is not 1..9`, { code: 'usage' });
     const store = new LayerStore(cache, req.cacheDir, level);
     await store.init();
     const limit = createLimiter(Math.max(1, Math.floor(req.concurrency ?? this.opts.concurrency ?? DEFAULT_CONCURRENCY)));
@@ -163,7 +164,7 @@ export class DockerEngine implements ImageEngine {
       );
       const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown);
       if (failures.length > 0) {
-        if (req.signal?.aborted) throw req.signal.reason ?? new Error('aborted');
+        if (req.signal?.aborted) throw abortReason(req.signal);
         throw failures.find((e) => e instanceof UserError) ?? rootCause(failures, req.signal);
       }
       resolved = settled.map((s) => (s as PromiseFulfilledResult<Resolved>).value);
@@ -221,6 +222,7 @@ export class DockerEngine implements ImageEngine {
       const cfgPlat = configPlatform(item, saved.configBytes);
       if (!platformMatches(want, cfgPlat)) {
         throw new UserError(`${item} in the Docker daemon is ${formatPlatform(cfgPlat)}, not ${formatPlatform(want)} (by its config)`, {
+          code: 'platform',
           kind: 'runtime',
           hint: 'the daemon holds another architecture of this image; the docker engine never saves a wrong architecture',
         });
@@ -251,7 +253,7 @@ export class DockerEngine implements ImageEngine {
   private async pinLocal(item: string, daemonName: string, want: Platform, privateTag: string): Promise<InspectInfo> {
     const info = await this.inspect(daemonName);
     if (!info) {
-      throw UserError.runtime(`${item} is not in the Docker daemon at ${this.addr.display} (pull: never)`, `load or build it into that daemon first (docker images ${daemonName}), or set pull: always`);
+      throw UserError.runtime('not-found', `${item} is not in the Docker daemon at ${this.addr.display} (pull: never)`, `load or build it into that daemon first (docker images ${daemonName}), or set pull: always`);
     }
     this.checkPlatform(item, info, want, 'in the Docker daemon (pull: never)');
     await this.pin(info.Id, privateTag);
@@ -274,6 +276,7 @@ export class DockerEngine implements ImageEngine {
         return prev;
       }
       throw UserError.runtime(
+        'platform',
         `${item} is in the Docker daemon as ${describe(prev)}; pulling it for ${formatPlatform(want)} would re-point the daemon's ${daemonName}, which Docker cannot undo`,
         `remove it first (docker rmi ${daemonName}) or use --engine registry`,
       );
@@ -295,10 +298,10 @@ export class DockerEngine implements ImageEngine {
           throw e;
         }
         pulled = await this.inspect(daemonName);
-        if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon reported success but has no image ${daemonName}`);
+        if (!pulled) throw UserError.runtime('docker', `pulling ${item}: the daemon reported success but has no image ${daemonName}`);
         if (last || platformOk(pulled, order[i]!)) break;
       }
-      if (!pulled) throw UserError.runtime(`pulling ${item}: the daemon has no image ${daemonName}`);
+      if (!pulled) throw UserError.runtime('docker', `pulling ${item}: the daemon has no image ${daemonName}`);
       this.checkPlatform(item, pulled, want, `pulled by the Docker daemon at ${this.addr.display}`);
       await this.pin(pulled.Id, privateTag);
       return pulled;
@@ -330,7 +333,7 @@ export class DockerEngine implements ImageEngine {
       }
     }
     if (problems.length) {
-      throw UserError.runtime(`could not put the Docker daemon's references for ${item} back as they were: ${problems.join('; ')}`, 'check `docker images` and re-tag by hand');
+      throw UserError.runtime('docker', `could not put the Docker daemon's references for ${item} back as they were: ${problems.join('; ')}`, 'check `docker images` and re-tag by hand');
     }
   }
 
@@ -374,7 +377,7 @@ export class DockerEngine implements ImageEngine {
     } catch (e) {
       throw this.apiError(e, `exporting ${item} (docker save)`);
     }
-    const onAbort = () => (stream as unknown as { destroy: (e?: Error) => void }).destroy(new Error('aborted'));
+    const onAbort = () => (stream as unknown as { destroy: (e?: Error) => void }).destroy(abortError());
     c.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const saved = await readDockerSave(stream as AsyncIterable<Buffer>, { image: item, imageId, store: c.store, signal: c.signal });
@@ -413,6 +416,7 @@ export class DockerEngine implements ImageEngine {
   private checkPlatform(item: string, info: InspectInfo, want: Platform, where: string): void {
     if (!platformMatches(want, { os: info.Os ?? '', architecture: info.Architecture ?? '', variant: info.Variant || undefined })) {
       throw new UserError(`${item} ${where} is ${describe(info)}, not ${formatPlatform(want)}`, {
+        code: 'platform',
         kind: 'runtime',
         hint: `the image has no ${formatPlatform(want)} variant (or the daemon picked another one); nothing was saved. Pick an architecture the image provides`,
       });
@@ -427,6 +431,7 @@ export class DockerEngine implements ImageEngine {
     const old = this.opts.keepImages ? await this.inspect(privateTag) : undefined;
     await this.tag(id, privateTag);
     if (old && old.Id !== id) {
+      debug('docker', `remove ${old.Id}, no longer ${privateTag}`);
       try {
         await this.docker.getImage(old.Id).remove();
       } catch {
@@ -455,6 +460,7 @@ export class DockerEngine implements ImageEngine {
 
   private async tag(id: string, name: string): Promise<void> {
     const { repo, tag } = splitName(name);
+    debug('docker', `tag ${id} as ${name}`);
     try {
       await this.docker.getImage(id).tag({ repo, tag });
     } catch (e) {
@@ -464,6 +470,7 @@ export class DockerEngine implements ImageEngine {
 
   /** Removes one reference (tag or digest reference); the image goes only when nothing else references it. */
   private async removeRef(name: string): Promise<void> {
+    debug('docker', `remove reference ${name}`);
     try {
       await this.docker.getImage(name).remove();
     } catch (e) {
@@ -487,18 +494,19 @@ export class DockerEngine implements ImageEngine {
   private apiError(e: unknown, what: string): Error {
     if (e instanceof UserError) return e;
     const err = e as NodeJS.ErrnoException & { statusCode?: number; json?: { message?: string } | null; reason?: string };
-    if (err?.name === 'AbortError') return err;
+    if (isAbort(err)) return err;
+    if (isMachineFailure(err) && err.syscall !== 'connect') return fsError(err); // the cache's filesystem, not the daemon's socket
     // The daemon answered when the engine connected: a socket that is gone, refused or forbidden now means
     // the daemon went away; a connection it reset or closed mid-request (Docker 20.10 does this to a pull
     // that fails, e.g. a missing tag) is that request failing, named as such.
     if (err?.code && ['ENOENT', 'ECONNREFUSED', 'EACCES', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(err.code)) return noDaemon(this.addr, e);
     if (err?.code === 'ECONNRESET' || err?.code === 'EPIPE') {
-      return UserError.runtime(`${what} failed: the Docker daemon closed the connection (${err.code})`, 'see the Docker daemon log for details (journalctl -u docker)', e);
+      return UserError.runtime('docker', `${what} failed: the Docker daemon closed the connection (${err.code})`, 'see the Docker daemon log for details (journalctl -u docker)', e);
     }
     const fromJson = err?.json && typeof err.json === 'object' ? err.json.message : typeof err?.json === 'string' ? err.json : undefined;
     // docker-modem's own text is "(HTTP code 404) unexpected - <daemon message>"; keep the daemon's part.
     const msg = String(fromJson ?? err?.message ?? String(e)).replace(/^\(HTTP code \d+\) [\w ]+ - /, '').trim();
-    return UserError.runtime(`${what} failed: ${msg}${err?.statusCode ? ` (HTTP ${err.statusCode})` : ''}`, 'see the Docker daemon log for details', e);
+    return UserError.runtime('docker', `${what} failed: ${msg}${err?.statusCode ? ` (HTTP ${err.statusCode})` : ''}`, 'see the Docker daemon log for details', e);
   }
 }
 

@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { UserError } from '../../errors.js';
+import { UserError, fsError } from '../../errors.js';
+import { mkdirp } from '../../util/fs.js';
 import { hashingTap } from '../../util/hash.js';
 import type { BlobCache } from '../registry/blob-cache.js';
 
@@ -78,7 +79,7 @@ export class LayerStore {
 
   async init(): Promise<void> {
     await this.cache.init();
-    await mkdir(this.mapDir, { recursive: true });
+    await mkdirp(this.mapDir).catch((e: unknown) => Promise.reject(fsError(e, this.cache.cacheDir, 'creating the layer map in', this.cache.cacheDir)));
   }
 
   /** The stored gzip blob for an uncompressed layer, when it is in the cache. */
@@ -107,7 +108,7 @@ export class LayerStore {
     })();
     if (startsWith(head, ZSTD_MAGIC)) {
       await it.return?.();
-      throw UserError.runtime(`${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
+      throw UserError.runtime('unsupported', `${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
     }
     const tmp = join(this.tmpDir, `${randomBytes(32).toString('hex')}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
     try {
@@ -140,14 +141,19 @@ export class LayerStore {
       return { digest, size: outSize, mediaType, diffId, rawSize };
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cache.cacheDir, `caching a layer of ${ctx.image} in`, this.cache.cacheDir);
     }
   }
 
   private async remember(diffId: string, v: { digest: string; size: number; mediaType: string }): Promise<void> {
     const file = join(this.mapDir, hex(diffId));
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(v)}\n`);
+    try {
+      await writeFile(tmp, `${JSON.stringify(v)}\n`);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw fsError(e, this.cache.cacheDir, 'caching the layer map in', this.cache.cacheDir);
+    }
     await rename(tmp, file);
   }
 }

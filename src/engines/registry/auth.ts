@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import type { RegistryAuthConfig, RegistriesConfig } from './mirrors.js';
 
 /** Credentials for one registry host. */
@@ -64,6 +65,7 @@ export class CredentialStore {
     let p = this.cache.get(key);
     if (!p) {
       p = this.lookup(host, registry);
+      p.then((c) => debug('auth', `credentials for ${host}: ${c ? `from ${c.source}` : 'none (anonymous)'}`), () => {});
       this.cache.set(key, p);
     }
     return p;
@@ -86,7 +88,7 @@ export class CredentialStore {
         if (entry.auth) {
           const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
           const i = decoded.indexOf(':');
-          if (i < 0) throw new UserError(`${this.dockerConfigPath}: auths entry for ${name} has an 'auth' that is not base64 of "user:password"`, { hint: 'run `docker login` again or fix the entry' });
+          if (i < 0) throw new UserError(`${this.dockerConfigPath}: auths entry for ${name} has an 'auth' that is not base64 of "user:password"`, { code: 'auth', hint: 'run `docker login` again or fix the entry' });
           c.username = decoded.slice(0, i);
           c.password = decoded.slice(i + 1);
         } else if (entry.username !== undefined) {
@@ -116,14 +118,14 @@ export class CredentialStore {
           text = await readFile(path, 'utf8');
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-          throw new UserError(`cannot read Docker config ${path}: ${(e as Error).message}`, { kind: 'runtime', cause: e });
+          throw new UserError(`cannot read Docker config ${path}: ${(e as Error).message}`, { code: 'auth', kind: 'runtime', cause: e });
         }
         try {
           const parsed = JSON.parse(text) as unknown;
           if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
           return parsed as DockerConfigFile;
         } catch (e) {
-          throw new UserError(`Docker config ${path} is not valid JSON: ${(e as Error).message}`, { hint: 'fix or remove the file', cause: e });
+          throw new UserError(`Docker config ${path} is not valid JSON: ${(e as Error).message}`, { code: 'auth', hint: 'fix or remove the file', cause: e });
         }
       })();
     }
@@ -164,6 +166,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   if (spawnError) {
     if (missingIsUndefined && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UserError(`credential helper ${bin} for ${serverUrl} could not be run: ${spawnError.message}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `install ${bin}, or remove it from credsStore/credHelpers in the Docker config`,
       cause: spawnError,
@@ -173,6 +176,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
     const msg = (stdout + stderr).trim();
     if (notFoundIsUndefined && /credentials not found/i.test(msg)) return undefined;
     throw new UserError(`credential helper ${bin} failed for ${serverUrl} (exit ${code}): ${msg}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `check \`echo ${serverUrl} | ${bin} get\``,
     });
@@ -181,7 +185,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   try {
     parsed = JSON.parse(stdout) as { Username?: string; Secret?: string };
   } catch {
-    throw new UserError(`credential helper ${bin} printed something that is not JSON for ${serverUrl}`, { kind: 'runtime' });
+    throw new UserError(`credential helper ${bin} printed something that is not JSON for ${serverUrl}`, { code: 'auth', kind: 'runtime' });
   }
   if (!parsed.Secret) return undefined;
   if (parsed.Username === '<token>') return { identityToken: parsed.Secret, source: `${bin}` };

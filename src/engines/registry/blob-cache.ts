@@ -1,10 +1,10 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
-import { pidAlive } from '../../util/fs.js';
+import { UserError, fsError } from '../../errors.js';
+import { mkdirp, pidAlive } from '../../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
 
 export interface BlobRef {
@@ -49,13 +49,13 @@ export class BlobCache {
   /** Creates the directories and removes temp files left by builds that no longer run. */
   init(): Promise<void> {
     this.ready ??= (async () => {
-      await mkdir(this.dir, { recursive: true });
-      await mkdir(this.tmpDir, { recursive: true });
+      await mkdirp(this.dir);
+      await mkdirp(this.tmpDir);
       for (const name of await readdir(this.tmpDir)) {
         const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
         if (m && !pidAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
       }
-    })();
+    })().catch((e: unknown) => Promise.reject(fsError(e, this.cacheDir, 'creating the blob cache in', this.cacheDir)));
     return this.ready;
   }
 
@@ -111,7 +111,7 @@ export class BlobCache {
       await rename(tmp, this.path(b.digest));
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${what} ${b.digest} of ${image} in`, this.cacheDir);
     }
   }
 
@@ -154,6 +154,7 @@ export class BlobCache {
           if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
             if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
               throw UserError.runtime(
+                'network',
                 `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
                 'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
                 e,
@@ -181,7 +182,7 @@ export class BlobCache {
     } catch (e) {
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`, this.cacheDir);
     }
   }
 
@@ -209,6 +210,7 @@ export class BlobCache {
         const c = chunk as Buffer;
         if (state.offset + pendingBytes + c.length > b.size) {
           throw UserError.runtime(
+            'digest-mismatch',
             `${ctx.what} ${b.digest} of ${ctx.image} is larger than the ${b.size} bytes its manifest says`,
             'the registry or mirror serves content that does not match the manifest; the blob was not cached',
           );
@@ -254,6 +256,7 @@ function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadConte
   if (total !== undefined && Number.isFinite(total) && total !== b.size) {
     res.destroy();
     throw UserError.runtime(
+      'digest-mismatch',
       `size mismatch for ${ctx.what} ${b.digest} of ${ctx.image}: the manifest says ${b.size} bytes, the registry serves ${total}`,
       'the registry or mirror serves content that does not match the manifest; nothing was cached. Fix or re-push the image, then build again',
     );
@@ -275,6 +278,7 @@ async function hashPrefix(file: string, length: number): Promise<Hash> {
 
 function mismatch(image: string, what: string, b: BlobRef, actual: string, actualSize: number): UserError {
   return UserError.runtime(
+    'digest-mismatch',
     `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
     'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
   );

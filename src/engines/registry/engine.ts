@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { UserError } from '../../errors.js';
+import { InternalError, UserError, abortError, fsError, isAbort, isMachineFailure } from '../../errors.js';
+import { debug } from '../../util/debug.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
 import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
@@ -9,7 +10,7 @@ import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../
 import { CredentialStore } from './auth.js';
 import { BlobCache, type BlobRef } from './blob-cache.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
-import { abortError, type RetryOptions } from './http.js';
+import { type RetryOptions } from './http.js';
 import { configPlatform, DIGEST_RE, MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type Descriptor, type ParsedManifest } from './manifest.js';
 import { emptyRegistriesConfig, resolveEndpoints, type Endpoint, type RegistriesConfig } from './mirrors.js';
 
@@ -96,7 +97,7 @@ class RegistryEngine implements ImageEngine {
   }
 
   async collect(req: ImageCollectRequest): Promise<CollectedImages> {
-    if (this.closed) throw new Error('registry engine is closed');
+    if (this.closed) throw new InternalError('registry engine is closed');
     const progress = req.progress ?? silentSink;
     const refs = parseImageRefs(req.images).map((r) => r.ref);
     const cache = new BlobCache(req.cacheDir);
@@ -132,6 +133,7 @@ class RegistryEngine implements ImageEngine {
     const verifiedNow = new Set<string>([...resolved.flatMap((r) => [r.manifest.digest, r.config.digest])]);
     const cachedBefore = new Set<string>();
     for (const d of owner.keys()) if (await cache.has(owner.get(d)!.desc)) cachedBefore.add(d);
+    for (const d of cachedBefore) debug('cache', `hit: ${owner.get(d)!.what} ${d} of ${owner.get(d)!.img.ref.canonical}`);
     const downloads = new Map<string, Promise<void>>();
     for (const img of resolved) {
       progress.start(img.ref.canonical, imageSize(img));
@@ -204,17 +206,19 @@ class RegistryEngine implements ImageEngine {
       noUpstreamFallback: this.opts.noUpstreamFallback,
     });
     const errors: { ep: Endpoint; error: unknown }[] = [];
+    debug('mirror', `${ref.canonical}: endpoints ${endpoints.map((e) => `${e.apiBase}${e.isDefault ? ' (registry)' : ' (mirror)'}`).join(', ')}`);
     for (const ep of endpoints) {
       try {
         return await this.resolveAt(ep, ref, want, cache, signal);
       } catch (e) {
         if (signal.aborted || !fallsThrough(e)) throw e;
         errors.push({ ep, error: e });
+        debug('mirror', `${ref.canonical}: ${ep.apiBase} failed (${(e as Error).message.split('\n')[0]}); ${errors.length < endpoints.length ? 'falling back to the next endpoint' : 'no endpoint left'}`);
       }
     }
     if (errors.length === 1) throw toUserError(errors[0]!.error, ref.canonical, errors[0]!.ep);
     const lines = errors.map(({ ep, error }) => `  ${ep.apiBase} (${ep.isDefault ? 'registry' : 'mirror'}): ${toUserError(error, ref.canonical, ep).message}`);
-    throw UserError.runtime(`cannot pull ${ref.canonical} from any endpoint:\n${lines.join('\n')}`, 'check the mirrors in registries.yaml, credentials and the image name/tag');
+    throw UserError.runtime(toUserError(errors.at(-1)!.error, ref.canonical, errors.at(-1)!.ep).code, `cannot pull ${ref.canonical} from any endpoint:\n${lines.join('\n')}`, 'check the mirrors in registries.yaml, credentials and the image name/tag');
   }
 
   private async resolveAt(ep: Endpoint, ref: ImageRef, want: Platform, cache: BlobCache, signal: AbortSignal): Promise<ResolvedImage> {
@@ -226,7 +230,7 @@ class RegistryEngine implements ImageEngine {
       const entry = selectPlatform(ref.canonical, top.parsed.manifests, want);
       const child = await this.getManifest(ep, ref, entry.digest, entry.digest, cache, signal, entry.size);
       if (child.parsed.kind !== 'manifest') {
-        throw UserError.runtime(`${ref.canonical}: the ${formatPlatform(want)} entry ${entry.digest} is a nested index, which is not supported`);
+        throw UserError.runtime('unsupported', `${ref.canonical}: the ${formatPlatform(want)} entry ${entry.digest} is a nested index, which is not supported`);
       }
       manifest = child.parsed;
       manifestDesc = { mediaType: entry.mediaType || child.parsed.mediaType, digest: entry.digest, size: entry.size };
@@ -260,6 +264,7 @@ class RegistryEngine implements ImageEngine {
     if (expectDigest) {
       // By digest: a cached copy needs no request; it is hashed again as it is read (a wrong one is evicted and fetched anew).
       const body = await cache.readVerified({ digest: expectDigest, size: expectSize });
+      if (body) debug('cache', `hit: manifest ${expectDigest} of ${ref.canonical}`);
       if (body) return { parsed: parseManifest(ref.canonical, body, undefined), digest: expectDigest, size: body.length };
     }
     const { body, res } = await this.client.getBuffer(ep, ref.registry, `/${ep.repository}/manifests/${reference}`, {
@@ -272,12 +277,13 @@ class RegistryEngine implements ImageEngine {
     const want = expectDigest ?? (DIGEST_RE.test(headerDigest) ? headerDigest : undefined);
     if (want && want !== actual) {
       throw UserError.runtime(
+        'digest-mismatch',
         `verification failed for the manifest ${reference} of ${ref.canonical} from ${ep.apiBase}: expected ${want}, got ${actual}`,
         'the registry or mirror served corrupted or tampered content; nothing was cached',
       );
     }
     if (expectSize !== undefined && body.length !== expectSize) {
-      throw UserError.runtime(`verification failed for the manifest ${reference} of ${ref.canonical}: expected ${expectSize} bytes, got ${body.length}`);
+      throw UserError.runtime('digest-mismatch', `verification failed for the manifest ${reference} of ${ref.canonical}: expected ${expectSize} bytes, got ${body.length}`);
     }
     const parsed = parseManifest(ref.canonical, body, res.headers['content-type']);
     await cache.putBuffer({ digest: actual, size: body.length }, body, ref.canonical, 'manifest');
@@ -286,9 +292,10 @@ class RegistryEngine implements ImageEngine {
 
   /** Config blobs: read into memory (small), via the cache. */
   private async getSmallBlob(ep: Endpoint, ref: ImageRef, desc: Descriptor, what: string, cache: BlobCache, signal: AbortSignal): Promise<Buffer> {
-    if (desc.size > MANIFEST_LIMIT) throw UserError.runtime(`${what} ${desc.digest} of ${ref.canonical} is ${desc.size} bytes, more than the ${MANIFEST_LIMIT} allowed`);
+    if (desc.size > MANIFEST_LIMIT) throw UserError.runtime('registry', `${what} ${desc.digest} of ${ref.canonical} is ${desc.size} bytes, more than the ${MANIFEST_LIMIT} allowed`);
     // The cached copy is hashed as it is read; a missing or wrong one is (again) fetched and verified.
     const cached = await cache.readVerified(desc);
+    if (cached) debug('cache', `hit: ${what} ${desc.digest} of ${ref.canonical}`);
     if (cached) return cached;
     await this.fetchBlob(cache, { ref, endpoint: ep }, desc, what, signal);
     return cache.read(desc);
@@ -320,24 +327,27 @@ function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
 /** Errors after which the next endpoint is worth a try (K3s/containerd fall through on these too). */
 function fallsThrough(e: unknown): boolean {
   if (e instanceof RegistryHttpError || e instanceof RegistryAuthError) return true;
-  if (e instanceof UserError) return false;
-  return e instanceof Error && e.name !== 'AbortError';
+  if (e instanceof UserError || isMachineFailure(e)) return false;
+  return e instanceof Error && !isAbort(e);
 }
 
 function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): UserError {
   if (e instanceof UserError) return e;
+  if (isMachineFailure(e)) return fsError(e) as UserError; // the cache's filesystem, never "cannot reach"
   const subject = what ? `${what} of ${image}` : image;
   if (e instanceof RegistryHttpError) {
     if (e.status === 404) {
       return UserError.runtime(
+        'not-found',
         `${subject} not found at ${e.url} (HTTP 404${e.body ? `: ${e.body.replace(/\s+/g, ' ').slice(0, 200)}` : ''})`,
         what ? 'the registry lost a blob its manifest references; re-push the image' : 'check the image name and tag, and that the mirror holds the image',
       );
     }
-    return UserError.runtime(`fetching ${subject} failed: ${e.message}`, 'the registry or mirror is failing; try again later');
+    return UserError.runtime('registry', `fetching ${subject} failed: ${e.message}`, 'the registry or mirror is failing; try again later');
   }
   const err = e as NodeJS.ErrnoException;
   return UserError.runtime(
+    'network',
     `cannot reach ${ep.apiBase} for ${subject}: ${err?.code ? `${err.code} ` : ''}${err?.message ?? String(e)}`,
     'check that the registry or mirror is running and reachable',
     e,

@@ -1,7 +1,8 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../errors.js';
+import { UserError, abortError, abortReason, isAbort } from '../../errors.js';
+import { debug, safeUrl, since } from '../../util/debug.js';
 import type { RegistryTlsConfig } from './mirrors.js';
 
 /** Bounded retries with exponential backoff (429 honours Retry-After, capped by maxDelayMs). */
@@ -29,7 +30,7 @@ export function isRetryableNetworkError(e: unknown): boolean {
   if (e instanceof TransientNetworkError) return true;
   const err = e as NodeJS.ErrnoException | undefined;
   if (!err || typeof err !== 'object') return false;
-  if (err.name === 'AbortError') return false;
+  if (isAbort(err)) return false;
   if (err.code && RETRYABLE_CODES.has(err.code)) return true;
   return /socket hang up|aborted|premature close/i.test(err.message ?? '');
 }
@@ -58,7 +59,7 @@ export function retryDelayMs(opts: RetryOptions, attempt: number, retryAfter?: s
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(signal.reason ?? abortError());
+      reject(abortReason(signal));
       return;
     }
     const t = setTimeout(() => {
@@ -67,16 +68,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     const onAbort = () => {
       clearTimeout(t);
-      reject(signal?.reason ?? abortError());
+      reject(signal ? abortReason(signal) : abortError());
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-export function abortError(): Error {
-  const e = new Error('the operation was aborted');
-  e.name = 'AbortError';
-  return e;
 }
 
 export interface SendOptions {
@@ -105,6 +100,7 @@ export class AgentPool {
         if (tls?.keyFile) opts.key = readFileSync(tls.keyFile);
       } catch (e) {
         throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, {
+          code: 'input',
           hint: 'check ca_file/cert_file/key_file in registries.yaml',
           cause: e,
         });
@@ -126,9 +122,10 @@ export class AgentPool {
 /** One HTTP request; resolves with the response head (body not read). Network errors reject. */
 export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : http;
+  const t0 = Date.now();
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
-      reject(opts.signal.reason ?? abortError());
+      reject(abortReason(opts.signal));
       return;
     }
     // The abort signal is wired by hand (not `signal:`): with keep-alive agents Node can leave the
@@ -152,11 +149,13 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
       req.destroy(new TransientNetworkError(`no data from ${url.host} for ${Math.round(timeout / 1000)}s`, 'ETIMEDOUT'));
     });
     req.on('response', (r) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} -> ${r.statusCode}${r.headers['content-length'] ? `, ${r.headers['content-length']} bytes` : ''} (${since(t0)})`);
       res = r;
       r.on('close', cleanup);
       resolve(r);
     });
     req.on('error', (e) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} failed: ${(e as NodeJS.ErrnoException).code ?? e.message} (${since(t0)})`);
       cleanup();
       reject(e);
     });

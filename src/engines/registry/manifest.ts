@@ -36,12 +36,13 @@ export function parseManifest(ref: string, body: Buffer, contentType: string | u
   try {
     j = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
   } catch {
-    throw UserError.runtime(`the manifest of ${ref} is not valid JSON`, 'the registry or mirror returned something that is not an image manifest');
+    throw UserError.runtime('registry', `the manifest of ${ref} is not valid JSON`, 'the registry or mirror returned something that is not an image manifest');
   }
   const ct = (contentType ?? '').split(';')[0]?.trim() ?? '';
   const mediaType = typeof j.mediaType === 'string' && j.mediaType ? j.mediaType : ct;
   if (j.schemaVersion === 1 || mediaType === MT.dockerSchema1 || mediaType === MT.dockerSchema1Signed) {
     throw new UserError(`${ref} uses the Docker image manifest schema 1, which is not supported`, {
+      code: 'unsupported',
       hint: 'schema 1 images are deprecated; push the image again with a current Docker/buildkit (schema 2 or OCI)',
     });
   }
@@ -56,16 +57,16 @@ export function parseManifest(ref: string, body: Buffer, contentType: string | u
       layers: j.layers.map((d, i) => descriptor(ref, d, `layers[${i}]`)),
     };
   }
-  throw UserError.runtime(`the manifest of ${ref} has an unknown format (media type '${mediaType || 'none'}')`, 'expected an OCI index/manifest or a Docker manifest list/schema 2 manifest');
+  throw UserError.runtime('unsupported', `the manifest of ${ref} has an unknown format (media type '${mediaType || 'none'}')`, 'expected an OCI index/manifest or a Docker manifest list/schema 2 manifest');
 }
 
 function descriptor(ref: string, v: unknown, where: string): Descriptor {
   const d = v as Partial<Descriptor> | null;
   if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
-    throw UserError.runtime(`the manifest of ${ref} has an invalid descriptor at ${where}`);
+    throw UserError.runtime('registry', `the manifest of ${ref} has an invalid descriptor at ${where}`);
   }
   if (!DIGEST_RE.test(d.digest)) {
-    throw UserError.runtime(`the manifest of ${ref} uses digest '${d.digest}' at ${where}; only sha256 digests are supported`);
+    throw UserError.runtime('unsupported', `the manifest of ${ref} uses digest '${d.digest}' at ${where}; only sha256 digests are supported`);
   }
   return { ...d, mediaType: typeof d.mediaType === 'string' ? d.mediaType : '', digest: d.digest, size: d.size } as Descriptor;
 }
@@ -96,6 +97,7 @@ export function platformError(ref: string, want: Platform, have: string[]): User
   const list = [...new Set(have)].sort();
   const accepted = acceptedPlatforms(want).map(formatPlatform);
   return new UserError(`${ref} has no image for ${formatPlatform(want)}; it has: ${list.length ? list.join(', ') : 'no platforms'}`, {
+    code: 'platform',
     hint: `${accepted.length > 1 ? `a ${formatPlatform(want)} bundle takes ${accepted.join(', then ')} (as containerd on such a host does) and never another architecture; ` : ''}pick an architecture the image provides, or use another image/tag that is built for ${formatPlatform(want)}`,
   });
 }
@@ -106,7 +108,7 @@ export function configPlatform(ref: string, body: Buffer): { os: string; archite
   try {
     j = JSON.parse(body.toString('utf8')) as typeof j;
   } catch {
-    throw UserError.runtime(`the image config of ${ref} is not valid JSON`);
+    throw UserError.runtime('registry', `the image config of ${ref} is not valid JSON`);
   }
   const os = typeof j.os === 'string' ? j.os : '';
   const architecture = typeof j.architecture === 'string' ? j.architecture : '';

@@ -76,6 +76,7 @@ export async function loadRegistriesConfig(path: string): Promise<RegistriesConf
     text = await readFile(path, 'utf8');
   } catch (e) {
     throw new UserError(`cannot read registries config ${path}: ${(e as Error).message}`, {
+      code: 'input',
       hint: 'pass the path of a K3s-style registries.yaml',
       cause: e,
     });
@@ -88,7 +89,7 @@ export function parseRegistriesConfig(text: string, file = 'registries.yaml'): R
   try {
     doc = parseYaml(text);
   } catch (e) {
-    throw new UserError(`${file}: not valid YAML: ${(e as Error).message}`, { cause: e });
+    throw new UserError(`${file}: not valid YAML: ${(e as Error).message}`, { code: 'input', cause: e });
   }
   const cfg: RegistriesConfig = { file, mirrors: {}, configs: {} };
   if (doc === null || doc === undefined) return cfg;
@@ -226,6 +227,7 @@ function asMap(v: unknown, file: string, key: string): Record<string, unknown> {
 
 function bad(file: string, key: string, msg: string): UserError {
   return new UserError(`${file}: ${key}: ${msg}`, {
+    code: 'input',
     hint: 'see the K3s registries.yaml format: mirrors.<registry>.endpoint/rewrite, configs.<host>.auth/tls',
   });
 }
@@ -293,6 +295,7 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
     const hostConfig = cfg.configs[host] ?? (c.isDefault ? cfg.configs[registry] : undefined) ?? cfg.configs['*'];
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname) && !hostConfig?.tls?.insecureSkipVerify) {
       throw new UserError(`${cfg.file ?? 'registries.yaml'}: endpoint ${c.url} for ${registry} uses plain HTTP to a non-loopback host`, {
+        code: 'input',
         hint: `use https://, or opt into insecure transport with configs."${host}".tls.insecure_skip_verify: true`,
       });
     }
@@ -311,6 +314,7 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
   }
   if (out.length === 0) {
     throw new UserError(`no usable endpoint for registry ${registry}: offline mode forbids ${skipped.join(', ') || 'every endpoint'}`, {
+      code: 'offline',
       hint: `add a loopback mirror for ${registry} to registries.yaml (mirrors."${registry}".endpoint), or build without offline mode (KP_OFFLINE unset)`,
     });
   }
