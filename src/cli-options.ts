@@ -33,11 +33,14 @@ export interface OptionSpec {
   parse?: (value: string, previous: never) => unknown;
 }
 
-/** Compile-time check that a choices list names exactly the values of a type (no more, no fewer). */
-type Exactly<T, L extends readonly T[]> = [T] extends [L[number]] ? L : never;
-const SIDE_CHOICES = ['cloud', 'edge'] as const satisfies Exactly<Side, readonly ['cloud', 'edge']>;
+/** A choices list that names exactly the values of type T, checked at compile time (no more, no fewer). */
+const allOf =
+  <T extends string>() =>
+  <const L extends readonly T[]>(list: L & ([T] extends [L[number]] ? unknown : never)): L =>
+    list;
+const SIDE_CHOICES = allOf<Side>()(['cloud', 'edge']);
 // The list lives in plan/plan.ts (COMPRESSIONS) too; importing it would load zod on every `--help`.
-const COMPRESSION_CHOICES = ['none', 'gzip', 'zstd'] as const satisfies Exactly<Compression, readonly ['none', 'gzip', 'zstd']>;
+const COMPRESSION_CHOICES = allOf<Compression>()(['none', 'gzip', 'zstd']);
 const DEFAULT_COMPRESSION: Compression = 'none';
 
 /** Parses `--binary-mirror FROM=TO` (repeatable: appends to the values before it). */
