@@ -64,7 +64,7 @@ const MANY = ['build', 'plan', 'render'] as const;
 const FETCHING = ['build', 'images'] as const;
 
 export const OPTIONS = [
-  { flags: '-v, --verbose', key: 'verbose', global: true, commands: FETCHING, description: 'show stack traces on errors, and debug lines (requests, retries, mirror fallbacks, cache hits) on stderr; KUBEPREPARE_DEBUG=1 does the same' },
+  { flags: '-v, --verbose', key: 'verbose', global: true, commands: FETCHING, description: 'debug output on stderr (requests, retries, mirror fallbacks, token fetches, cache hits, docker re-tags; also KUBEPREPARE_DEBUG=1) and stack traces on errors' },
   { flags: '-q, --quiet', key: 'quiet', global: true, commands: [], description: 'no progress output' },
   { flags: '-a, --arch <list>', key: 'platforms', commands: MANY, required: true, parse: parseArchList, description: 'architectures, comma-separated: amd64, arm64, arm (= arm/v7)' },
   { flags: '-a, --arch <arch>', key: 'platform', commands: ['images'], required: true, parse: parseArch, description: 'one architecture: amd64, arm64, arm (= arm/v7), arm/v6' },
@@ -84,8 +84,8 @@ export const OPTIONS = [
   { flags: '--templates <dir>', key: 'templatesDir', commands: ['build', 'render'], docDefault: 'the bundled scripts-templates/', description: 'template directory (default: the bundled scripts-templates/)' },
   { flags: '-n, --dry-run', key: 'dryRun', commands: ['build'], description: 'show the plan and stop: nothing is downloaded or written' },
   { flags: '--sbom', key: 'sbom', commands: ['build'], description: 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle' },
-  { flags: '--concurrency <n>', key: 'concurrency', commands: FETCHING, parse: parseConcurrency, default: 4, description: 'parallel blob downloads (1 to 64)' },
-  { flags: '--json', key: 'json', commands: FETCHING, description: 'machine-readable progress: one JSON event per line on stdout (start, progress, done, error)' },
+  { flags: '--concurrency <n>', key: 'concurrency', commands: FETCHING, parse: parseConcurrency, default: 4, description: 'parallel blob downloads, 1 to 64 (the default chosen by npm run bench -- --netem)' },
+  { flags: '--json', key: 'json', commands: FETCHING, description: 'progress and result as JSON events, one per line on stdout (README "Progress")' },
   { flags: '--json', key: 'json', commands: ['plan'], description: 'machine-readable: one object per bundle (side, arch, images[].ref, binaries[].url)' },
   { flags: '--json', key: 'json', commands: ['verify'], description: 'machine-readable result: ok, problems[] (kind, subject, message), counts' },
   { flags: '--json', key: 'json', commands: ['inspect'], description: 'machine-readable: components, images[] (ref, digest, platform, size), binaries[], dedup' },
