@@ -249,14 +249,3 @@ export function applyMirrors(url: string, mirrors: { from: string; to: string }[
   }
   return url;
 }
-
-/** Parses `--binary-mirror FROM=TO`. */
-export function parseMirrorFlag(value: string): { from: string; to: string } {
-  const i = value.indexOf('=');
-  const from = value.slice(0, i);
-  const to = value.slice(i + 1);
-  if (i <= 0 || !/^https?:\/\//.test(from) || !/^https?:\/\//.test(to)) {
-    throw new UserError(`--binary-mirror '${value}' is not FROM=TO`, { code: 'usage', hint: 'e.g. --binary-mirror https://github.com/=http://127.0.0.1:8080/github/' });
-  }
-  return { from, to };
-}
