@@ -5,7 +5,7 @@ import type { ProgressSink } from '../progress/sink.js';
 import { checkEntrypoint, indexLayerFile, type ImageConfigLike } from './entrypoint.js';
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
-import { BlobCache } from './registry/blob-cache.js';
+import { BlobCache } from '../oci/blob-cache.js';
 import { ContentMismatchError } from '../util/hash.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { UserError } from '../../errors.js';
 import { hashingTap } from '../../util/hash.js';
-import type { BlobCache } from '../registry/blob-cache.js';
+import type { BlobCache } from '../../oci/blob-cache.js';
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',

@@ -6,10 +6,11 @@ import { formatPlatform, platformExact, platformMatches, type Platform } from '.
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
 import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
-import { CredentialStore } from './auth.js';
-import { BlobCache, type BlobRef } from './blob-cache.js';
+import { BlobCache, type BlobRef } from '../../oci/blob-cache.js';
+import { CredentialStore } from '../../oci/credentials.js';
+import { createLimiter } from '../../util/limit.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
-import { abortError, type RetryOptions } from './http.js';
+import { abortError, type RetryOptions } from '../../util/retry.js';
 import { configPlatform, DIGEST_RE, MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type Descriptor, type ParsedManifest } from './manifest.js';
 import { emptyRegistriesConfig, resolveEndpoints, type Endpoint, type RegistriesConfig } from './mirrors.js';
 
@@ -353,31 +354,4 @@ function formatBytes(n: number): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MB`;
   return `${(n / 1024 / 1024 / 1024).toFixed(2)} GB`;
-}
-
-/** At most `n` tasks at once. */
-export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  const next = () => {
-    if (active >= n) return;
-    const run = queue.shift();
-    if (run) {
-      active++;
-      run();
-    }
-  };
-  return <T>(fn: () => Promise<T>) =>
-    new Promise<T>((resolve, reject) => {
-      queue.push(() => {
-        // A task that throws synchronously must reject its own promise, not escape into the queue.
-        new Promise<T>((res) => res(fn()))
-          .then(resolve, reject)
-          .finally(() => {
-            active--;
-            next();
-          });
-      });
-      next();
-    });
 }

@@ -3,9 +3,9 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
-import { pidAlive } from '../../util/fs.js';
-import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
+import { UserError } from '../errors.js';
+import { pidAlive } from '../util/fs.js';
+import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
 export interface BlobRef {
   digest: string;
