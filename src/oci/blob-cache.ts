@@ -4,13 +4,10 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } fro
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import type { BlobRef } from './descriptor.js';
+import { digestHex, sha256Digest } from './digest.js';
 import { pidAlive } from '../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
-
-export interface BlobRef {
-  digest: string;
-  size: number;
-}
 
 export interface DownloadContext {
   /** Image reference the blob belongs to (for messages). */
@@ -43,7 +40,7 @@ export class BlobCache {
   }
 
   path(digest: string): string {
-    return join(this.dir, hexOf(digest));
+    return join(this.dir, digestHex(digest));
   }
 
   /** Creates the directories and removes temp files left by builds that no longer run. */
@@ -89,7 +86,7 @@ export class BlobCache {
     } catch {
       return undefined;
     }
-    if ((b.size === undefined || body.length === b.size) && `sha256:${createHash('sha256').update(body).digest('hex')}` === b.digest) return body;
+    if ((b.size === undefined || body.length === b.size) && sha256Digest(body) === b.digest) return body;
     await rm(file, { force: true });
     return undefined;
   }
@@ -97,7 +94,7 @@ export class BlobCache {
   /** Stores bytes already in memory (manifests, configs) after verifying them. */
   async putBuffer(b: BlobRef, body: Buffer, image: string, what: string): Promise<void> {
     await this.init();
-    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const actual = sha256Digest(body);
     if (actual !== b.digest || body.length !== b.size) throw mismatch(image, what, b, actual, body.length);
     const tmp = this.tempPath(b.digest);
     try {
@@ -227,7 +224,7 @@ export class BlobCache {
   }
 
   private tempPath(digest: string): string {
-    return join(this.tmpDir, `${hexOf(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
+    return join(this.tmpDir, `${digestHex(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
   }
 }
 
@@ -278,10 +275,4 @@ function mismatch(image: string, what: string, b: BlobRef, actual: string, actua
     `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
     'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
   );
-}
-
-export function hexOf(digest: string): string {
-  const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
-  if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
-  return hex;
 }

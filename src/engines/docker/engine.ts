@@ -3,17 +3,20 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import { UserError } from '../../errors.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
-import { acceptedPlatforms, formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
+import type { Platform } from '../../platform.js';
+import { acceptedPlatforms, configPlatform, formatPlatform, platformExact, platformMatches, type Platform as ImagePlatform } from '../../oci/platform.js';
+import type { BlobRef } from '../../oci/descriptor.js';
+import { isDigest, sha256Digest } from '../../oci/digest.js';
+import { MT } from '../../oci/media-types.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { fmtBytes } from '../../util/format.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
 import { anotherFailed, collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
 import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
-import { configPlatform } from '../registry/manifest.js';
 import { createLimiter } from '../../util/limit.js';
 import { connectDaemon, daemonAddress, noDaemon, type DaemonAddress } from './connect.js';
-import { LayerStore, MEDIA, type StoredLayer } from './layers.js';
+import { LayerStore, type StoredLayer } from './layers.js';
 import { followPull } from './pull-stream.js';
 import { readDockerSave } from './save-archive.js';
 
@@ -70,10 +73,10 @@ export async function createDockerEngine(opts: DockerEngineOptions = {}): Promis
 
 interface Resolved {
   ref: ImageRef;
-  platform: { os: string; architecture: string; variant?: string };
-  config: { digest: string; size: number };
+  platform: ImagePlatform;
+  config: BlobRef;
   layers: StoredLayer[];
-  manifest: { digest: string; size: number; bytes: Buffer };
+  manifest: BlobRef & { bytes: Buffer };
   format: 'docker-archive' | 'oci-layout' | 'cache';
 }
 
@@ -177,8 +180,8 @@ export class DockerEngine implements ImageEngine {
           ref: r.ref.canonical,
           platform: r.platform,
           indexPlatform: platformExact(req.platform, r.platform),
-          manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MEDIA.ociManifest, bytes: r.manifest.bytes },
-          config: { digest: r.config.digest, size: r.config.size, mediaType: MEDIA.ociConfig },
+          manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MT.ociManifest, bytes: r.manifest.bytes },
+          config: { digest: r.config.digest, size: r.config.size, mediaType: MT.ociConfig },
           layers: r.layers,
         }, 'docker'),
       ),
@@ -227,8 +230,8 @@ export class DockerEngine implements ImageEngine {
       }
       const manifestJson = `${JSON.stringify({
         schemaVersion: 2,
-        mediaType: MEDIA.ociManifest,
-        config: { mediaType: MEDIA.ociConfig, digest: saved.config.digest, size: saved.config.size },
+        mediaType: MT.ociManifest,
+        config: { mediaType: MT.ociConfig, digest: saved.config.digest, size: saved.config.size },
         layers: saved.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
       })}`;
       const lower = lowerVariantNote(want, cfgPlat);
@@ -241,7 +244,7 @@ export class DockerEngine implements ImageEngine {
         platform: cfgPlat,
         config: saved.config,
         layers: saved.layers,
-        manifest: { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length, bytes },
+        manifest: { digest: sha256Digest(bytes), size: bytes.length, bytes },
         format,
       };
     }
@@ -392,21 +395,22 @@ export class DockerEngine implements ImageEngine {
   /** An image whose config and every layer are already in the cache needs no `docker save`. */
   private async fromCache(info: InspectInfo, cache: BlobCache, store: LayerStore) {
     const diffIds = info.RootFS?.Layers;
-    if (!diffIds || !/^sha256:[a-f0-9]{64}$/.test(info.Id)) return undefined;
+    const id = info.Id;
+    if (!diffIds || !isDigest(id)) return undefined;
     let configBytes: Buffer;
     try {
-      configBytes = await readFile(cache.path(info.Id));
+      configBytes = await readFile(cache.path(id));
     } catch {
       return undefined;
     }
-    if (`sha256:${createHash('sha256').update(configBytes).digest('hex')}` !== info.Id) return undefined;
+    if (sha256Digest(configBytes) !== id) return undefined;
     const layers: StoredLayer[] = [];
     for (const d of diffIds) {
       const l = await store.lookup(d);
       if (!l) return undefined;
       layers.push(l);
     }
-    return { config: { digest: info.Id, size: configBytes.length }, configBytes, layers };
+    return { config: { digest: id, size: configBytes.length }, configBytes, layers };
   }
 
   /** The image in the daemon is one a `want` bundle takes (exact, or a lower arm variant). */

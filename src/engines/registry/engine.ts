@@ -1,17 +1,19 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { parseImageRefs, refReference, type ImageRef } from '../../manifest/image-ref.js';
-import { formatPlatform, platformExact, platformMatches, type Platform } from '../../platform.js';
+import type { Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
 import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
-import { BlobCache, type BlobRef } from '../../oci/blob-cache.js';
+import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
+import type { BlobRef, Descriptor } from '../../oci/descriptor.js';
+import { isDigest, sha256Digest, type Digest } from '../../oci/digest.js';
+import { configPlatform, formatPlatform, platformExact, platformMatches, type Platform as OciPlatform } from '../../oci/platform.js';
 import { createLimiter } from '../../util/limit.js';
 import { RegistryAuthError, RegistryClient, RegistryHttpError } from './client.js';
 import { abortError, type RetryOptions } from '../../util/retry.js';
-import { configPlatform, DIGEST_RE, MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type Descriptor, type ParsedManifest } from './manifest.js';
+import { MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type ParsedManifest } from './manifest.js';
 import { emptyRegistriesConfig, resolveEndpoints, type Endpoint, type RegistriesConfig } from './mirrors.js';
 
 export interface RegistryEngineOptions {
@@ -43,7 +45,7 @@ interface ResolvedImage {
   manifest: Descriptor;
   config: Descriptor;
   layers: Descriptor[];
-  platform: { os: string; architecture: string; variant?: string };
+  platform: OciPlatform;
 }
 
 /** The daemonless engine: pulls from registries (through mirrors) into a verified blob cache, then writes the archive. */
@@ -188,7 +190,7 @@ class RegistryEngine implements ImageEngine {
         }
         const img = resolved.find((r) => r.manifest.digest === d);
         if (!img) return false;
-        await this.getManifest(img.endpoint, img.ref, d, d, cache, signal, img.manifest.size);
+        await this.getManifest(img.endpoint, img.ref, d, img.manifest.digest, cache, signal, img.manifest.size);
         verifiedNow.add(d);
         return true;
       },
@@ -222,7 +224,7 @@ class RegistryEngine implements ImageEngine {
     const top = await this.getManifest(ep, ref, refReference(ref), ref.digest, cache, signal);
     let manifestDesc: Descriptor;
     let manifest: Extract<ParsedManifest, { kind: 'manifest' }>;
-    let platform: { os: string; architecture: string; variant?: string };
+    let platform: OciPlatform;
     if (top.parsed.kind === 'index') {
       const entry = selectPlatform(ref.canonical, top.parsed.manifests, want);
       const child = await this.getManifest(ep, ref, entry.digest, entry.digest, cache, signal, entry.size);
@@ -253,11 +255,11 @@ class RegistryEngine implements ImageEngine {
     ep: Endpoint,
     ref: ImageRef,
     reference: string,
-    expectDigest: string | undefined,
+    expectDigest: Digest | undefined,
     cache: BlobCache,
     signal: AbortSignal,
     expectSize?: number,
-  ): Promise<{ parsed: ParsedManifest; digest: string; size: number }> {
+  ): Promise<{ parsed: ParsedManifest; digest: Digest; size: number }> {
     if (expectDigest) {
       // By digest: a cached copy needs no request; it is hashed again as it is read (a wrong one is evicted and fetched anew).
       const body = await cache.readVerified({ digest: expectDigest, size: expectSize });
@@ -270,7 +272,7 @@ class RegistryEngine implements ImageEngine {
     });
     const actual = sha256Digest(body);
     const headerDigest = String(res.headers['docker-content-digest'] ?? '');
-    const want = expectDigest ?? (DIGEST_RE.test(headerDigest) ? headerDigest : undefined);
+    const want = expectDigest ?? (isDigest(headerDigest) ? headerDigest : undefined);
     if (want && want !== actual) {
       throw UserError.runtime(
         `verification failed for the manifest ${reference} of ${ref.canonical} from ${ep.apiBase}: expected ${want}, got ${actual}`,
@@ -343,10 +345,6 @@ function toUserError(e: unknown, image: string, ep: Endpoint, what?: string): Us
     'check that the registry or mirror is running and reachable',
     e,
   );
-}
-
-function sha256Digest(b: Buffer): string {
-  return `sha256:${createHash('sha256').update(b).digest('hex')}`;
 }
 
 function formatBytes(n: number): string {
