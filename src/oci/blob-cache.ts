@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { BlobRef } from './descriptor.js';
-import { digestHex, sha256Digest } from './digest.js';
+import { digestFromHex, digestHex, sha256Digest } from './digest.js';
 import { pidAlive } from '../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
@@ -147,17 +147,7 @@ export class BlobCache {
           throw new TransientNetworkError(`connection closed after ${state.offset} of ${b.size} bytes`, 'ECONNRESET');
         } catch (e) {
           res?.destroy();
-          if (e instanceof UserError) throw e;
-          if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
-            if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
-              throw UserError.runtime(
-                `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
-                'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
-                e,
-              );
-            }
-            throw e;
-          }
+          if (!retryable(e, attempt, ctx)) throw finalError(e, attempt, b, ctx);
           await sleep(retryDelayMs(ctx.retry, attempt), ctx.signal);
           // Resume after the bytes safely on disk; the hash is re-derived from them.
           const onDisk = (await fh.stat()).size;
@@ -168,7 +158,7 @@ export class BlobCache {
           }
         }
       }
-      const actual = `sha256:${state.hash.digest('hex')}`;
+      const actual = digestFromHex(state.hash.digest('hex'));
       if (actual !== b.digest) throw mismatch(ctx.image, ctx.what, b, actual, state.offset);
       // No fsync per blob (it dominated cold builds): the rename is atomic, and a blob cut short by a
       // crash fails the size check on its next use and is fetched again.
@@ -255,6 +245,21 @@ function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadConte
       'the registry or mirror serves content that does not match the manifest; nothing was cached. Fix or re-push the image, then build again',
     );
   }
+}
+
+/** Another try is due: a dropped connection (not a verification failure), tries left, not aborted. */
+function retryable(e: unknown, attempt: number, ctx: DownloadContext): boolean {
+  return !(e instanceof UserError) && isRetryableNetworkError(e) && attempt < ctx.retry.attempts && !ctx.signal?.aborted;
+}
+
+/** What a download that will not be tried again fails with: the network failure after the last try named as such, else the error itself. */
+function finalError(e: unknown, attempt: number, b: BlobRef, ctx: DownloadContext): unknown {
+  if (e instanceof UserError || !isRetryableNetworkError(e) || ctx.signal?.aborted) return e;
+  return UserError.runtime(
+    `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
+    'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
+    e,
+  );
 }
 
 function rangeAccepted(res: IncomingMessage, offset: number): boolean {
