@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { LayerIndexer, type LayerIndex } from '../engines/entrypoint.js';
+import { LayerIndexer, type LayerIndex } from '../engines/layer-index.js';
 import { digestOfBlobPath } from '../oci/digest.js';
 import { readTarball, TarStreamParser, type TarEntryHeader, type TarEntrySink, type TarCompression, type TarReadState } from './read.js';
 
