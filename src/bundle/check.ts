@@ -1,6 +1,6 @@
 import { formatPlatform, parseArch, platformMatches, type Platform } from '../platform.js';
 import type { UncheckedDescriptor } from '../oci/descriptor.js';
-import type { PlatformLike } from '../oci/platform.js';
+import type { Platform as ImagePlatform, PlatformLike } from '../oci/platform.js';
 import { checkEntrypointIndexed, type ImageConfigLike } from '../engines/entrypoint.js';
 import type { BundleInventory } from './inventory.js';
 import type { BundleScan, ScannedImagesArchive } from './scan.js';
@@ -330,7 +330,7 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
     const manifestDigest = desc.digest ?? '';
     let size = desc.size ?? 0;
     const mbytes = blobState(desc.digest, 'manifest', ref, desc.size);
-    const img: AnalysedImage = { ref, manifestDigest, configDigest: undefined, platform: desc.platform ? formatPlatform({ os: desc.platform.os ?? '', ...desc.platform } as { os: string; architecture: string; variant?: string }) : '', size: 0, layers: 0 };
+    const img: AnalysedImage = { ref, manifestDigest, configDigest: undefined, platform: desc.platform ? formatPlatform({ os: desc.platform.os ?? '', ...desc.platform } as ImagePlatform) : '', size: 0, layers: 0 };
     images.push(img);
     const checkPlatform = (p: PlatformLike, source: string) => {
       if (!want) return;
@@ -363,7 +363,7 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
     img.layers = manifest.layers?.length ?? 0;
     img.size = size;
     totalBlobBytes += size;
-    const config = parseJson<{ architecture?: string; os?: string; variant?: string }>(cbytes ?? undefined);
+    const config = parseJson<PlatformLike>(cbytes ?? undefined);
     if (cbytes !== null) {
       if (!config?.architecture) add('corrupt', ref, `image ${ref}: config ${manifest.config.digest} has no architecture`);
       else {

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRegistriesConfig, parseRegistriesConfig, resolveEndpoints, isLoopbackHost } from '../../src/engines/registry/index.js';
-import { parseWwwAuthenticate } from '../../src/engines/registry/auth.js';
+import { parseWwwAuthenticate } from '../../src/engines/registry/challenge.js';
 import { normalizeAuthKey } from '../../src/oci/credentials.js';
 import { parseManifest, selectPlatform } from '../../src/engines/registry/manifest.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';

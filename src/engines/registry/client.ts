@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import type { Credential, CredentialStore } from '../../oci/credentials.js';
-import { basicHeader, parseWwwAuthenticate, type Challenge } from './auth.js';
+import { basicHeader, parseWwwAuthenticate, type Challenge } from './challenge.js';
 import { isLoopbackHost, type Endpoint } from './mirrors.js';
 import { DEFAULT_RETRY, isRetryableNetworkError, isRetryableStatus, retryDelayMs, sleep, type RetryOptions } from '../../util/retry.js';
 import { AgentPool, drain, readBody, send } from './http.js';
