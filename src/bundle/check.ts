@@ -1,4 +1,6 @@
 import { formatPlatform, parseArch, platformMatches, type Platform } from '../platform.js';
+import type { UncheckedDescriptor } from '../oci/descriptor.js';
+import type { Platform as ImagePlatform, PlatformLike } from '../oci/platform.js';
 import { checkEntrypointIndexed, type ImageConfigLike } from '../engines/entrypoint.js';
 import type { BundleInventory } from './inventory.js';
 import type { BundleScan, ScannedImagesArchive } from './scan.js';
@@ -279,14 +281,6 @@ function modeProblems(scan: BundleScan, invFiles: Map<string, { mode: string }>,
   }
 }
 
-interface Descriptor {
-  mediaType?: string;
-  digest?: string;
-  size?: number;
-  annotations?: Record<string, string>;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
-
 function parseJson<T>(b: Buffer | undefined): T | undefined {
   if (!b) return undefined;
   try {
@@ -311,7 +305,7 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
   const images: AnalysedImage[] = [];
   let totalBlobBytes = 0;
 
-  const index = parseJson<{ manifests?: Descriptor[] }>(archive.docs.get('index.json'));
+  const index = parseJson<{ manifests?: UncheckedDescriptor[] }>(archive.docs.get('index.json'));
   if (!archive.docs.has('oci-layout')) add('layout', `${at}:oci-layout`, `missing: oci-layout in ${at} (ctr images import needs an OCI layout)`);
   if (!archive.docs.has('index.json')) add('layout', `${at}:index.json`, `missing: index.json in ${at} (no image is reachable)`);
   else if (!index || !Array.isArray(index.manifests)) add('corrupt', `${at}:index.json`, `${at}: index.json is not a valid OCI index`);
@@ -336,9 +330,9 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
     const manifestDigest = desc.digest ?? '';
     let size = desc.size ?? 0;
     const mbytes = blobState(desc.digest, 'manifest', ref, desc.size);
-    const img: AnalysedImage = { ref, manifestDigest, configDigest: undefined, platform: desc.platform ? formatPlatform({ os: desc.platform.os ?? '', ...desc.platform } as { os: string; architecture: string; variant?: string }) : '', size: 0, layers: 0 };
+    const img: AnalysedImage = { ref, manifestDigest, configDigest: undefined, platform: desc.platform ? formatPlatform({ os: desc.platform.os ?? '', ...desc.platform } as ImagePlatform) : '', size: 0, layers: 0 };
     images.push(img);
-    const checkPlatform = (p: { os?: string; architecture?: string; variant?: string }, source: string) => {
+    const checkPlatform = (p: PlatformLike, source: string) => {
       if (!want) return;
       if (!platformMatches(want, p)) {
         add('platform', ref, `platform: image ${ref} is ${formatPlatform({ os: p.os ?? '?', architecture: p.architecture ?? '?', variant: p.variant })} (${source}), the bundle is for ${formatPlatform(want)}`);
@@ -352,7 +346,7 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
       if (desc.platform) checkPlatform(desc.platform, 'index.json');
       continue;
     }
-    const manifest = parseJson<{ config?: Descriptor; layers?: Descriptor[]; manifests?: unknown }>(mbytes);
+    const manifest = parseJson<{ config?: UncheckedDescriptor; layers?: UncheckedDescriptor[]; manifests?: unknown }>(mbytes);
     if (!manifest || !manifest.config) {
       add('corrupt', ref, `image ${ref}: manifest ${manifestDigest} is not an image manifest${manifest?.manifests ? ' (it is an index; the bundle holds one platform)' : ''}`);
       totalBlobBytes += size;
@@ -369,7 +363,7 @@ function analyseImages(archive: ScannedImagesArchive, want: Platform | undefined
     img.layers = manifest.layers?.length ?? 0;
     img.size = size;
     totalBlobBytes += size;
-    const config = parseJson<{ architecture?: string; os?: string; variant?: string }>(cbytes ?? undefined);
+    const config = parseJson<PlatformLike>(cbytes ?? undefined);
     if (cbytes !== null) {
       if (!config?.architecture) add('corrupt', ref, `image ${ref}: config ${manifest.config.digest} has no architecture`);
       else {

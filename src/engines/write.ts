@@ -1,11 +1,14 @@
 import { readFile, rm } from 'node:fs/promises';
 import { InternalError, UserError, abortError, isAbort } from '../errors.js';
-import { formatPlatform, platformExact, type Platform } from '../platform.js';
+import type { Platform } from '../platform.js';
+import { formatPlatform, platformExact, type Platform as ImagePlatform } from '../oci/platform.js';
 import type { ProgressSink } from '../progress/sink.js';
-import { checkEntrypoint, indexLayerFile, type ImageConfigLike } from './entrypoint.js';
+import { checkEntrypoint, type ImageConfigLike } from './entrypoint.js';
+import { indexLayerFile } from './layer-index.js';
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
-import { BlobCache } from './registry/blob-cache.js';
+import { BlobCache } from '../oci/blob-cache.js';
+import { digestFromHex } from '../oci/digest.js';
 import { ContentMismatchError } from '../util/hash.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
@@ -30,7 +33,7 @@ export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'd
  * The line a build prints when an image is taken for a lower arm variant than the bundle's (its index
  * has no image for the bundle's platform itself), or undefined when the platform is exact.
  */
-export function lowerVariantNote(want: Platform, got: { os: string; architecture: string; variant?: string }): string | undefined {
+export function lowerVariantNote(want: Platform, got: ImagePlatform): string | undefined {
   if (platformExact(want, got)) return undefined;
   return `warning: no ${formatPlatform(want)} image; taking ${formatPlatform(got)}, which containerd on a ${formatPlatform(want)} host also runs`;
 }
@@ -124,7 +127,7 @@ async function writeVerified(
       });
     } catch (e) {
       if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
-      const digest = `sha256:${e.expected}`;
+      const digest = digestFromHex(e.expected);
       const owners = images.filter((i) => [i.archive.manifest, i.archive.config, ...i.archive.layers].some((b) => b.digest === digest)).map((i) => i.info.ref);
       const what = `cached blob ${digest} (of ${owners.join(', ') || 'this archive'}) at ${e.file} does not match its digest: got sha256:${e.actual} (${e.size} bytes)`;
       await rm(e.file, { force: true });

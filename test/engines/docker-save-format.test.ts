@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { TarWriter } from '../../src/archive/tar-writer.js';
 import { LayerStore, readDockerSave } from '../../src/engines/docker/index.js';
-import { BlobCache } from '../../src/engines/registry/blob-cache.js';
+import { BlobCache } from '../../src/oci/blob-cache.js';
 import { UserError } from '../../src/errors.js';
 import { fixtureLayer } from '../harness/fixtures.js';
 

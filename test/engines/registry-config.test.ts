@@ -5,9 +5,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRegistriesConfig, parseRegistriesConfig, resolveEndpoints, isLoopbackHost } from '../../src/engines/registry/index.js';
-import { parseWwwAuthenticate, normalizeAuthKey } from '../../src/engines/registry/auth.js';
-import { parseManifest, selectPlatform, type Descriptor } from '../../src/engines/registry/manifest.js';
-import { retryDelayMs } from '../../src/engines/registry/http.js';
+import { parseWwwAuthenticate } from '../../src/engines/registry/challenge.js';
+import { normalizeAuthKey } from '../../src/oci/credentials.js';
+import { parseManifest, selectPlatform } from '../../src/engines/registry/manifest.js';
+import type { Descriptor } from '../../src/oci/descriptor.js';
+import { retryDelayMs } from '../../src/util/retry.js';
 import { UserError } from '../../src/errors.js';
 import { parseArch } from '../../src/platform.js';
 

@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { UserError, abortReason } from '../../errors.js';
+import type { BlobRef } from '../../oci/descriptor.js';
+import { sha256Digest } from '../../oci/digest.js';
 import type { LayerStore, StoredLayer } from './layers.js';
 import { readTar, TarFormatError } from './tar-reader.js';
 
@@ -15,7 +16,7 @@ import { readTar, TarFormatError } from './tar-reader.js';
  * the config's rootfs.diff_ids entry at its position.
  */
 export interface SavedImage {
-  config: { digest: string; size: number; bytes: Buffer };
+  config: BlobRef & { bytes: Buffer };
   layers: StoredLayer[];
   format: 'docker-archive' | 'oci-layout';
 }
@@ -87,7 +88,7 @@ export async function readDockerSave(
   const entry = entries[0] as { Config: string; Layers: string[] };
   const configBytes = json.get(resolve(entry.Config));
   if (!configBytes) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lacks its config ${entry.Config}`);
-  const configDigest = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
+  const configDigest = sha256Digest(configBytes);
   if (configDigest !== opts.imageId) {
     throw UserError.runtime(
       'digest-mismatch',

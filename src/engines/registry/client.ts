@@ -1,20 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { debug, safeUrl } from '../../util/debug.js';
-import { basicHeader, parseWwwAuthenticate, type Challenge, type Credential, type CredentialStore } from './auth.js';
+import type { Credential, CredentialStore } from '../../oci/credentials.js';
+import { basicHeader, parseWwwAuthenticate, type Challenge } from './challenge.js';
 import { isLoopbackHost, type Endpoint } from './mirrors.js';
-import {
-  AgentPool,
-  DEFAULT_RETRY,
-  drain,
-  isRetryableNetworkError,
-  isRetryableStatus,
-  readBody,
-  retryDelayMs,
-  send,
-  sleep,
-  type RetryOptions,
-} from './http.js';
+import { DEFAULT_RETRY, isRetryableNetworkError, isRetryableStatus, retryDelayMs, sleep, type RetryOptions } from '../../util/retry.js';
+import { AgentPool, drain, readBody, send } from './http.js';
 
 export interface RegistryClientOptions {
   credentials: CredentialStore;

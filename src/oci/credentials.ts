@@ -2,9 +2,23 @@ import { readFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
-import { debug } from '../../util/debug.js';
-import type { RegistryAuthConfig, RegistriesConfig } from './mirrors.js';
+import { UserError } from '../errors.js';
+import { debug } from '../util/debug.js';
+
+/** A registries.yaml `configs.<host>.auth` entry (the shape src/engines/registry/mirrors.ts parses). */
+export interface RegistryAuthConfig {
+  username?: string | undefined;
+  password?: string | undefined;
+  auth?: string | undefined;
+  token?: string | undefined;
+  identityToken?: string | undefined;
+}
+
+/** The part of a parsed registries.yaml the credentials read: its file name and `configs.<host>.auth`. */
+export interface CredentialConfigs {
+  file?: string | undefined;
+  configs?: Record<string, { auth?: RegistryAuthConfig | undefined }> | undefined;
+}
 
 /** Credentials for one registry host. */
 export interface Credential {
@@ -49,12 +63,12 @@ function helperServerUrl(host: string): string {
  * (`credHelpers`, `auths`, `credsStore`, in Docker's order). Results are cached per host.
  */
 export class CredentialStore {
-  private readonly registries: RegistriesConfig | undefined;
+  private readonly registries: CredentialConfigs | undefined;
   private readonly dockerConfigPath: string;
   private dockerConfig: Promise<DockerConfigFile | undefined> | undefined;
   private readonly cache = new Map<string, Promise<Credential | undefined>>();
 
-  constructor(opts: { registries?: RegistriesConfig; dockerConfigPath?: string }) {
+  constructor(opts: { registries?: CredentialConfigs; dockerConfigPath?: string }) {
     this.registries = opts.registries;
     this.dockerConfigPath = opts.dockerConfigPath ?? defaultDockerConfigPath();
   }
@@ -190,38 +204,4 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   if (!parsed.Secret) return undefined;
   if (parsed.Username === '<token>') return { identityToken: parsed.Secret, source: `${bin}` };
   return { username: parsed.Username ?? '', password: parsed.Secret, source: bin };
-}
-
-export interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
-/** Parses a `WWW-Authenticate` header: `Bearer realm="…",service="…",scope="…"` (several challenges allowed). */
-export function parseWwwAuthenticate(header: string | string[] | undefined): Challenge[] {
-  if (!header) return [];
-  const text = Array.isArray(header) ? header.join(', ') : header;
-  const out: Challenge[] = [];
-  const re = /([A-Za-z][\w-]*)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))?\s*,?\s*/gy;
-  let current: Challenge | undefined;
-  let m: RegExpExecArray | null;
-  re.lastIndex = 0;
-  // A token without '=' starts a new challenge (a scheme); key=value pairs are its parameters.
-  while (re.lastIndex < text.length && (m = re.exec(text)) !== null) {
-    const [, name, quoted, bare] = m;
-    if (!name) break;
-    if (quoted === undefined && bare === undefined) {
-      current = { scheme: name.toLowerCase(), params: {} };
-      out.push(current);
-      // A scheme may be followed directly by a parameter without a comma.
-    } else if (current) {
-      current.params[name.toLowerCase()] = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : (bare ?? '');
-    }
-  }
-  return out;
-}
-
-export function basicHeader(c: Credential): string | undefined {
-  if (c.username === undefined) return undefined;
-  return `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`, 'utf8').toString('base64')}`;
 }

@@ -3,14 +3,11 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { UserError, fsError } from '../../errors.js';
-import { mkdirp, pidAlive } from '../../util/fs.js';
-import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
-
-export interface BlobRef {
-  digest: string;
-  size: number;
-}
+import { UserError, fsError } from '../errors.js';
+import type { BlobRef } from './descriptor.js';
+import { digestFromHex, digestHex, sha256Digest } from './digest.js';
+import { mkdirp, pidAlive } from '../util/fs.js';
+import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
 export interface DownloadContext {
   /** Image reference the blob belongs to (for messages). */
@@ -43,7 +40,7 @@ export class BlobCache {
   }
 
   path(digest: string): string {
-    return join(this.dir, hexOf(digest));
+    return join(this.dir, digestHex(digest));
   }
 
   /** Creates the directories and removes temp files left by builds that no longer run. */
@@ -89,7 +86,7 @@ export class BlobCache {
     } catch {
       return undefined;
     }
-    if ((b.size === undefined || body.length === b.size) && `sha256:${createHash('sha256').update(body).digest('hex')}` === b.digest) return body;
+    if ((b.size === undefined || body.length === b.size) && sha256Digest(body) === b.digest) return body;
     await rm(file, { force: true });
     return undefined;
   }
@@ -97,7 +94,7 @@ export class BlobCache {
   /** Stores bytes already in memory (manifests, configs) after verifying them. */
   async putBuffer(b: BlobRef, body: Buffer, image: string, what: string): Promise<void> {
     await this.init();
-    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const actual = sha256Digest(body);
     if (actual !== b.digest || body.length !== b.size) throw mismatch(image, what, b, actual, body.length);
     const tmp = this.tempPath(b.digest);
     try {
@@ -150,18 +147,7 @@ export class BlobCache {
           throw new TransientNetworkError(`connection closed after ${state.offset} of ${b.size} bytes`, 'ECONNRESET');
         } catch (e) {
           res?.destroy();
-          if (e instanceof UserError) throw e;
-          if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
-            if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
-              throw UserError.runtime(
-                'network',
-                `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
-                'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
-                e,
-              );
-            }
-            throw e;
-          }
+          if (!retryable(e, attempt, ctx)) throw finalError(e, attempt, b, ctx);
           await sleep(retryDelayMs(ctx.retry, attempt), ctx.signal);
           // Resume after the bytes safely on disk; the hash is re-derived from them.
           const onDisk = (await fh.stat()).size;
@@ -172,7 +158,7 @@ export class BlobCache {
           }
         }
       }
-      const actual = `sha256:${state.hash.digest('hex')}`;
+      const actual = digestFromHex(state.hash.digest('hex'));
       if (actual !== b.digest) throw mismatch(ctx.image, ctx.what, b, actual, state.offset);
       // No fsync per blob (it dominated cold builds): the rename is atomic, and a blob cut short by a
       // crash fails the size check on its next use and is fetched again.
@@ -229,7 +215,7 @@ export class BlobCache {
   }
 
   private tempPath(digest: string): string {
-    return join(this.tmpDir, `${hexOf(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
+    return join(this.tmpDir, `${digestHex(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
   }
 }
 
@@ -263,6 +249,22 @@ function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadConte
   }
 }
 
+/** Another try is due: a dropped connection (not a verification failure), tries left, not aborted. */
+function retryable(e: unknown, attempt: number, ctx: DownloadContext): boolean {
+  return !(e instanceof UserError) && isRetryableNetworkError(e) && attempt < ctx.retry.attempts && !ctx.signal?.aborted;
+}
+
+/** What a download that will not be tried again fails with: the network failure after the last try named as such, else the error itself. */
+function finalError(e: unknown, attempt: number, b: BlobRef, ctx: DownloadContext): unknown {
+  if (e instanceof UserError || !isRetryableNetworkError(e) || ctx.signal?.aborted) return e;
+  return UserError.runtime(
+    'network',
+    `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
+    'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
+    e,
+  );
+}
+
 function rangeAccepted(res: IncomingMessage, offset: number): boolean {
   if (res.statusCode !== 206) return false;
   const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
@@ -282,10 +284,4 @@ function mismatch(image: string, what: string, b: BlobRef, actual: string, actua
     `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
     'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
   );
-}
-
-export function hexOf(digest: string): string {
-  const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
-  if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
-  return hex;
 }
