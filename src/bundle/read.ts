@@ -1,3 +1,10 @@
+/*
+ * Why hand-written and not node-tar's Parser (a dependency) or tar-stream's extract (only dockerode's,
+ * through tar-fs): both are slower at reading. Measured with `node --import tsx bench/tar-libraries.ts`
+ * over a 309 MiB tar of 336 random blobs in the page cache, every body consumed (shared 2-core VM,
+ * 2026-12-01, median of 3 / of 5 runs): this reader 104 / 149 ms; node-tar Parser 139 / 285 ms; tar-stream 2.2 extract 328 / 384 ms. It also reports where a damaged archive
+ * breaks (byte offset, entry, bytes missing), which node-tar reports only as warnings without them.
+ */
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';

@@ -1,3 +1,10 @@
+/*
+ * Why hand-written and not node-tar's Parser (a dependency) or tar-stream's extract (only dockerode's,
+ * through tar-fs): both are slower at reading. Measured with `node --import tsx bench/tar-libraries.ts`
+ * over a 309 MiB tar of 336 random blobs in the page cache, every body consumed (shared 2-core VM,
+ * 2026-12-01, median of 3 / of 5 runs): this reader 114 / 185 ms; node-tar Parser 139 / 285 ms; tar-stream 2.2 extract 328 / 384 ms. It is also pull-based (an async
+ * iterator per entry body, so backpressure is the for-await), which node-tar's Parser is not.
+ */
 /**
  * A small pull-based streaming tar reader for `docker save` output: ustar/GNU headers, PAX extended
  * headers (path, linkpath, size), GNU long names. Each entry's body is an async iterable that the
