@@ -38,50 +38,13 @@ export function detectCompression(head: Buffer): TarCompression | 'xz' | 'bzip2'
  * compression stream is reported in the result (`complete: false`, `problem`).
  */
 export async function readTarball(file: string, onEntry: OnTarEntry): Promise<TarballReadResult> {
-  let fileSize: number;
-  const head = Buffer.alloc(8);
-  try {
-    const fh = await open(file, 'r');
-    try {
-      fileSize = (await fh.stat()).size;
-      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { hint: 'give the path of a bundle tarball' });
-      await fh.read(head, 0, 8, 0);
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a bundle tarball', cause: e });
-  }
-  const kind = detectCompression(head.subarray(0, Math.min(8, fileSize)));
+  const { fileSize, head } = await probe(file);
+  const kind = detectCompression(head);
   if (kind === 'xz' || kind === 'bzip2') {
     return { compression: 'none', fileSize, complete: false, problem: `unsupported: ${file} is ${kind}-compressed; bundles are plain tar, gzip or zstd`, entries: 0, bytes: 0 };
   }
   const parser = new TarStreamParser(onEntry);
-  const input = createReadStream(file, { highWaterMark: 1 << 20 });
-  let stream: Readable = input;
-  let decompressorDone: Promise<string | undefined> = Promise.resolve(undefined);
-  if (kind === 'gzip') {
-    const gunzip = createGunzip({ chunkSize: 1 << 20 });
-    input.pipe(gunzip);
-    input.on('error', (e) => gunzip.destroy(e));
-    stream = gunzip;
-  } else if (kind === 'zstd') {
-    if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
-      input.destroy();
-      throw UserError.runtime(`${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
-    }
-    const child = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.on('error', () => undefined); // EPIPE when zstd stops early; its exit status says why
-    input.pipe(child.stdin);
-    decompressorDone = new Promise((resolve) => {
-      child.on('error', (e) => resolve(`zstd: ${e.message}`));
-      child.on('close', (code) => resolve(code === 0 ? undefined : `zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`));
-    });
-    stream = child.stdout;
-  }
+  const { stream, decompressorDone } = decompressed(file, kind);
   let streamError: string | undefined;
   try {
     for await (const chunk of stream) parser.write(chunk as Buffer);
@@ -100,4 +63,49 @@ export async function readTarball(file: string, onEntry: OnTarEntry): Promise<Ta
     return { ...state, compression, fileSize, problem: `truncated or corrupt ${kind} stream (${broken}); ${state.problem ?? ''}`.replace(/; $/, '') };
   }
   return { ...state, compression, fileSize };
+}
+
+/** The size of `file` and its first (up to 8) bytes; a path that is not a readable file is a UserError. */
+async function probe(file: string): Promise<{ fileSize: number; head: Buffer }> {
+  const head = Buffer.alloc(8);
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const fileSize = (await fh.stat()).size;
+      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { hint: 'give the path of a bundle tarball' });
+      await fh.read(head, 0, 8, 0);
+      return { fileSize, head: head.subarray(0, Math.min(8, fileSize)) };
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a bundle tarball', cause: e });
+  }
+}
+
+/** The tar bytes of `file`; for zstd, `decompressorDone` resolves to the program's complaint, if any. */
+function decompressed(file: string, kind: TarCompression): { stream: Readable; decompressorDone: Promise<string | undefined> } {
+  const input = createReadStream(file, { highWaterMark: 1 << 20 });
+  if (kind === 'gzip') {
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    input.pipe(gunzip);
+    input.on('error', (e) => gunzip.destroy(e));
+    return { stream: gunzip, decompressorDone: Promise.resolve(undefined) };
+  }
+  if (kind === 'none') return { stream: input, decompressorDone: Promise.resolve(undefined) };
+  if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    input.destroy();
+    throw UserError.runtime(`${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
+  }
+  const child = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.on('error', () => undefined); // EPIPE when zstd stops early; its exit status says why
+  input.pipe(child.stdin);
+  const decompressorDone = new Promise<string | undefined>((resolve) => {
+    child.on('error', (e) => resolve(`zstd: ${e.message}`));
+    child.on('close', (code) => resolve(code === 0 ? undefined : `zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`));
+  });
+  return { stream: child.stdout, decompressorDone };
 }
