@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/tar-libraries.ts <dir with a top/ folder of blobs> [runs=3]
  *
- * Prints the median of `runs` timings per contender and, for the writers, whether the output is
+ * Prints the medians of `runs` timings (wall and CPU time: on a shared machine the CPU time is the steadier) per contender and, for the writers, whether the output is
  * byte-identical to TarWriter's and the first header fields that differ.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -20,18 +20,25 @@ import { TarStreamParser } from '../src/bundle/read.js';
 
 const dir = process.argv[2] ?? '/tmp/kp-tar-bench';
 const runs = Number(process.argv[3] ?? 3);
+/** KP_TAR_BENCH=read: the readers only. */
+const readOnly = process.env.KP_TAR_BENCH === 'read';
 const MTIME = 1700000000;
 
-async function median(name: string, fn: () => Promise<unknown>): Promise<number> {
-  const times: number[] = [];
+/** Runs `fn` `runs` times; prints and returns the medians of wall time and of this process's CPU time (user + system). */
+async function median(name: string, fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
     await fn();
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    cpu.push((c.user + c.system) / 1000);
   }
-  times.sort((a, b) => a - b);
-  const m = times[Math.floor(times.length / 2)]!;
-  console.log(`${name.padEnd(34)} median ${m.toFixed(0).padStart(6)} ms  (${times.map((t) => t.toFixed(0)).join(', ')})`);
+  const mid = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const m = { wall: mid(wall), cpu: mid(cpu) };
+  console.log(`${name.padEnd(36)} wall ${m.wall.toFixed(0).padStart(6)} ms  cpu ${m.cpu.toFixed(0).padStart(6)} ms  (wall ${wall.map((t) => t.toFixed(0)).join(', ')})`);
   return m;
 }
 
@@ -64,20 +71,22 @@ async function compare(a: string, b: string, label: string): Promise<void> {
   console.log(`${label}: NOT byte-identical (${x.length} vs ${y.length} bytes); first header: ${diff.join('; ') || 'same, later bytes differ'}`);
 }
 
-async function main(): Promise<void> {
-  const files = (await readdir(join(dir, 'top/blobs'))).sort();
-  const ours = join(dir, 'ours.tar'), theirs = join(dir, 'node-tar.tar');
-  console.log(`${files.length} files under ${dir}/top/blobs`);
+type TarStream = { pack(): NodeJS.ReadWriteStream & { entry(h: object, cb: (e?: Error) => void): NodeJS.WritableStream; finalize(): void }; extract(): NodeJS.WritableStream & { on(e: 'entry', f: (h: object, s: NodeJS.ReadableStream, next: () => void) => void): void } };
+
+/** tar-stream, when some dependency brought it (it is not one of ours). */
+function loadTarStream(): TarStream | undefined {
+  try {
+    return createRequire(import.meta.url)('tar-stream') as TarStream;
+  } catch {
+    console.log('tar-stream: not installed, skipped');
+    return undefined;
+  }
+}
+
+async function benchWriters(files: string[], ours: string, theirs: string, tarStream: TarStream | undefined): Promise<void> {
   await median('write: TarWriter', () => writeOurs(files, ours));
   await median('write: node-tar c()', () => writeNodeTar(files, theirs));
   await compare(ours, theirs, 'node-tar c()');
-  const req = createRequire(import.meta.url);
-  let tarStream: { pack(): NodeJS.ReadWriteStream & { entry(h: object, cb: (e?: Error) => void): NodeJS.WritableStream; finalize(): void }; extract(): NodeJS.WritableStream & { on(e: 'entry', f: (h: object, s: NodeJS.ReadableStream, next: () => void) => void): void } } | undefined;
-  try {
-    tarStream = req('tar-stream');
-  } catch {
-    console.log('tar-stream: not installed, skipped');
-  }
   if (tarStream) {
     const ts = tarStream;
     const tsOut = join(dir, 'tar-stream.tar');
@@ -104,6 +113,9 @@ async function main(): Promise<void> {
   }
   await rm(theirs, { force: true });
 
+}
+
+async function benchReaders(ours: string, tarStream: TarStream | undefined): Promise<void> {
   const src = () => createReadStream(ours, { highWaterMark: 1 << 20 });
   await median('read: docker readTar (pull)', async () => {
     let n = 0;
@@ -137,6 +149,16 @@ async function main(): Promise<void> {
       return n;
     });
   }
+}
+
+async function main(): Promise<void> {
+  const files = (await readdir(join(dir, 'top/blobs'))).sort();
+  const ours = join(dir, 'ours.tar'), theirs = join(dir, 'node-tar.tar');
+  console.log(`${files.length} files under ${dir}/top/blobs`);
+  const tarStream = loadTarStream();
+  if (readOnly) await writeOurs(files, ours);
+  else await benchWriters(files, ours, theirs, tarStream);
+  await benchReaders(ours, tarStream);
   await rm(ours, { force: true });
 }
 

@@ -1,10 +1,17 @@
 /*
  * Why hand-written and not node-tar's Parser (a dependency) or tar-stream's extract (only dockerode's,
- * through tar-fs): both are slower at reading. Measured with `node --import tsx bench/tar-libraries.ts`
- * over a 309 MiB tar of 336 random blobs in the page cache, every body consumed (shared 2-core VM,
- * 2026-12-01, median of 3 / of 5 runs): this parser 104 / 149 ms; node-tar 7.5 Parser 139 / 285 ms;
- * tar-stream 2.2 extract 328 / 384 ms. It also says where a damaged archive breaks (byte offset, entry,
- * bytes missing), which node-tar only warns about without them.
+ * through tar-fs). Measured with `node --import tsx bench/tar-libraries.ts` (KP_TAR_BENCH=read for the
+ * readers only) over a 309 MiB tar of 336 random blobs in the page cache, 1 MiB chunks, every body
+ * consumed, shared 2-core VM, 2026-12-01:
+ *   - at load ~1-2, wall-time medians of 3 / of 5 runs: this parser 104 / 149 ms, node-tar 7.5 Parser
+ *     139 / 285 ms, tar-stream 2.2 extract 328 / 384 ms;
+ *   - at load ~17-20 (wall time is noise there), CPU-time medians of 5, three rounds: this parser
+ *     106 / 77 / 83 ms, node-tar 111 / 122 / 102 ms, tar-stream 187 / 148 / 199 ms.
+ * So node-tar is slower, but only by 10-35 % of a cost that is small beside hashing the same bytes. What
+ * decides is what a damaged archive is reported as: `verify` names the byte offset, the entry and the
+ * bytes missing (its `truncated` / `corrupt` problems), where node-tar's Parser emits a warning
+ * ("TAR_BAD_ARCHIVE: Truncated input (needed N more bytes, only M available)") without the entry
+ * or offset, and accepts an archive that ends without its end-of-archive marker silently.
  */
 /**
  * The one tar reader of the project: a push parser (`TarStreamParser`) that is fed chunks and hands
