@@ -85,25 +85,57 @@ describe('registries.yaml', () => {
     assert.equal(resolveEndpoints(ok, 'docker.io', 'a/b')[0]!.apiBase, 'http://10.1.2.3:5000/v2');
   });
 
-  it('rejects bad input with the file and the key', async () => {
+  it('rejects bad input with file:line:col and the key', async () => {
     const cases: [string, RegExp][] = [
-      ['mirrors: [1]', /x\.yaml: mirrors: must be a mapping/],
-      ['mirrors:\n  docker.io:\n    endpoints: []', /x\.yaml: mirrors\."docker\.io"\.endpoints: unknown key/],
-      ['mirrors:\n  docker.io:\n    endpoint: "http://a"', /mirrors\."docker\.io"\.endpoint: must be a list of URLs/],
-      ['mirrors:\n  docker.io:\n    endpoint: ["ftp://a"]', /mirrors\."docker\.io"\.endpoint\[0\]: 'ftp:\/\/a': only http/],
-      ['mirrors:\n  docker.io:\n    rewrite: {"(": "x"}', /mirrors\."docker\.io"\.rewrite\."\(": not a valid regular expression/],
-      ['configs:\n  "h:1":\n    auth: {username: u}', /configs\."h:1"\.auth: username and password must be given together/],
-      ['configs:\n  "h:1":\n    auth: {auth: bm9jb2xvbg==}', /configs\."h:1"\.auth\.auth: must be base64 of "username:password"/],
-      ['configs:\n  "h:1":\n    tls: {insecure_skip_verify: "yes"}', /configs\."h:1"\.tls\.insecure_skip_verify: must be true or false/],
-      ['configs:\n  "h:1":\n    tls: {cert_file: /c.pem}', /configs\."h:1"\.tls: cert_file and key_file must be given together/],
-      ['mirrors: {a: [}', /x\.yaml: not valid YAML/],
-      ['foo: 1', /x\.yaml: foo: unknown key/],
+      ['mirrors: [1]', /^x\.yaml:1:10: mirrors: must be a mapping$/m],
+      ['mirrors:\n  docker.io:\n    endpoints: []', /^x\.yaml:3:5: mirrors\."docker\.io"\.endpoints: unknown key \(expected 'endpoint', 'rewrite'\)$/m],
+      ['mirrors:\n  docker.io:\n    endpoint: "http://a"', /^x\.yaml:3:15: mirrors\."docker\.io"\.endpoint: must be a list of URLs$/m],
+      ['mirrors:\n  docker.io:\n    endpoint: ["ftp://a"]', /^x\.yaml:3:16: mirrors\."docker\.io"\.endpoint\[0\]: 'ftp:\/\/a': only http/m],
+      ['mirrors:\n  docker.io:\n    rewrite: {"(": "x"}', /^x\.yaml:3:20: mirrors\."docker\.io"\.rewrite\."\(": not a valid regular expression/m],
+      ['configs:\n  "h:1":\n    auth: {username: u}', /^x\.yaml:3:11: configs\."h:1"\.auth: username and password must be given together$/m],
+      ['configs:\n  "h:1":\n    auth: {auth: bm9jb2xvbg==}', /^x\.yaml:3:18: configs\."h:1"\.auth\.auth: must be base64 of "username:password"$/m],
+      ['configs:\n  "h:1":\n    tls: {insecure_skip_verify: "yes"}', /^x\.yaml:3:33: configs\."h:1"\.tls\.insecure_skip_verify: must be true or false$/m],
+      ['configs:\n  "h:1":\n    tls: {cert_file: /c.pem}', /^x\.yaml:3:10: configs\."h:1"\.tls: cert_file and key_file must be given together$/m],
+      ['mirrors: {a: [}', /^x\.yaml:1:\d+: YAML syntax: /m],
+      ['foo: 1', /^x\.yaml:1:1: foo: unknown key \(expected 'mirrors' and\/or 'configs'\)$/m],
     ];
     for (const [text, re] of cases) {
       assert.throws(() => parseRegistriesConfig(text, 'x.yaml'), (e: unknown) => e instanceof UserError && re.test(e.message), text);
     }
     await assert.rejects(loadRegistriesConfig(join(dir, 'missing.yaml')), /cannot read registries config .*missing\.yaml/);
     assert.deepEqual(parseRegistriesConfig('', 'empty.yaml'), { file: 'empty.yaml', mirrors: {}, configs: {} });
+    assert.deepEqual(parseRegistriesConfig('mirrors:\n  docker.io:\nconfigs:\n', 'nulls.yaml'), { file: 'nulls.yaml', mirrors: { 'docker.io': { endpoints: [], rewrite: [] } }, configs: {} });
+  });
+
+  it('lists every problem of a bad registries.yaml at once, each at its line and column, with the format hint', async () => {
+    const file = join(dir, 'bad-registries.yaml');
+    await writeFile(
+      file,
+      [
+        '# a comment line first',
+        'mirrors:',
+        '  docker.io:',
+        '    endpoint:',
+        '      - "https://mirror.example.com"',
+        '      - 42',
+        '  quay.io:',
+        '    rewrit: {"^a": "b"}',
+        'configs:',
+        '  mirror.example.com:',
+        '    tls:',
+        '      insecure_skip_verify: 1',
+      ].join('\n'),
+    );
+    await assert.rejects(loadRegistriesConfig(file), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.deepEqual(e.message.split('\n'), [
+        `${file}:6:9: mirrors."docker.io".endpoint[1]: must be a URL string`,
+        `${file}:8:5: mirrors."quay.io".rewrit: unknown key (expected 'endpoint', 'rewrite')`,
+        `${file}:12:29: configs."mirror.example.com".tls.insecure_skip_verify: must be true or false`,
+      ]);
+      assert.match(e.hint ?? '', /K3s registries\.yaml format/);
+      return true;
+    });
   });
 });
 
