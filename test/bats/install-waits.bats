@@ -260,3 +260,20 @@ cloud_times_out() {
   called "systemctl enable --now containerd"
   called "keadm join"
 }
+
+@test "cloud: the image import into K3s containerd breaks off halfway -> the install stops naming it; a rerun imports and goes on" {
+  cloud_setup
+  KP_FAKE_CTR_IMPORT_FAILS=1 run cloud_install
+  status_is 1
+  output_has "ctr: failed to ingest"
+  not_called "keadm init"
+  [[ $(wc -l <"$KP_STUB_STATE/k3s-images") -eq 1 ]]
+  reset_calls
+  run cloud_install
+  status_is 0
+  output_has "bundled image(s) not imported yet"
+  [[ $(count_calls "images import") -eq 1 ]]
+  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/k3s-images"; done
+  called "keadm init"
+  output_has "cloud install complete"
+}
