@@ -328,6 +328,7 @@ install_kubeedge() {
     log "the cloudcore Deployment strategy is checked (and made Recreate) at the stream certificate step"
     return 0
   fi
+  clear_failed_init
   # A previous install leaves these behind, and keadm init then fails on them (field experience).
   if [[ $DRY_RUN == 0 ]] && kc get clusterrole iptables-manager >/dev/null 2>&1; then
     log "removing the iptables-manager RBAC left by an earlier KubeEdge install"
@@ -354,6 +355,22 @@ install_kubeedge() {
   fi
   check_cloudcore_config
 }
+
+# keadm init is helm install with Wait (60 s) and no Atomic: when it fails, the Helm release cloudcore
+# stays (status failed) with what it had created, and every later keadm init refuses ("the cloudcore
+# release already exists"). Once CloudCore's Deployment exists a rerun skips keadm init (detect_kubeedge);
+# without it nothing is there to keep: keadm reset cloud deletes namespace kubeedge, release records
+# included, and keadm init starts again once the namespace is gone.
+clear_failed_init() {
+  local status
+  status=$(kc -n kubeedge get secret -l owner=helm,name=cloudcore -o 'jsonpath={.items[*].metadata.labels.status}' 2>/dev/null) || status=""
+  [[ -n $status ]] || return 0
+  log "an earlier keadm init left the Helm release cloudcore (status: $status) without a cloudcore Deployment:" \
+    "removing it with keadm reset cloud before keadm init"
+  run "$KEADM_BIN" reset cloud --kube-config "$KUBECONFIG_PATH" --force
+  wait_for "$TIMEOUT" "namespace kubeedge to be deleted (keadm reset cloud)" namespace_gone kubeedge
+}
+namespace_gone() { ! kc get namespace "$1" >/dev/null 2>&1; }
 
 # cloudStream and dynamicController must be on (logs/exec, metaServer, EdgeMesh).
 check_cloudcore_config() {

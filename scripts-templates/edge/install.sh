@@ -191,9 +191,12 @@ config_driver() { # cgroup driver of the containerd config, or nothing without a
 }
 
 detect_runtime() {
-  local detected
-  if [[ $(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY) == kubeprepare ]]; then
+  local detected mark
+  mark=$(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY)
+  if [[ $mark == kubeprepare ]]; then
     RUNTIME=ours
+  elif [[ $mark == kubeprepare-incomplete ]]; then
+    log "an earlier run stopped while it installed the bundled containerd: installing it again"
   elif [[ -S $CONTAINERD_SOCK ]] || containerd_bin >/dev/null; then
     RUNTIME=existing
   fi
@@ -225,19 +228,30 @@ detect_runtime() {
 install_runtime() {
   [[ $RUNTIME == none ]] || return 0
   log "== installing containerd {{versions.containerd}}, runc {{versions.runc}}, CNI plugins {{versions.cniPlugins}} =="
-  local prefix files=() f default_cfg
+  local prefix files=() f default_cfg cni_conf=0
   prefix=$(sys /usr/local)
   while IFS= read -r f; do
     [[ $f == */ ]] || files+=("/usr/local/${f#./}")
   done < <(tar -tzf "$BUNDLE_CONTAINERD")
-  run mkdir -p -- "$prefix"
-  run tar -C "$prefix" -xzf "$BUNDLE_CONTAINERD"
-  install_file "$BUNDLE_RUNC" "$(sys /usr/local/sbin/runc)" 0755
   files+=(/usr/local/sbin/runc)
-  run mkdir -p -- "$(sys /opt/cni/bin)"
   while IFS= read -r f; do
     [[ $f == */ || $f == . || $f == ./ ]] || files+=("/opt/cni/bin/${f#./}")
   done < <(tar -tzf "$BUNDLE_CNI")
+  files+=(/etc/containerd/config.toml /etc/systemd/system/containerd.service)
+  # Without a CNI network the kubelet in edgecore reports the node NotReady.
+  if [[ -z $(find "$CNI_CONF_DIR" -maxdepth 1 \( -name '*.conf' -o -name '*.conflist' \) 2>/dev/null) ]]; then
+    cni_conf=1
+    files+=(/etc/cni/net.d/10-kubeprepare-bridge.conflist)
+  fi
+  # The file list and the mark "kubeprepare-incomplete" are written before anything else: a run that
+  # stops halfway is then known as ours, the next run installs the runtime again (detect_runtime),
+  # and uninstall.sh removes what was written. The mark becomes "kubeprepare" once all is in place.
+  printf '%s\n' "${files[@]}" | sort -u | write_file "$RUNTIME_FILES" 0600
+  [[ $DRY_RUN == 1 ]] || state_put "$EDGE_STATE" RUNTIME_INSTALLED_BY kubeprepare-incomplete
+  run mkdir -p -- "$prefix"
+  run tar -C "$prefix" -xzf "$BUNDLE_CONTAINERD"
+  install_file "$BUNDLE_RUNC" "$(sys /usr/local/sbin/runc)" 0755
+  run mkdir -p -- "$(sys /opt/cni/bin)"
   run tar -C "$(sys /opt/cni/bin)" -xzf "$BUNDLE_CNI"
 
   # config.toml: containerd's own defaults, with the runc cgroup driver keadm join is given and
@@ -257,7 +271,6 @@ install_runtime() {
     [[ $(config_driver) == "$CGROUP_DRIVER" ]] ||
       die "could not set the cgroup driver $CGROUP_DRIVER in $CONTAINERD_CONFIG (no SystemdCgroup key in containerd's default config)"
   fi
-  files+=(/etc/containerd/config.toml)
 
   write_file "$(sys /etc/systemd/system/containerd.service)" 0644 <<UNIT
 # Installed by KubePrepare ($BUNDLE_NAME); removed by its uninstall.sh.
@@ -282,10 +295,8 @@ OOMScoreAdj=-999
 [Install]
 WantedBy=multi-user.target
 UNIT
-  files+=(/etc/systemd/system/containerd.service)
 
-  # Without a CNI network the kubelet in edgecore reports the node NotReady.
-  if [[ -z $(find "$CNI_CONF_DIR" -maxdepth 1 \( -name '*.conf' -o -name '*.conflist' \) 2>/dev/null) ]]; then
+  if ((cni_conf)); then
     write_file "$CNI_CONF_DIR/10-kubeprepare-bridge.conflist" 0644 <<'CNI'
 {
   "cniVersion": "1.0.0",
@@ -308,10 +319,8 @@ UNIT
   ]
 }
 CNI
-    files+=(/etc/cni/net.d/10-kubeprepare-bridge.conflist)
   fi
 
-  printf '%s\n' "${files[@]}" | sort -u | write_file "$RUNTIME_FILES" 0600
   [[ $DRY_RUN == 1 ]] || state_put "$EDGE_STATE" RUNTIME_INSTALLED_BY kubeprepare
   run systemctl daemon-reload
   run systemctl enable --now containerd

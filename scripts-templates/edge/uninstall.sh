@@ -68,7 +68,10 @@ reset_edge() {
 
 remove_runtime() {
   log "== container runtime =="
-  if [[ $(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY) != kubeprepare ]]; then
+  local mark
+  mark=$(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY)
+  # kubeprepare-incomplete: an install that stopped halfway (install.sh install_runtime)
+  if [[ $mark != kubeprepare && $mark != kubeprepare-incomplete ]]; then
     log "containerd was not installed by KubePrepare: left as it is"
     return 0
   fi

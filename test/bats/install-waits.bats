@@ -168,3 +168,112 @@ cloud_times_out() {
   not_called "keadm init"
   output_has "cloud install complete"
 }
+
+# ---- a step that fails halfway, then a rerun that converges ----
+@test "cloud: keadm init's 60 s wait runs out (CloudCore created, not Ready yet) -> exit 1 naming it; the rerun skips keadm init and converges" {
+  cloud_setup
+  KP_FAKE_KEADM_INIT=timeout run cloud_install
+  status_is 1
+  output_has "failed to install release cloudcore, err: context deadline exceeded"
+  output_has "keadm init"
+  [[ $(cat "$KP_STUB_STATE/helm-release-cloudcore") == failed ]]
+  reset_calls
+  run cloud_install
+  status_is 0
+  # a second keadm init would refuse (CloudCore's process runs, the release exists): it is not run
+  not_called "keadm init"
+  output_has "keadm init is skipped"
+  output_has "cloud install complete"
+}
+
+@test "cloud: keadm init fails before CloudCore exists (release left 'failed') -> the rerun resets it and installs" {
+  cloud_setup
+  KP_FAKE_KEADM_INIT=partial run cloud_install
+  status_is 1
+  output_has "failed to install release cloudcore"
+  [[ ! -f $KP_STUB_STATE/kubeedge && -f $KP_STUB_STATE/helm-release-cloudcore ]]
+  # what upstream keadm does with that release on its own: it refuses every later init
+  run keadm init --kubeedge-version "$(kp_ctx versions.kubeedgeBare)" --kube-config /x
+  status_is 1
+  output_has "the cloudcore release already exists"
+  reset_calls
+  run cloud_install
+  status_is 0
+  output_has "an earlier keadm init left the Helm release cloudcore (status: failed)"
+  called "keadm reset cloud --kube-config $KP_SYSROOT/etc/rancher/k3s/k3s.yaml --force"
+  called "keadm init"
+  [[ $(cat "$KP_STUB_STATE/helm-release-cloudcore") == deployed ]]
+  output_has "cloud install complete"
+}
+
+@test "cloud: the stream-certificate step fails halfway (Secret stored, restart refused) -> the rerun restarts CloudCore and it serves the new certificate" {
+  cloud_setup
+  KP_FAKE_KUBECTL_FAILS="rollout restart deployment cloudcore" run cloud_install
+  status_is 1
+  output_has "Error from server (InternalError)"
+  [[ -f $KP_STUB_STATE/secret-cloudcore/stream.crt ]]
+  # CloudCore still serves the chart's certificate
+  [[ $(fake_cloudcore_served | openssl x509 -noout -issuer) == *cloudcore-ca* ]]
+  reset_calls
+  run cloud_install
+  status_is 0
+  called "rollout restart deployment cloudcore"
+  fake_cloudcore_served | openssl x509 -noout -ext subjectAltName | grep -q 'IP Address:192.168.10.10'
+  output_has "cloud install complete"
+}
+
+@test "cloud: EdgeMesh fails halfway (its manifests refused by the API) -> the rerun applies them, keeps the PSK, and goes on" {
+  cloud_setup
+  KP_FAKE_APPLY_FAILS=manifests/edgemesh run cloud_install
+  status_is 1
+  output_has "Error from server (InternalError)"
+  not_called "apply -f $BUNDLE/manifests/metrics-server.yaml"
+  psk=$(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk")
+  reset_calls
+  run cloud_install
+  status_is 0
+  called "apply -f $BUNDLE/scripts/../manifests/edgemesh"
+  called "apply -f $BUNDLE/manifests/metrics-server.yaml"
+  [[ $(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk") == "$psk" ]]
+  not_called "keadm init"
+  output_has "cloud install complete"
+}
+
+@test "edge: the bundled containerd install stops halfway (disk full in the CNI tarball) -> the rerun installs the runtime again and converges" {
+  kp_setup edge
+  KP_FAKE_TAR_FAILS=cni-plugins run edge_install
+  status_is 2
+  output_has "Cannot write: No space left on device"
+  not_called "keadm join"
+  # containerd's files are there, its config and unit not yet: the half-installed runtime is known as ours
+  [[ -x $KP_SYSROOT/usr/local/bin/containerd && ! -f $KP_SYSROOT/etc/containerd/config.toml ]]
+  grep -qx 'RUNTIME_INSTALLED_BY=kubeprepare-incomplete' "$KP_SYSROOT/etc/kubeprepare/edge.env"
+  grep -qx '/etc/systemd/system/containerd.service' "$KP_SYSROOT/etc/kubeprepare/edge-runtime-files"
+  reset_calls
+  run edge_install
+  status_is 0
+  output_has "an earlier run stopped while it installed the bundled containerd: installing it again"
+  grep -Eqx '[[:space:]]+SystemdCgroup = true' "$KP_SYSROOT/etc/containerd/config.toml"
+  grep -q 'ExecStart=/usr/local/bin/containerd' "$KP_SYSROOT/etc/systemd/system/containerd.service"
+  [[ -x $KP_SYSROOT/opt/cni/bin/bridge ]]
+  grep -qx 'RUNTIME_INSTALLED_BY=kubeprepare' "$KP_SYSROOT/etc/kubeprepare/edge.env"
+  called "systemctl enable --now containerd"
+  called "keadm join"
+}
+
+@test "cloud: the image import into K3s containerd breaks off halfway -> the install stops naming it; a rerun imports and goes on" {
+  cloud_setup
+  KP_FAKE_CTR_IMPORT_FAILS=1 run cloud_install
+  status_is 1
+  output_has "ctr: failed to ingest"
+  not_called "keadm init"
+  [[ $(wc -l <"$KP_STUB_STATE/k3s-images") -eq 1 ]]
+  reset_calls
+  run cloud_install
+  status_is 0
+  output_has "bundled image(s) not imported yet"
+  [[ $(count_calls "images import") -eq 1 ]]
+  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/k3s-images"; done
+  called "keadm init"
+  output_has "cloud install complete"
+}

@@ -38,8 +38,24 @@ kp_ctx() {
 # KP_REAL_BUNDLE_CLOUD / KP_REAL_BUNDLE_EDGE (set by test/payload/bats-real-bundle.test.ts): the unpacked
 # top directory of a bundle the product really built (its render context in <dir>.context.json); the
 # tests then run on those scripts instead of a rendered fake bundle, with uname -m faked to its arch.
+# kp_require_sandbox: the suite runs only inside helpers/sandbox.sh (npm test starts it so), checked on
+# what the sandbox gives, not on a variable: a write outside the test root fails, and no route leads off
+# this machine. A run outside it fails every test instead of touching the host.
+kp_require_sandbox() {
+  local probe=$KP_REPO/.kp-sandbox-probe.$$
+  if ( : >"$probe" ) 2>/dev/null; then
+    rm -f "$probe"
+    echo "kp_setup: not in the sandbox ($KP_REPO is writable): run the suite through test/bats/helpers/sandbox.sh, as npm test does" >&2
+    return 1
+  fi
+  if ip -4 route show 2>/dev/null | grep -q .; then
+    echo "kp_setup: not in the sandbox (this network namespace has routes): run it through test/bats/helpers/sandbox.sh" >&2
+    return 1
+  fi
+}
 kp_setup() {
   local side=$1 arch=${2:-} src real_var
+  kp_require_sandbox
   real_var=KP_REAL_BUNDLE_${side^^}
   if [[ -n ${!real_var:-} && -z $arch ]]; then
     src=${!real_var}

@@ -27,6 +27,8 @@ kp_tunnelport_record() {
     printf '{"ipTunnelPort":{"192.168.10.10":10351},"port":{"10351":true}}'
   fi
 }
+# kp_passthrough_run NAME ARGS...: kp_passthrough in a subshell (returns instead of replacing the stub).
+kp_passthrough_run() { (kp_passthrough "$@"); }
 # kp_passthrough NAME ARGS...: runs the real NAME (the next one on PATH after this stub directory), for
 # the stubs that only record a call (install, tar) so that not_called/called can see it.
 kp_passthrough() {
