@@ -135,20 +135,28 @@ cloud_times_out() {
   grep -q '169.254.96.16' "$cfg"
 }
 
-@test "edge: the image import breaks off halfway -> the install stops naming it; a rerun imports what is missing" {
-  kp_setup edge
-  KP_FAKE_CTR_IMPORT_FAILS=1 run edge_install
+# import_breaks_off INSTALL STORE RERUN_SAYS NEXT_STEP: the image import of INSTALL breaks off after its
+# first image (KP_FAKE_CTR_IMPORT_FAILS): the install stops naming it before NEXT_STEP; the rerun imports
+# once more, saying RERUN_SAYS, and every bundled image is then in STORE (the stub's image list).
+import_breaks_off() {
+  local install=$1 store=$KP_STUB_STATE/$2 says=$3 next=$4 ref
+  KP_FAKE_CTR_IMPORT_FAILS=1 run "$install"
   status_is 1
   output_has "ctr: failed to ingest"
-  not_called "keadm join"
-  [[ $(wc -l <"$KP_STUB_STATE/ctr-images") -eq 1 ]]
+  not_called "$next"
+  [[ $(wc -l <"$store") -eq 1 ]]
   reset_calls
-  run edge_install
+  run "$install"
   status_is 0
-  output_has "missing now:"
+  output_has "$says"
   [[ $(count_calls "images import") -eq 1 ]]
-  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/ctr-images"; done
-  called "keadm join"
+  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$store"; done
+  called "$next"
+}
+
+@test "edge: the image import breaks off halfway -> the install stops naming it; a rerun imports what is missing" {
+  kp_setup edge
+  import_breaks_off edge_install ctr-images "missing now:" "keadm join"
 }
 
 @test "cloud: applying metrics-server fails halfway (API server error) -> the install stops naming it; a rerun converges" {
@@ -263,17 +271,6 @@ cloud_times_out() {
 
 @test "cloud: the image import into K3s containerd breaks off halfway -> the install stops naming it; a rerun imports and goes on" {
   cloud_setup
-  KP_FAKE_CTR_IMPORT_FAILS=1 run cloud_install
-  status_is 1
-  output_has "ctr: failed to ingest"
-  not_called "keadm init"
-  [[ $(wc -l <"$KP_STUB_STATE/k3s-images") -eq 1 ]]
-  reset_calls
-  run cloud_install
-  status_is 0
-  output_has "bundled image(s) not imported yet"
-  [[ $(count_calls "images import") -eq 1 ]]
-  for ref in $KP_FAKE_IMAGES; do grep -qxF "$ref" "$KP_STUB_STATE/k3s-images"; done
-  called "keadm init"
+  import_breaks_off cloud_install k3s-images "bundled image(s) not imported yet" "keadm init"
   output_has "cloud install complete"
 }
