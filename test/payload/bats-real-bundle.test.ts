@@ -11,7 +11,8 @@ import { join, relative } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { startBundleWorld, fakeElf, sha256, CLOUD, EDGE, type BundleWorld } from '../harness/bundle-world.js';
 import { makeContext } from '../fixtures/payload/context.js';
-import { REPO_ROOT } from './helpers.js';
+import { renderSide } from '../../src/render/render.js';
+import { REPO_ROOT, TEMPLATES_ROOT } from './helpers.js';
 
 let world: BundleWorld;
 let root: string;
@@ -74,6 +75,20 @@ async function scriptsOf(dir: string): Promise<string[]> {
   }
   return out.sort();
 }
+
+// The payload tests (render, bats, shellcheck) render with makeContext (test/fixtures/payload/context.ts):
+// what they test is what ships only if that context renders, for the same manifest, the very files the
+// build wrote. A context kept by hand, or one that drifted from buildRenderContext, fails here.
+test('the payload tests\' render context renders exactly the files the built bundles ship', async () => {
+  for (const side of ['cloud', 'edge'] as const) {
+    const rendered = await renderSide(TEMPLATES_ROOT, await makeContext(side, 'arm64', world.manifestPath));
+    assert.ok(rendered.some((f) => f.path === "install.sh") && rendered.some((f) => f.path === "verify.sh"), `${side}: ${rendered.map((f) => f.path).join(" ")}`);
+    for (const f of rendered) {
+      const shipped = await readFile(join(dirs[side], f.path), 'utf8');
+      assert.ok(shipped === f.content, `${side}:${f.path} as rendered by the payload tests differs from the built bundle's`);
+    }
+  }
+});
 
 test('every script of the built cloud and edge bundles: --help, unknown flag exits 2, shellcheck clean', async () => {
   for (const side of ['cloud', 'edge'] as const) {
