@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdir, stat } from 'node:fs/promises';
 import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
 import type { TestDockerd } from '../test/harness/dockerd.js';
+import { addEntrypointLayers } from './fixup.js';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // KP_BENCH_SHARED: where shared/bench is when the checkout does not sit beside it (a git worktree elsewhere).
@@ -87,6 +88,7 @@ export async function prepareFixtures(scale: number): Promise<{ fixtures: string
     const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
     console.log(`  built in ${b.seconds.toFixed(1)} s`);
   }
+  await addEntrypointLayers(fixtures);
   const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
   return { fixtures, catalog, cloud: catalog.filter((c) => !EDGE.has(c.repo)) };
 }
