@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { elfFor, fixtureTar, type FixturePlatform } from '../test/harness/fixtures.js';
@@ -22,9 +22,14 @@ interface Desc {
   platform?: { architecture: string; os: string; variant?: string };
 }
 
+const VERSION = '2';
+
 export async function addEntrypointLayers(fixtures: string): Promise<void> {
   const marker = join(fixtures, 'entrypoint-layers.done');
-  if (existsSync(marker)) return;
+  if (existsSync(marker) && (await readFile(marker, 'utf8')) === VERSION) return;
+  // fixtures.py's own catalog is kept beside, so that a newer version of this layer starts from it.
+  const orig = join(fixtures, 'catalog.fixtures-py.json');
+  if (!existsSync(orig)) await copyFile(join(fixtures, 'catalog.json'), orig);
   const blobs = join(fixtures, 'blobs');
   const get = async (d: string) => readFile(join(blobs, d.slice(7)));
   const put = async (data: Buffer): Promise<{ digest: string; size: number }> => {
@@ -32,7 +37,7 @@ export async function addEntrypointLayers(fixtures: string): Promise<void> {
     await writeFile(join(blobs, digest.slice(7)), data);
     return { digest, size: data.length };
   };
-  const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as (CatalogEntry & { index: string; size: number })[];
+  const catalog = JSON.parse(await readFile(orig, 'utf8')) as (CatalogEntry & { index: string; size: number })[];
   for (const c of catalog) {
     const name = c.repo.split('/').pop()!;
     const idx = JSON.parse((await get(c.index)).toString()) as { manifests: Desc[] };
@@ -42,7 +47,9 @@ export async function addEntrypointLayers(fixtures: string): Promise<void> {
       const man = JSON.parse((await get(e.digest)).toString()) as { config: Desc; layers: Desc[] };
       const cfg = JSON.parse((await get(man.config.digest)).toString()) as { rootfs: { diff_ids: string[] }; history: unknown[] };
       const body = createHash('sha512').update(`${name} ${platform}`).digest();
-      const tar = fixtureTar([{ path: `usr/local/bin/${name}`, type: 'file', data: elfFor(platform, Buffer.concat(Array.from({ length: 1024 }, () => body))), mode: 0o755 }]);
+      // The directories too: without them the check must read the lower layers to rule out a symlinked /usr.
+      const dirs = ['usr/', 'usr/local/', 'usr/local/bin/'].map((path) => ({ path, type: 'dir' as const }));
+      const tar = fixtureTar([...dirs, { path: `usr/local/bin/${name}`, type: 'file', data: elfFor(platform, Buffer.concat(Array.from({ length: 1024 }, () => body))), mode: 0o755 }]);
       const layer = await put(gzipSync(tar, { level: 6 }));
       cfg.rootfs.diff_ids.push(`sha256:${createHash('sha256').update(tar).digest('hex')}`);
       cfg.history.push({ created_by: 'bench: entrypoint layer' });
@@ -53,5 +60,5 @@ export async function addEntrypointLayers(fixtures: string): Promise<void> {
     Object.assign(c, { index: (await put(Buffer.from(JSON.stringify(idx)))).digest, size: Buffer.byteLength(JSON.stringify(idx)) });
   }
   await writeFile(join(fixtures, 'catalog.json'), JSON.stringify(catalog, null, 1));
-  await writeFile(marker, '');
+  await writeFile(marker, VERSION);
 }

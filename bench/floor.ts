@@ -52,25 +52,35 @@ async function xargs(pairs: [string, string][], parallel: number, script: string
   }
 }
 
-/** The network floor: resolve, then each blob once, 4 parallel curls, each to its own file in `dir`. */
-export async function networkFloor(refs: string[], arch: string, dir: string, parallel = 4): Promise<{ seconds: number; blobs: BlobUrl[] }> {
+/**
+ * The network floor: resolve, then each blob once, `parallel` curls, each to its own file in `dir`.
+ * `groups`: image references (host/repo:tag) with the architecture to take them for.
+ */
+export async function networkFloor(groups: { refs: string[]; arch: string }[], dir: string, parallel = 4): Promise<{ seconds: number; blobs: BlobUrl[] }> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   const t = await timed(async () => {
-    const blobs = await resolveBlobs(refs, arch);
+    const all = new Map<string, BlobUrl>();
+    for (const g of groups) for (const b of await resolveBlobs(g.refs, g.arch)) if (!all.has(b.digest)) all.set(b.digest, b);
+    const blobs = [...all.values()];
     await xargs(blobs.map((b) => [b.url, join(dir, b.digest.slice(7))]), parallel, 'curl -sf -o "$1" "$0"', 'floor curls');
     return blobs;
   });
   return { seconds: t.seconds, blobs: t.value };
 }
 
-/** The disk floor: the same blobs copied from the blob cache `cacheDir`, 4 parallel cp, each to its own file. */
-export async function diskFloor(blobs: BlobUrl[], cacheDir: string, dir: string): Promise<number> {
+/** Copies `files` (4 parallel cp, each to its own file in `dir`): the cost of writing those bytes once. */
+export async function copyFloor(files: string[], dir: string): Promise<number> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const pairs = blobs.map((b): [string, string] => [join(cacheDir, 'blobs', 'sha256', b.digest.slice(7)), join(dir, b.digest.slice(7))]);
-  for (const [src] of pairs) if (!existsSync(src)) throw new Error(`disk floor: ${src} is not in the cache`);
-  return (await timed(() => xargs(pairs, 4, 'cp "$0" "$1"', 'disk floor cp'))).seconds;
+  return (await timed(() => xargs(files.map((f, i): [string, string] => [f, join(dir, String(i))]), 4, 'cp "$0" "$1"', 'copy floor'))).seconds;
+}
+
+/** The disk floor: the same blobs copied from the blob cache `cacheDir`, 4 parallel cp, each to its own file. */
+export async function diskFloor(blobs: BlobUrl[], cacheDir: string, dir: string): Promise<number> {
+  const files = blobs.map((b) => join(cacheDir, 'blobs', 'sha256', b.digest.slice(7)));
+  for (const f of files) if (!existsSync(f)) throw new Error(`disk floor: ${f} is not in the cache`);
+  return copyFloor(files, dir);
 }
 
 export function median(xs: number[]): number {

@@ -40,13 +40,15 @@ export function scaleArg(): number {
   return s;
 }
 
-export function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** `stamp`: every stderr chunk prefixed with the seconds since the start (a trace of where time goes). */
+export function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean; stamp?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const t0 = Date.now();
   return new Promise((res, rej) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += opts.stamp ? `[${((Date.now() - t0) / 1000).toFixed(2)}] ${d.toString()}` : d.toString()));
     child.on('error', rej);
     child.on('close', (code) => res({ code, stdout, stderr }));
   });

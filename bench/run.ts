@@ -3,8 +3,8 @@
  *
  *   npm run bench                          # scale 0.25, 3 rounds (KP_BENCH_SCALE / KP_BENCH_ROUNDS)
  *   npm run bench -- --scale 1             # the full reference set (~1.8 GB of fixtures, built once)
- *   npm run bench -- --netem               # the registries behind latency + a rate limit (bench/netem.ts)
- *   npm run bench -- --six                 # also the whole six-bundle build (bench/six.ts)
+ *   npm run bench -- --netem               # instead: registries behind latency + a rate limit (bench/netem.ts)
+ *   npm run bench -- --six                 # instead: the whole six-bundle build (bench/six.ts)
  *
  * For the cloud arm64 set (every image but the edge ones, as in shared/bench/baselines.sh), per round:
  *   floor       every unique blob fetched ONCE over HTTP, 4 parallel curls, each to its own file
@@ -22,6 +22,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { diskFloor, engineChild, median, networkFloor, printChecks, roundsArg, startupSeconds, type Check, type EngineResult } from './floor.js';
+import { netemProfile } from './netem.js';
+import { sixBundles } from './six.js';
 import { ARCH, must, prepareFixtures, requireTools, root, run, scaleArg, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -71,8 +73,13 @@ async function main(): Promise<void> {
     ['/usr/bin/curl', 'curl'],
     ['/usr/bin/time', 'time'],
   ] as const);
+  if (process.argv.includes('--netem') || process.env.KP_BENCH_NETEM === '1') return netemProfile();
   const scale = scaleArg();
   const rounds = roundsArg();
+  if (process.argv.includes('--six') || process.env.KP_BENCH_SIX === '1') {
+    process.exitCode = printChecks(await sixBundles((await prepareFixtures(scale)).fixtures, rounds)) ? 1 : 0;
+    return;
+  }
   const runDir = join(root, 'bench', '.work', 'run');
   await rm(runDir, { recursive: true, force: true });
   await mkdir(runDir, { recursive: true });
@@ -86,7 +93,7 @@ async function main(): Promise<void> {
     let last: { cold: EngineResult; warm: EngineResult; blobs: number } | undefined;
     for (let i = 0; i < rounds; i++) {
       const cacheDir = join(runDir, `cache-${i}`);
-      const floor = await networkFloor(cloud.map(regs.local), ARCH, join(runDir, 'floor'));
+      const floor = await networkFloor([{ refs: cloud.map(regs.local), arch: ARCH }], join(runDir, 'floor'));
       const cold = await engineChild({ images, arch: ARCH, outFile: join(runDir, 'cold.tar'), cacheDir, registriesFile });
       const warm = await engineChild({ images, arch: ARCH, outFile: join(runDir, 'warm.tar'), cacheDir, registriesFile });
       if (warm.sha256 !== cold.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');

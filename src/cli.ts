@@ -85,6 +85,7 @@ Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
     .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
     .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
     .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
+    .option('--concurrency <n>', 'parallel blob downloads (default 4, chosen by npm run bench -- --netem)', (v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`); return n; })
     .addHelpText(
       'after',
       `
@@ -111,6 +112,7 @@ Examples:
         ...(o.templates ? { templatesDir: o.templates } : {}),
         dryRun: Boolean(o.dryRun),
         sbom: Boolean(o.sbom),
+        ...(o.concurrency ? { concurrency: o.concurrency as number } : {}),
         renderer: renderer(),
       });
       if (result.dryRun) {

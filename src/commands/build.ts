@@ -15,6 +15,7 @@ import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import type { ProgressSink } from '../progress/sink.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -44,6 +45,8 @@ export interface BuildOptions {
   sbom?: boolean;
   renderer: RendererMode;
   signal?: AbortSignal;
+  /** Parallel blob downloads per engine (registry engine default 4). */
+  concurrency?: number;
 }
 
 export interface BuiltBundle {
@@ -107,14 +110,38 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         }),
       );
     }
-    const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
+    // Bundles run at once, but each one's fetching (binaries, images) waits for the previous bundle's
+    // (turns): a blob two bundles share is fetched once and then found in the cache, and the writing of
+    // one bundle's tarball overlaps the downloads of the next.
+    // A failing bundle stops the others (their downloads abort), and cleanup waits until all have stopped.
+    const failFast = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, failFast.signal]) : failFast.signal;
+    const turns = fetchTurns(plan.bundles.length);
+    const running: Promise<unknown>[] = [];
+    const tasks: ListrTask[] = plan.bundles.map((bundle, index) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
-      task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
-          concurrent: false,
-        }),
+      task: (_ctx, parent) => {
+        const ctx: BundleContext = { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [], index, turn: turns[index]!, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) };
+        const p = parent
+          .newListr(bundleTasks(plan, bundle, ctx), { concurrent: false })
+          .run()
+          .catch((e: unknown) => {
+            failFast.abort(e);
+            throw e;
+          })
+          .finally(() => turns[index]!.release());
+        running.push(p.catch(() => {}));
+        return p;
+      },
     }));
-    await runTasks(tasks, opts.renderer);
+    try {
+      await runTasks(tasks, opts.renderer, true);
+    } finally {
+      await Promise.all(running);
+    }
+    // In plan order, whichever bundle finished first (a sparse array while they ran).
+    built.splice(0, built.length, ...built.filter(Boolean));
+    staged.splice(0, staged.length, ...staged.filter(Boolean));
     const sums = await stageChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
     staged.push(sums);
     // The renames: tarballs first, the SHA256SUMS that lists them last.
@@ -168,6 +195,48 @@ interface BundleContext {
   sbom: boolean;
   /** The images this bundle's nodes need (recorded in bundle.json). */
   needs: ImageNeed[];
+  /** Position in the plan: where its result goes in `built`/`staged`. */
+  index: number;
+  /** This bundle's turn to fetch (see fetchTurns). */
+  turn: FetchTurn;
+  concurrency?: number;
+}
+
+interface FetchTurn {
+  /** Resolves when the previous bundle has fetched everything (or failed). */
+  wait: Promise<void>;
+  /** This bundle is done fetching (or failed): the next one may start. Idempotent. */
+  release(): void;
+}
+
+/**
+ * The sink of a bundle's images, which gives the turn to the next bundle once the images are resolved
+ * (the engine reports `start` per image, then queues the downloads in the same tick): the next bundle
+ * resolves and downloads alongside, and a blob already on its way is shared (the engine's in-flight map).
+ */
+function releasingTurn(sink: ProgressSink, turn: FetchTurn): ProgressSink {
+  return {
+    start: (item, total) => {
+      sink.start(item, total);
+      setImmediate(turn.release);
+    },
+    bytes: (item, n) => sink.bytes(item, n),
+    done: (item, detail) => sink.done(item, detail),
+    note: (item, message) => sink.note(item, message),
+  };
+}
+
+/** One turn per bundle, in plan order: turn i starts when turn i-1 was released. */
+export function fetchTurns(n: number): FetchTurn[] {
+  const turns: FetchTurn[] = [];
+  let previous: Promise<void> = Promise.resolve();
+  for (let i = 0; i < n; i++) {
+    let release!: () => void;
+    const done = new Promise<void>((r) => (release = r));
+    turns.push({ wait: previous, release });
+    previous = done;
+  }
+  return turns;
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
@@ -179,18 +248,22 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     {
       title: `binaries for ${bundle.name}`,
       task: async (_ctx, task) => {
+        await c.turn.wait;
+        c.signal?.throwIfAborted();
         const sink = taskSink(task, c.renderer);
         for (const b of bundle.binaries) {
           fetched.push(await fetchBinary(b, { cacheDir: c.cacheDir, progress: sink, ...(c.signal ? { signal: c.signal } : {}) }));
         }
         for (const n of bundle.notes) sink.note(bundle.name, n);
         task.title = `binaries for ${bundle.name}: ${fetched.length} (${fetched.filter((f) => f.cached).length} cached)`;
+        if (bundle.images.length === 0) c.turn.release();
       },
     },
     {
       title: `images for ${bundle.name}`,
       skip: () => (bundle.images.length === 0 ? `no images listed for the ${bundle.side} side` : false),
       task: async (_ctx, task) => {
+        try {
         const shares = [...c.engines].map(([name, engine]) => ({ engine, images: bundle.images.filter((i) => (i.engine ?? c.defaultEngine) === name).map((i) => i.ref) }));
         const pullPolicy = Object.fromEntries(bundle.images.filter((i) => i.pull).map((i) => [i.ref, i.pull as 'always' | 'never']));
         images = await archiveWithEngines(shares, {
@@ -200,9 +273,13 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           outFile: imagesFile,
           cacheDir: c.cacheDir,
           mtime: plan.mtime,
-          progress: taskSink(task, c.renderer),
+          progress: releasingTurn(taskSink(task, c.renderer), c.turn),
           ...(c.signal ? { signal: c.signal } : {}),
+          ...(c.concurrency ? { concurrency: c.concurrency } : {}),
         });
+        } finally {
+          c.turn.release();
+        }
         task.title = `images for ${bundle.name}: ${images.images.length} images, ${(images.size / 1048576).toFixed(1)} MB`;
       },
     },
@@ -220,8 +297,8 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
       title: `write ${bundle.outFile}`,
       task: async (_ctx, task) => {
         const out = await stageRepairing(fetched, { cacheDir: c.cacheDir, ...(c.signal ? { signal: c.signal } : {}) }, () => bundleFiles());
-        c.staged.push(out);
-        c.built.push({
+        c.staged[c.index] = out;
+        c.built[c.index] = {
           side: bundle.side,
           arch: bundle.arch,
           name: bundle.name,
@@ -231,7 +308,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           images: images?.images.length ?? 0,
           binaries: fetched.length,
           notes: bundle.notes,
-        });
+        };
         task.title = `wrote ${bundle.outFile} (${(out.result.size / 1048576).toFixed(1)} MB)`;
       },
     },

@@ -69,6 +69,8 @@ class RegistryEngine implements ImageEngine {
   private readonly offline: boolean;
   private readonly client: RegistryClient;
   private closed = false;
+  /** Downloads by digest across this engine's collects (a build's bundles run at once): each blob fetched once. */
+  private readonly inflight = new Map<string, Promise<void>>();
 
   constructor(opts: RegistryEngineOptions) {
     this.opts = opts;
@@ -138,13 +140,19 @@ class RegistryEngine implements ImageEngine {
     }
     for (const d of [...owner.keys()].sort()) {
       if (cachedBefore.has(d)) continue;
+      const shared = this.inflight.get(d);
+      if (shared) {
+        downloads.set(d, shared);
+        continue;
+      }
       const { img, what, desc } = owner.get(d)!;
       const p = limit(() => {
         signal.throwIfAborted();
         return this.fetchBlob(cache, img, desc, what, signal, (n) => progress.bytes(img.ref.canonical, n));
       }).catch(fail);
-      p.catch(() => {}); // observed below and by the writer
+      p.catch(() => this.inflight.delete(d)); // observed below and by the writer
       downloads.set(d, p);
+      this.inflight.set(d, p);
     }
     // Progress per image: done when all of its blobs are in the cache.
     const perImage = resolved.map(async (img) => {
