@@ -271,6 +271,8 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           ...(Object.keys(pullPolicy).length > 0 ? { pullPolicy } : {}),
           platform: bundle.platform,
           outFile: imagesFile,
+          // An intermediate file: copied into the bundle tarball, which is fsynced, then removed.
+          durable: false,
           cacheDir: c.cacheDir,
           mtime: plan.mtime,
           progress: releasingTurn(taskSink(task, c.renderer), c.turn),
