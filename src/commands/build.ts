@@ -149,7 +149,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     committed = true;
     return { plan, dryRun: false, bundles: built, checksumsFile: sums.result };
   } finally {
-    if (!committed) for (const s of staged) await s.discard();
+    if (!committed) for (const s of staged) await s?.discard(); // sparse (by bundle) when a bundle failed
     for (const e of engines.values()) await e.close();
     await rm(workRoot, { recursive: true, force: true });
   }
