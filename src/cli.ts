@@ -1,23 +1,21 @@
 import { Command, CommanderError, Option } from 'commander';
-import { UserError, isUserError } from './errors.js';
-import { parseArchList } from './platform.js';
-import { COMPRESSIONS, DEFAULT_COMPRESSION, parseMirrorFlag, type Compression } from './plan/plan.js';
-import { ENGINES, type EngineName } from './engines/index.js';
-import type { Side } from './manifest/schema.js';
-import { chooseRenderer } from './progress/ui.js';
-import { DEFAULT_MANIFEST, TOOL_VERSION } from './version.js';
-import { fmtBytes } from './util/format.js';
-import { build } from './commands/build.js';
-import { plan, planToJson, planToText } from './commands/plan.js';
-import { render } from './commands/render.js';
-import { images } from './commands/images.js';
-import { verify, verifyToText } from './commands/verify.js';
-import { inspect, inspectToText } from './commands/inspect.js';
-import { parseArch } from './platform.js';
+import { UserError, printError } from './errors.js';
+import { debugFromEnv, setDebug } from './util/debug.js';
+import { COMMANDS, OPTIONS, optionsOf, type CliOptions, type CommandName, type GlobalOptions, type OptionSpec } from './cli-options.js';
+import { COMMAND_HELP, PROGRAM_HELP } from './cli-help.js';
+import { TOOL_VERSION } from './version.js';
+import type { BuildOptions } from './commands/build.js';
+import type { PlanOptions } from './commands/plan.js';
+import type { RenderOptions } from './commands/render.js';
+import type { ImagesOptions } from './commands/images.js';
+import type { VerifyOptions } from './commands/verify.js';
+import type { InspectOptions } from './commands/inspect.js';
 
 /**
- * The command line: parses options and calls one function per command. Output goes to stdout,
- * progress and errors to stderr. Exit codes: 0 success, 1 failure while working, 2 bad usage or input.
+ * The command line: builds commander from the options table (cli-options.ts) and calls one function per
+ * command. Each command's module is imported when that command runs, so `--version` and `--help` load
+ * commander and the table only. Output goes to stdout, progress and errors to stderr.
+ * Exit codes: 0 success, 1 failure while working, 2 bad usage or input, 70 a bug (InternalError).
  */
 export interface Io {
   out: (s: string) => void;
@@ -33,230 +31,128 @@ const defaultIo: Io = {
   isTTY: Boolean(process.stderr.isTTY),
 };
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-function commonOptions(cmd: Command): Command {
-  return cmd
-    .option('-m, --manifest <file>', 'versions manifest', DEFAULT_MANIFEST)
-    .addOption(new Option('--only <side>', 'build one side only').choices(['cloud', 'edge']))
-    .option('--binary-mirror <from=to>', 'rewrite binary URLs starting with FROM to start with TO (repeatable)', collect, []);
+interface Ctx {
+  io: Io;
+  /** positional arguments, as commander parsed them */
+  args: unknown[];
+  global: GlobalOptions;
 }
 
-const archOption = () => new Option('-a, --arch <list>', 'architectures, comma-separated: amd64, arm64, arm (= arm/v7)').makeOptionMandatory();
+const ACTIONS: { [C in CommandName]: (o: CliOptions<C>, ctx: Ctx) => Promise<void> } = {
+  async build(o, { io, global }) {
+    const [{ build }, { planToText }, { fmtBytes }] = await Promise.all([import('./commands/build.js'), import('./commands/plan.js'), import('./util/format.js')]);
+    const result = await build({ ...o, renderer: await renderer(io, global), ...(o.json ? { events: io.out } : {}) });
+    if (o.json) return;
+    if (result.dryRun) {
+      io.out(planToText(result.plan));
+      io.out('\n(dry run: nothing downloaded or written)');
+      return;
+    }
+    for (const b of result.bundles) io.out(`${b.file}  ${fmtBytes(b.size)}  sha256:${b.sha256}`);
+    if (result.checksumsFile) io.out(`checksums: ${result.checksumsFile}`);
+  },
+  async plan(o, { io }) {
+    const { plan, planToJson, planToText } = await import('./commands/plan.js');
+    const p = await plan(o);
+    io.out(o.json ? JSON.stringify(planToJson(p), null, 2) : planToText(p));
+  },
+  async render(o, { io }) {
+    const { render } = await import('./commands/render.js');
+    const r = await render(o);
+    for (const d of r.dirs) io.out(`${d.dir}  (${d.files.length} files)`);
+  },
+  async images(o, { io, args, global }) {
+    const [{ images }, { fmtBytes }] = await Promise.all([import('./commands/images.js'), import('./util/format.js')]);
+    const r = await images({ ...o, refs: args[0] as string[], renderer: await renderer(io, global), ...(o.json ? { events: io.out } : {}) });
+    if (o.json) return;
+    io.out(`${r.file}  ${fmtBytes(r.size)}  sha256:${r.sha256}  (${r.images.length} images, ${fmtBytes(r.uniqueBlobBytes)} unique blobs of ${fmtBytes(r.totalBlobBytes)})`);
+  },
+  async verify(o, { io, args }) {
+    const { verify, verifyToText } = await import('./commands/verify.js');
+    const file = args[0] as string;
+    const r = await verify({ ...o, file });
+    io.out(o.json ? JSON.stringify(r, null, 2) : verifyToText(r));
+    if (!r.ok) {
+      throw UserError.runtime('bundle', `${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
+    }
+  },
+  async inspect(o, { io, args }) {
+    const { inspect, inspectToText } = await import('./commands/inspect.js');
+    const r = await inspect({ file: args[0] as string });
+    io.out(o.json ? JSON.stringify(r, null, 2) : inspectToText(r));
+  },
+};
+
+async function renderer(io: Io, global: GlobalOptions) {
+  const { chooseRenderer } = await import('./progress/ui.js');
+  return chooseRenderer({ quiet: Boolean(global.quiet), env: io.env, isTTY: io.isTTY });
+}
+
+/**
+ * Compile-time check that the table and the command functions agree: every option the table gives a
+ * command is one its function takes (or one the CLI itself consumes, like `--json` output of plan).
+ * The values' types are checked where ACTIONS passes them. Listed here: `--json` of plan/verify/inspect
+ * (the CLI's output format); render's --binary-mirror (accepted, never used: render downloads nothing);
+ * and the flags other engineers wire up now (concurrency, json, verbose of build and images).
+ */
+type NotPassed = { build: 'concurrency' | 'json' | 'verbose'; plan: 'json'; render: 'binaryMirrors'; images: 'json' | 'verbose'; verify: 'json'; inspect: 'json' };
+type Unknown<C extends CommandName, F> = Exclude<keyof CliOptions<C>, keyof F | NotPassed[C]>;
+const tableMatchesCommands: [
+  Unknown<'build', BuildOptions>, Unknown<'plan', PlanOptions>, Unknown<'render', RenderOptions>,
+  Unknown<'images', ImagesOptions>, Unknown<'verify', VerifyOptions>, Unknown<'inspect', InspectOptions>,
+] extends [never, never, never, never, never, never] ? true : never = true;
+void tableMatchesCommands;
+
+function toOption(spec: OptionSpec): Option {
+  const opt = new Option(spec.flags, spec.description);
+  if (spec.choices) opt.choices(spec.choices);
+  if (spec.parse) opt.argParser(spec.parse as (value: string, previous: unknown) => unknown);
+  if ('default' in spec) opt.default(spec.default);
+  if (spec.required) opt.makeOptionMandatory();
+  return opt;
+}
+
+/** The table's values for one command, under the names its function takes; options not given are left out. */
+function valuesFor<C extends CommandName>(command: C, raw: Record<string, unknown>): CliOptions<C> {
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS as readonly OptionSpec[]) {
+    if (!spec.commands.includes(command)) continue;
+    const v = raw[new Option(spec.flags).attributeName()];
+    if (v !== undefined) out[spec.key] = v;
+  }
+  return out as CliOptions<C>;
+}
 
 export function makeProgram(io: Io = defaultIo): Command {
   const program = new Command('kubeprepare')
-    .description('Builds offline install bundles for a K3s cloud node and KubeEdge edge nodes (EdgeMesh, metrics-server).')
-    .version(TOOL_VERSION, '-V, --version')
-    .option('-v, --verbose', 'show stack traces on errors')
-    .option('-q, --quiet', 'no progress output')
+    .description(PROGRAM_HELP.description)
+    .version(TOOL_VERSION, '-V, --version');
+  for (const spec of optionsOf('global')) program.addOption(toOption(spec));
+  program
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride()
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare build --arch arm64                 cloud + edge tarballs for arm64 into dist/
-  $ kubeprepare plan --arch amd64,arm64 --json     what a build would fetch and write
-  $ kubeprepare render --arch arm64 --out rendered templates only, for review
-  $ kubeprepare verify dist/kubeprepare-edge-v1.22.0-linux-arm64.tar   check a bundle offline
-  $ kubeprepare inspect dist/kubeprepare-cloud-v1.22.0-linux-arm64.tar what a bundle holds
-  $ bundle build --arch arm64                      the same command under its other name
+    .addHelpText('after', PROGRAM_HELP.examples);
 
-Exit codes: 0 success, 1 failure while working, 2 bad usage or bad input.`,
-    );
-
-  const renderer = () => chooseRenderer({ quiet: Boolean(program.opts().quiet), env: io.env, isTTY: io.isTTY });
-
-  commonOptions(
-    program
-      .command('build')
-      .description('fetch images and binaries for exactly the given platforms and write cloud and edge tarballs plus SHA256SUMS')
-      .addOption(archOption()),
-  )
-    .option('-o, --out <dir>', 'output directory', 'dist')
-    .option('--cache-dir <dir>', 'blob and download cache (default $XDG_CACHE_HOME/kubeprepare or ~/.cache/kubeprepare)')
-    .addOption(new Option('--engine <engine>', 'how images are fetched (an image\'s own engine: in the manifest wins)').choices([...ENGINES]).default('registry'))
-    .addOption(new Option('--compression <kind>', 'tarball compression (none: plain tar, see README)').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
-    .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
-    .option('--docker-config <file>', 'Docker config.json with registry credentials (default ~/.docker/config.json)')
-    .option('--keep-images', 'docker engine: keep the pulled images in the daemon (under kubeprepare.local/keep/) for fast rebuilds')
-    .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
-    .option('-n, --dry-run', 'show the plan and stop: nothing is downloaded or written')
-    .option('--sbom', 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle')
-    .option('--concurrency <n>', 'parallel blob downloads (default 4, chosen by npm run bench -- --netem)', (v) => { const n = Number(v); if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`); return n; })
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare build --arch arm64
-  $ kubeprepare build --arch amd64,arm64,arm --out release/ --compression gzip
-  $ kubeprepare build --arch arm64 --only edge --registries mirrors.yaml
-  $ kubeprepare build --arch arm64 --binary-mirror https://github.com/=http://mirror.local/github/
-  $ kubeprepare build --arch arm64 --sbom          with sbom.cdx.json in each tarball`,
-    )
-    .action(async (o) => {
-      const result = await build({
-        manifest: o.manifest,
-        platforms: parseArchList(o.arch),
-        ...(o.only ? { only: o.only as Side } : {}),
-        outDir: o.out,
-        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
-        engine: o.engine as EngineName,
-        compression: o.compression as Compression,
-        binaryMirrors: (o.binaryMirror as string[]).map(parseMirrorFlag),
-        ...(o.registries ? { registriesFile: o.registries } : {}),
-        ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
-        ...(o.keepImages ? { keepImages: true } : {}),
-        ...(o.templates ? { templatesDir: o.templates } : {}),
-        dryRun: Boolean(o.dryRun),
-        sbom: Boolean(o.sbom),
-        ...(o.concurrency ? { concurrency: o.concurrency as number } : {}),
-        renderer: renderer(),
-      });
-      if (result.dryRun) {
-        io.out(planToText(result.plan));
-        io.out('\n(dry run: nothing downloaded or written)');
-        return;
-      }
-      for (const b of result.bundles) io.out(`${b.file}  ${fmtBytes(b.size)}  sha256:${b.sha256}`);
-      if (result.checksumsFile) io.out(`checksums: ${result.checksumsFile}`);
+  for (const name of COMMANDS) {
+    const help = COMMAND_HELP[name];
+    const cmd = program.command(name).description(help.description);
+    for (const [spec, description] of help.args ?? []) cmd.argument(spec, description);
+    for (const spec of optionsOf(name)) cmd.addOption(toOption(spec));
+    cmd.addHelpText('after', help.examples).action(async (...a: unknown[]) => {
+      const self = a[a.length - 1] as Command;
+      const run = ACTIONS[name] as (o: CliOptions<CommandName>, ctx: Ctx) => Promise<void>;
+      await run(valuesFor(name, self.optsWithGlobals()), { io, args: self.processedArgs, global: program.opts<GlobalOptions>() });
     });
-
-  commonOptions(program.command('plan').description('show what build would fetch and write, without downloading').addOption(archOption()))
-    .option('-o, --out <dir>', 'output directory the plan names', 'dist')
-    .addOption(new Option('--compression <kind>', 'tarball compression').choices([...COMPRESSIONS]).default(DEFAULT_COMPRESSION))
-    .option('--json', 'machine-readable: one object per bundle (side, arch, images[].ref, binaries[].url)')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare plan --arch arm64
-  $ kubeprepare plan --arch amd64,arm64 --json | jq '.bundles[].images[].ref'`,
-    )
-    .action(async (o) => {
-      const p = await plan({
-        manifest: o.manifest,
-        platforms: parseArchList(o.arch),
-        ...(o.only ? { only: o.only as Side } : {}),
-        outDir: o.out,
-        compression: o.compression as Compression,
-        binaryMirrors: (o.binaryMirror as string[]).map(parseMirrorFlag),
-      });
-      io.out(o.json ? JSON.stringify(planToJson(p), null, 2) : planToText(p));
-    });
-
-  commonOptions(program.command('render').description('render the install templates only (no downloads) into a directory per bundle').addOption(archOption()))
-    .option('-o, --out <dir>', 'output directory', 'rendered')
-    .option('--templates <dir>', 'template directory (default: the bundled scripts-templates/)')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare render --arch arm64 --out /tmp/r && shellcheck /tmp/r/*/install.sh
-  $ kubeprepare render --arch amd64 --only cloud --templates ./my-templates`,
-    )
-    .action(async (o) => {
-      const r = await render({
-        manifest: o.manifest,
-        platforms: parseArchList(o.arch),
-        ...(o.only ? { only: o.only as Side } : {}),
-        outDir: o.out,
-        ...(o.templates ? { templatesDir: o.templates } : {}),
-      });
-      for (const d of r.dirs) io.out(`${d.dir}  (${d.files.length} files)`);
-    });
-
-  program
-    .command('images')
-    .description('write only the images archive (OCI layout + docker manifest.json) for one platform')
-    .requiredOption('-a, --arch <arch>', 'one architecture: amd64, arm64, arm (= arm/v7), arm/v6')
-    .requiredOption('-o, --out <file>', 'archive to write, e.g. images-arm64.tar')
-    .argument('[refs...]', 'image references (default: the manifest\'s images)')
-    .option('-m, --manifest <file>', 'versions manifest', DEFAULT_MANIFEST)
-    .addOption(new Option('--only <side>', 'only the images of one side').choices(['cloud', 'edge']))
-    .option('--cache-dir <dir>', 'blob cache (default $XDG_CACHE_HOME/kubeprepare or ~/.cache/kubeprepare)')
-    .addOption(new Option('--engine <engine>', 'how images are fetched').choices([...ENGINES]).default('registry'))
-    .option('--registries <file>', 'registries.yaml with mirrors and credentials (K3s/containerd format)')
-    .option('--docker-config <file>', 'Docker config.json with registry credentials')
-    .option('--concurrency <n>', 'parallel blob downloads', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UserError(`--concurrency '${v}' is not a whole number from 1 to 64`);
-      return n;
-    })
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare images --arch arm64 --out images-arm64.tar
-  $ kubeprepare images --arch arm --only edge --out edge-arm.tar
-  $ kubeprepare images --arch amd64 --out extra.tar docker.io/library/nginx:1.27 registry.k8s.io/pause:3.10`,
-    )
-    .action(async (refs: string[], o) => {
-      const r = await images({
-        manifest: o.manifest,
-        platform: parseArch(o.arch),
-        outFile: o.out,
-        refs,
-        ...(o.only ? { only: o.only as Side } : {}),
-        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
-        engine: o.engine as EngineName,
-        ...(o.registries ? { registriesFile: o.registries } : {}),
-        ...(o.dockerConfig ? { dockerConfigPath: o.dockerConfig } : {}),
-        ...(o.concurrency ? { concurrency: o.concurrency as number } : {}),
-        renderer: renderer(),
-      });
-      io.out(`${r.file}  ${fmtBytes(r.size)}  sha256:${r.sha256}  (${r.images.length} images, ${fmtBytes(r.uniqueBlobBytes)} unique blobs of ${fmtBytes(r.totalBlobBytes)})`);
-    });
-
-  program
-    .command('verify')
-    .description('check a bundle tarball offline: every file, image blob and platform; lists every problem found')
-    .argument('<tarball>', 'bundle tarball (.tar, .tar.gz or .tar.zst, detected by content)')
-    .option('-a, --arch <arch>', 'check the images against this architecture instead of the one bundle.json names')
-    .option('--json', 'machine-readable result: ok, problems[] (kind, subject, message), counts')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare verify kubeprepare-edge-v1.22.0-linux-arm64.tar
-  $ kubeprepare verify kubeprepare-cloud-v1.22.0-linux-arm64.tar --arch arm64
-  $ kubeprepare verify bundle.tar.gz --json | jq -r '.problems[].message'
-
-Exit codes: 0 the bundle is intact, 1 problems found (all listed), 2 the file cannot be read.`,
-    )
-    .action(async (file: string, o) => {
-      const r = await verify({ file, ...(o.arch ? { platform: parseArch(o.arch) } : {}) });
-      io.out(o.json ? JSON.stringify(r, null, 2) : verifyToText(r));
-      if (!r.ok) {
-        throw UserError.runtime(`${file}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} found`, 'copy the bundle again from the release and check it with sha256sum -c SHA256SUMS');
-      }
-    });
-
-  program
-    .command('inspect')
-    .description('show what a bundle tarball holds: components, images, binaries, deduplication (offline)')
-    .argument('<tarball>', 'bundle tarball (.tar, .tar.gz or .tar.zst, detected by content)')
-    .option('--json', 'machine-readable: components, images[] (ref, digest, platform, size), binaries[], dedup')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  $ kubeprepare inspect kubeprepare-cloud-v1.22.0-linux-arm64.tar
-  $ kubeprepare inspect kubeprepare-edge-v1.22.0-linux-arm64.tar --json | jq '.images[] | {ref, platform}'`,
-    )
-    .action(async (file: string, o) => {
-      const r = await inspect({ file });
-      io.out(o.json ? JSON.stringify(r, null, 2) : inspectToText(r));
-    });
-
+  }
   return program;
 }
 
 /** Runs the CLI; returns the exit code instead of exiting (the entry point exits). */
 export async function runCli(argv: string[], io: Io = defaultIo): Promise<number> {
   const program = makeProgram(io);
+  const debugOn = () => Boolean(program.opts().verbose) || debugFromEnv(io.env);
+  program.hook('preAction', () => setDebug(debugOn() ? io.err : undefined));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -265,17 +161,7 @@ export async function runCli(argv: string[], io: Io = defaultIo): Promise<number
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
       return 2; // commander already printed the message
     }
-    const verbose = Boolean(program.opts().verbose);
-    if (isUserError(e)) {
-      io.err(`error: ${e.message}`);
-      if (e.hint) io.err(`  fix: ${e.hint}`);
-      if (verbose && e.stack) io.err(e.stack);
-      return e.exitCode;
-    }
-    const err = e as Error;
-    io.err(`error: ${err?.message ?? String(e)}`);
-    io.err(verbose ? (err?.stack ?? '') : '  (run with --verbose for the stack trace)');
-    return 1;
+    return printError(e, io.err, debugOn());
   }
 }
 

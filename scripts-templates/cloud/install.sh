@@ -60,7 +60,9 @@ and prints the token and the command line for the edge nodes.
                           where this host reaches CloudCore's stream port for the certificate check
                           (default: the node IP, port $PORT_STREAM)
   --timeout SECONDS       upper bound of each wait (node Ready, CloudCore Ready...; default 600)
-  --dry-run               check and print every command that would change the host; change nothing
+  --dry-run               check and print every command that would change the host; change nothing.
+                          Opens no connection: what it would ask the K3s API or containerd is
+                          printed as a "read ..." line, not asked
   --log-file PATH         log file (default /var/log/kubeprepare-install.log)
   --help                  show this help
 
@@ -114,15 +116,6 @@ parse_args() {
   is_node_name "$NODE_NAME" || die_usage "--node-name: '$NODE_NAME' is not a valid node name (lower-case RFC 1123)"
 }
 
-# kc ARGS...: kubectl against this K3s (kubectl if installed, else k3s kubectl).
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  else
-    "$K3S_BIN" kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  fi
-}
-api_up() { [[ -f $KUBECONFIG_PATH ]] && kc get --raw /readyz >/dev/null 2>&1; }
 
 # ---- preflight ----
 K3S_STATE=absent      # absent | same | other
@@ -145,6 +138,12 @@ detect_k3s() {
 detect_kubeedge() {
   local image tag
   if [[ $K3S_STATE == absent ]]; then
+    return 0
+  fi
+  if [[ $DRY_RUN == 1 ]]; then
+    KUBEEDGE_STATE=unknown
+    dry_read "deployment kubeedge/cloudcore: a real run skips keadm init when CloudCore $KUBEEDGE_VERSION is" \
+      "deployed and refuses another version"
     return 0
   fi
   if ! api_up; then
@@ -270,8 +269,9 @@ node_ready() {
 # The images reach containerd when K3s starts (agent/images); import what is still missing.
 ensure_images() {
   local present ref missing=()
-  if [[ $DRY_RUN == 1 && ! -x $K3S_BIN ]]; then
-    _kp_emit DRY-RUN "check that the ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
+  if [[ $DRY_RUN == 1 ]]; then
+    dry_read "the images in K3s containerd (k3s ctr -n k8s.io images ls)"
+    _kp_emit DRY-RUN "import $BUNDLE_IMAGES unless all ${#ALL_IMAGES[@]} bundled images are there, then pin them"
     return 0
   fi
   present=$("$K3S_BIN" ctr -n k8s.io images ls -q 2>/dev/null) || present=""
@@ -319,7 +319,7 @@ advertise_list() {
 install_kubeedge() {
   log "== KubeEdge CloudCore $KUBEEDGE_VERSION =="
   install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
-  if [[ $KUBEEDGE_STATE == unknown ]]; then
+  if [[ $KUBEEDGE_STATE == unknown && $DRY_RUN == 0 ]]; then
     KUBEEDGE_STATE=absent
     detect_kubeedge
   fi

@@ -30,7 +30,6 @@ YES=0
 KEEP_K3S=0
 LOG_PATH=$(sys /var/log/kubeprepare-uninstall.log)
 KUBECONFIG_PATH=$(sys /etc/rancher/k3s/k3s.yaml)
-K3S_BIN=$(sys /usr/local/bin/k3s)
 KEADM_BIN=$(sys /usr/local/bin/keadm)
 K3S_UNINSTALL=$(sys /usr/local/bin/k3s-uninstall.sh)
 BUNDLE_DIR=$SCRIPT_DIR
@@ -52,14 +51,6 @@ parse_args() {
   fi
 }
 
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  else
-    "$K3S_BIN" kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  fi
-}
-api_up() { [[ -f $KUBECONFIG_PATH ]] && kc get --raw /readyz >/dev/null 2>&1; }
 
 sub_script() {
   local script=$1 extra=()
@@ -70,6 +61,16 @@ sub_script() {
 }
 
 remove_cluster_objects() {
+  if [[ $DRY_RUN == 1 ]]; then
+    dry_read "whether the K3s API answers; when it does, these objects are removed:"
+    run kc delete -f "$BUNDLE_DIR/manifests/metrics-server.yaml" --ignore-not-found
+    run kc delete -f "$BUNDLE_DIR/manifests/edgemesh" --ignore-not-found
+    run kc -n kubeedge delete configmap edgemesh-agent-cfg edgemesh-agent-psk --ignore-not-found
+    run kc -n default label service kubernetes service.edgemesh.kubeedge.io/service-proxy-name-
+    run "$KEADM_BIN" reset cloud --kube-config "$KUBECONFIG_PATH" --force
+    run kc delete namespace kubeedge --ignore-not-found
+    return 0
+  fi
   if ! api_up; then
     log "the K3s API is not reachable: no Kubernetes objects to remove"
     return 0

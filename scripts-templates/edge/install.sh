@@ -58,8 +58,8 @@ Joins this host to the KubeEdge cloud without network access beyond the cloud no
                            tunnel port $PORT_TUNNEL), print the result and exit; installs nothing (--token not needed)
   --timeout SECONDS        upper bound of each wait (default 300)
   --dry-run                check and print every command that would change the host; change nothing.
-                           Opens no network connection: the cloud probes are printed, not made
-                           (run --check-cloud for them)
+                           Opens no connection: the cloud probes are printed, not made
+                           (run --check-cloud for them), and containerd is not asked
   --log-file PATH          log file (default /var/log/kubeprepare-install.log)
   --help                   show this help
 
@@ -345,6 +345,12 @@ start_runtime() {
 import_images() {
   log "== images =="
   local present ref missing=()
+  if [[ $DRY_RUN == 1 ]]; then
+    dry_read "the images in containerd (k8s.io)"
+    run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+    _kp_emit DRY-RUN "(the import is skipped when all ${#ALL_IMAGES[@]} bundled images are there), then they are pinned"
+    return 0
+  fi
   present=$("${CTR[@]}" images ls -q 2>/dev/null) || present=""
   for ref in "${ALL_IMAGES[@]}"; do
     grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
@@ -397,6 +403,11 @@ ensure_sandbox_image() {
   fi
   want=$(normalize_ref "$want")
   [[ $want == "$SANDBOX_IMAGE" ]] && return 0
+  if [[ $DRY_RUN == 1 ]]; then
+    dry_read "whether containerd has its sandbox image $want"
+    _kp_emit DRY-RUN "unless it has: $(quote_cmd "${CTR[@]}" images tag "$SANDBOX_IMAGE" "$want")"
+    return 0
+  fi
   present=$("${CTR[@]}" images ls -q 2>/dev/null) || present=""
   if grep -qxF -- "$want" <<<"$present"; then
     log "containerd's sandbox image $want is present"

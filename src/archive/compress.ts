@@ -27,7 +27,7 @@ export function createCompressor(kind: Compression): Compressor {
     return { input: gz, output: gz, done: Promise.resolve() };
   }
   if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
-    throw new UserError('--compression zstd needs the zstd program, which is not installed', { hint: 'install zstd (apt-get install zstd) or use --compression none|gzip' });
+    throw new UserError('--compression zstd needs the zstd program, which is not installed', { code: 'missing-tool', hint: 'install zstd (apt-get install zstd) or use --compression none|gzip' });
   }
   const child = spawn('zstd', ['-q', '-c', '-3', '-T0', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';

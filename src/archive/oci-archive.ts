@@ -2,10 +2,14 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { UserError } from '../errors.js';
+import { InternalError, UserError, abortReason } from '../errors.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { writeAtomically } from '../util/fs.js';
 import { TarWriter } from './tar-writer.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { blobPath, digestHex, sha256Digest } from '../oci/digest.js';
+import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MT } from '../oci/media-types.js';
+import type { Platform } from '../oci/platform.js';
 
 /**
  * Writes ONE images archive for any engine: an OCI image layout (`oci-layout`, `index.json`,
@@ -16,16 +20,10 @@ import { TarWriter } from './tar-writer.js';
  * same input gives the same bytes. Blobs are streamed from their files; memory does not grow with
  * image size. The archive is written beside `outFile` and renamed into place only when complete.
  */
-export interface OciBlob {
-  digest: string;
-  size: number;
-  mediaType: string;
-}
-
 export interface OciArchiveImage {
   /** Canonical reference, e.g. `docker.io/kubeedge/cloudcore:v1.22.0`. */
   ref: string;
-  platform: { os: string; architecture: string; variant?: string };
+  platform: Platform;
   /**
    * false: index.json names no platform for this image (a lower arm variant than the bundle's: `ctr images
    * import --platform linux/arm/v7` matches index entries with platforms.OnlyStrict and would leave an
@@ -33,9 +31,9 @@ export interface OciArchiveImage {
    */
   indexPlatform?: boolean;
   /** The platform-specific image manifest. `bytes` when the caller has it in memory (else read via `blobFile`). */
-  manifest: OciBlob & { bytes?: Buffer };
-  config: OciBlob;
-  layers: OciBlob[];
+  manifest: Descriptor & { bytes?: Buffer };
+  config: Descriptor;
+  layers: Descriptor[];
 }
 
 export interface WriteOciArchiveOptions {
@@ -73,20 +71,6 @@ export interface OciArchiveWriteResult {
   totalBlobBytes: number;
 }
 
-export const OCI_INDEX_MEDIA_TYPE = 'application/vnd.oci.image.index.v1+json';
-export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
-export const ANNOTATION_CONTAINERD_NAME = 'io.containerd.image.name';
-
-export function blobPath(digest: string): string {
-  return `blobs/sha256/${hexOfDigest(digest)}`;
-}
-
-function hexOfDigest(digest: string): string {
-  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
-  if (!m?.[1]) throw new Error(`not a sha256 digest: ${digest}`);
-  return m[1];
-}
-
 /** `index.json` of the layout: one entry per image, the platform-specific manifest, named for containerd and OCI tools. */
 export function buildIndexJson(images: OciArchiveImage[]): string {
   const manifests = images.map((img) => {
@@ -101,7 +85,7 @@ export function buildIndexJson(images: OciArchiveImage[]): string {
     if (img.indexPlatform === false) return { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations };
     return { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size, annotations, platform };
   });
-  return `${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests })}\n`;
+  return `${JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests })}\n`;
 }
 
 /** Docker's `manifest.json` (docker load): config and layer paths inside the archive, and the repo tags. */
@@ -115,19 +99,19 @@ export function buildDockerManifestJson(images: OciArchiveImage[]): string {
 }
 
 export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
-  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { hint: 'list at least one image' });
+  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { code: 'usage', hint: 'list at least one image' });
   const seenRefs = new Set<string>();
   for (const img of opts.images) {
-    if (seenRefs.has(img.ref)) throw new Error(`image ${img.ref} listed twice`);
+    if (seenRefs.has(img.ref)) throw new InternalError(`image ${img.ref} listed twice`);
     seenRefs.add(img.ref);
   }
   // Every distinct blob once; a digest always denotes the same bytes, so sizes must agree.
   const blobs = new Map<string, { size: number; bytes?: Buffer | undefined }>();
   let totalBlobBytes = 0;
-  const addBlob = (b: OciBlob, bytes?: Buffer) => {
+  const addBlob = (b: Descriptor, bytes?: Buffer) => {
     totalBlobBytes += b.size;
     const prev = blobs.get(b.digest);
-    if (prev && prev.size !== b.size) throw new Error(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
+    if (prev && prev.size !== b.size) throw new InternalError(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
     if (!prev) blobs.set(b.digest, { size: b.size, bytes });
     else if (bytes && !prev.bytes) prev.bytes = bytes;
   };
@@ -145,17 +129,17 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     try {
       actual = (await stat(file)).size;
     } catch (e) {
-      throw UserError.runtime(`blob ${d} is missing from ${file}`, 'build again to download it', e);
+      throw UserError.runtime('cache', `blob ${d} is missing from ${file}`, 'build again to download it', e);
     }
-    if (actual !== size) throw UserError.runtime(`blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
+    if (actual !== size) throw UserError.runtime('cache', `blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
   };
   // Check every blob before the first byte is written, so a missing blob fails without a partial file
   // (blobs still arriving through blobReady are checked when they are ready).
   for (const d of digests) {
     const b = blobs.get(d)!;
     if (b.bytes) {
-      if (b.bytes.length !== b.size) throw new Error(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
-      if (`sha256:${createHash('sha256').update(b.bytes).digest('hex')}` !== d) throw new Error(`blob ${d}: the bytes given do not match the digest`);
+      if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+      if (sha256Digest(b.bytes) !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
     } else if (!opts.blobReady) await checkFile(d, b.size);
   }
 
@@ -169,7 +153,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     const tar = new TarWriter(hasher, { mtime: opts.mtime });
     try {
       const check = () => {
-        if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+        if (opts.signal?.aborted) throw abortReason(opts.signal);
       };
       // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
       await tar.addDirectory('blobs');
@@ -185,7 +169,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
             await checkFile(d, b.size);
           }
           // The file (a cache entry) is hashed as it is copied: a wrong entry fails here, not in the bundle.
-          await tar.addFile(blobPath(d), opts.blobFile(d), opts.verifiedByCaller?.(d) ? {} : { sha256: hexOfDigest(d) });
+          await tar.addFile(blobPath(d), opts.blobFile(d), opts.verifiedByCaller?.(d) ? {} : { sha256: digestHex(d) });
         }
       }
       await tar.addBuffer('index.json', indexJson);

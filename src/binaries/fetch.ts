@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile, mkdtemp, chmod } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile, mkdtemp, chmod } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Transform } from 'node:stream';
 import * as tar from 'tar';
-import { UserError } from '../errors.js';
+import { UserError, fsError, isMachineFailure } from '../errors.js';
 import type { ChecksumSource, PlannedBinary } from '../plan/plan.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { silentSink } from '../progress/sink.js';
 import { ContentMismatchError, hashingTap, SHA256_HEX, sha256, sha256File } from '../util/hash.js';
 import { withFileLock } from '../util/lock.js';
+import { mkdirp } from '../util/fs.js';
+import { debug, safeUrl } from '../util/debug.js';
 import { fetchWithRetry } from './http.js';
 import { fmtBytes } from '../util/format.js';
 
@@ -53,7 +55,7 @@ export async function fetchBinary(b: PlannedBinary, opts: FetchOptions): Promise
     return await fetchOnce(b, opts);
   } catch (e) {
     // A cached download that did not hash to its digest while it was extracted: evicted, fetched again.
-    if (!(e instanceof ContentMismatchError)) throw e;
+    if (!(e instanceof ContentMismatchError)) throw fsError(e, opts.cacheDir, `caching ${b.name} in`, opts.cacheDir);
     await rm(e.file, { force: true });
     return fetchOnce(b, opts);
   }
@@ -89,13 +91,14 @@ async function fetchOnce(b: PlannedBinary, opts: FetchOptions): Promise<FetchedB
       const again = await readJson<UrlIndexEntry>(indexPath);
       if (again && (await usable(again))) return again;
       const got = await download(b, expected, opts, progress);
-      await mkdir(blobDir, { recursive: true });
+      await mkdirp(blobDir);
       await rename(got.partial, join(blobDir, got.sha256));
       const e: UrlIndexEntry = { url: b.upstreamUrl, sha256: got.sha256, size: got.size, expected };
       await writeJsonAtomic(indexPath, e);
       return e;
     });
   }
+  if (cached) debug('cache', `hit: ${b.name} ${safeUrl(b.upstreamUrl)} (sha256:${entry.sha256})`);
   const downloadPath = join(blobDir, entry.sha256);
   if (!b.extract) {
     progress.done(b.name, `${fmtBytes(entry.size)}${cached ? ', cached' : ''}`);
@@ -112,6 +115,7 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
   if (src.kind === 'pinned') {
     if (/^0+$/.test(src.digest)) {
       throw new UserError(`${b.name}: the manifest pins no real digest for ${b.upstreamUrl} (all zeros)`, {
+        code: 'manifest',
         hint: `download it from a trusted network, run 'sha256sum' on it and put the digest under sha256.pinned in the manifest`,
       });
     }
@@ -123,13 +127,11 @@ async function expectedDigest(b: PlannedBinary, opts: FetchOptions): Promise<{ a
     const res = await fetchWithRetry(src.url, { signal: opts.signal ?? null }, `${b.name} checksum`);
     if (!res.ok) {
       await res.body?.cancel().catch(() => {});
-      throw UserError.runtime(`${b.name}: checksum file ${src.url} answered HTTP ${res.status}`, 'check the version in the manifest and the mirror (--binary-mirror)');
+      throw UserError.runtime(res.status === 404 ? 'not-found' : 'network', `${b.name}: checksum file ${src.url} answered HTTP ${res.status}`, 'check the version in the manifest and the mirror (--binary-mirror)');
     }
     text = await res.text();
     parseChecksumFile(text, src.entry, src.algorithm, src.url); // validate before caching
-    await mkdir(dirname(cachePath), { recursive: true });
-    await writeFile(`${cachePath}.${process.pid}.tmp`, text);
-    await rename(`${cachePath}.${process.pid}.tmp`, cachePath);
+    await writeFileAtomic(cachePath, text);
   }
   return { algorithm: src.algorithm, digest: parseChecksumFile(text, src.entry, src.algorithm, src.url) };
 }
@@ -147,6 +149,7 @@ export function parseChecksumFile(text: string, entry: string, algorithm: 'sha25
   if (named?.[1]) return named[1].toLowerCase();
   if (parsed.length === 1 && parsed[0]?.[2] === undefined && lines.length === 1) return (parsed[0][1] ?? '').toLowerCase();
   throw UserError.runtime(
+    'manifest',
     `checksum file ${url} has no ${algorithm} entry for '${entry}'`,
     `expected '<${hexLen} hex digits>  ${entry}' or one bare digest; check sha256.entry/algorithm in the manifest`,
   );
@@ -160,21 +163,22 @@ async function download(
   attempt = 1,
 ): Promise<{ partial: string; sha256: string; size: number }> {
   const partialDir = join(opts.cacheDir, 'partial');
-  await mkdir(partialDir, { recursive: true });
+  await mkdirp(partialDir);
   const partial = join(partialDir, `${key(b.url)}.partial`);
   let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
   const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-` } : {};
+  debug('binary', `${b.name}: download ${safeUrl(b.url)}${have > 0 ? ` from byte ${have}` : ''} (try ${attempt})`);
   const res = await fetchWithRetry(b.url, {}, b.name, undefined, () => ({ headers, signal: opts.signal ?? null }));
   if (res.status === 416) {
     // The partial file is not a prefix the server recognises: start over.
     await res.body?.cancel().catch(() => {});
     await rm(partial, { force: true });
-    if (attempt > 3) throw UserError.runtime(`${b.name}: ${b.url} keeps refusing the byte range of a partial download`, 'try again later');
+    if (attempt > 3) throw UserError.runtime('network', `${b.name}: ${b.url} keeps refusing the byte range of a partial download`, 'try again later');
     return download(b, expected, opts, progress, attempt + 1);
   }
   if (!res.ok || !res.body) {
     await res.body?.cancel().catch(() => {});
-    throw UserError.runtime(`${b.name}: ${b.url} answered HTTP ${res.status}`, res.status === 404 ? 'check the version and arch in the manifest, or the mirror' : 'try again later');
+    throw UserError.runtime(res.status === 404 ? 'not-found' : 'network', `${b.name}: ${b.url} answered HTTP ${res.status}`, res.status === 404 ? 'check the version and arch in the manifest, or the mirror' : 'try again later');
   }
   const resumed = res.status === 206 && have > 0;
   if (!resumed) have = 0;
@@ -202,11 +206,17 @@ async function download(
   try {
     await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>), hasher, createWriteStream(partial, { flags: resumed ? 'a' : 'w' }));
   } catch (e) {
+    // A full, read-only or forbidden cache is no dropped connection: reported as such, nothing kept.
+    if (isMachineFailure(e)) {
+      await rm(partial, { force: true });
+      throw fsError(e, opts.cacheDir, `caching ${b.name} in`, opts.cacheDir);
+    }
     // A dropped connection: what arrived stays in the partial file; continue from there (bounded).
     if (opts.signal?.aborted || attempt >= 4) {
-      throw UserError.runtime(`${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
+      throw UserError.runtime('network', `${b.name}: download of ${b.url} broke off at ${fmtBytes(size)} (${(e as Error).message})`, 'run the build again: it resumes from the partial download', e);
     }
     progress.note(b.name, `connection dropped at ${fmtBytes(size)}, resuming`);
+    debug('retry', `${b.name}: ${safeUrl(b.url)} broke off at ${size} bytes (${(e as Error).message}); resuming`);
     return download(b, expected, opts, progress, attempt + 1);
   }
   const got256 = h256.digest('hex');
@@ -214,6 +224,7 @@ async function download(
   if (got !== expected.digest) {
     await rm(partial, { force: true });
     throw UserError.runtime(
+      'digest-mismatch',
       `${b.name}: ${expected.algorithm} mismatch for ${b.url}: expected ${expected.digest}, got ${got}`,
       'the download is corrupt or the mirror serves another file; nothing was cached — check the mirror and the manifest, then build again',
     );
@@ -227,7 +238,7 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
   const finalPath = join(cacheDir, 'extracted', archiveSha, key(member));
   const meta = await readJson<{ sha256: string; size: number }>(`${finalPath}.json`);
   if (meta && (await exists(finalPath))) return { file: finalPath, ...meta };
-  await mkdir(join(cacheDir, 'extracted'), { recursive: true });
+  await mkdirp(join(cacheDir, 'extracted'));
   const tmp = await mkdtemp(join(cacheDir, 'extracted', `.x-${process.pid}-`));
   try {
     const names: string[] = [];
@@ -246,12 +257,12 @@ async function extractMember(archive: string, archiveSha: string, b: PlannedBina
     if (actual !== archiveSha) throw new ContentMismatchError(archive, archiveSha, actual, hashing.bytes());
     const out = join(tmp, norm(member));
     if (!(await exists(out))) {
-      throw UserError.runtime(`${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);
+      throw UserError.runtime('manifest', `${b.name}: ${b.url} has no member '${member}'`, `it has: ${names.slice(0, 8).join(', ')}${names.length > 8 ? ', …' : ''}; fix 'extract' in the manifest`);
     }
     await chmod(out, 0o644);
     const digest = await sha256File(out);
     const size = (await stat(out)).size;
-    await mkdir(dirname(finalPath), { recursive: true });
+    await mkdirp(dirname(finalPath));
     await rename(out, finalPath);
     await writeJsonAtomic(`${finalPath}.json`, { sha256: digest, size });
     return { file: finalPath, sha256: digest, size };
@@ -276,8 +287,18 @@ async function readJson<T>(p: string): Promise<T | undefined> {
 }
 
 async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
-  await mkdir(dirname(p), { recursive: true });
+  await writeFileAtomic(p, JSON.stringify(v));
+}
+
+/** Writes `text` to a temp file beside `p`, then renames it; a failed write leaves no temp file. */
+async function writeFileAtomic(p: string, text: string): Promise<void> {
+  await mkdirp(dirname(p));
   const tmp = `${p}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(v));
-  await rename(tmp, p);
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, p);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
 }

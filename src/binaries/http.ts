@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../errors.js';
+import { debug, safeUrl, since } from '../util/debug.js';
 
 export interface RetryPolicy {
   attempts: number;
@@ -38,8 +39,11 @@ export async function fetchWithRetry(
   for (let attempt = 1; attempt <= policy.attempts; attempt++) {
     let delay = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
     try {
+      const t0 = Date.now();
       const res = await fetch(url, makeInit ? makeInit() : init);
+      debug('http', `GET ${safeUrl(url)} -> ${res.status}${res.headers.get('content-length') ? `, ${res.headers.get('content-length')} bytes` : ''} (${since(t0)})`);
       if (!retryable(res.status) || attempt === policy.attempts) return res;
+      debug('retry', `${what}: ${safeUrl(url)}: HTTP ${res.status}; try ${attempt + 1} of ${policy.attempts}`);
       delay = Math.min(policy.maxDelayMs, retryAfterMs(res) ?? delay);
       await res.body?.cancel().catch(() => {});
       lastError = new Error(`HTTP ${res.status}`);
@@ -47,10 +51,11 @@ export async function fetchWithRetry(
       if ((init.signal as AbortSignal | undefined)?.aborted) throw e;
       lastError = e;
       if (attempt === policy.attempts) break;
+      debug('retry', `${what}: ${safeUrl(url)}: ${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}; try ${attempt + 1} of ${policy.attempts}`);
     }
     await sleep(delay);
   }
   const cause = lastError as Error & { cause?: { code?: string; message?: string } };
   const detail = cause?.cause?.code ?? cause?.cause?.message ?? cause?.message ?? String(lastError);
-  throw UserError.runtime(`${what}: cannot download ${url} (${detail}) after ${policy.attempts} attempts`, 'check the network or the mirror (--binary-mirror), then run the build again: finished downloads are kept in the cache', lastError);
+  throw UserError.runtime('network', `${what}: cannot download ${url} (${detail}) after ${policy.attempts} attempts`, 'check the network or the mirror (--binary-mirror), then run the build again: finished downloads are kept in the cache', lastError);
 }

@@ -1,6 +1,7 @@
 import type { BuildPlan, BundlePlan } from '../plan/plan.js';
 import type { FetchedBinary } from '../binaries/fetch.js';
 import type { ImageArchiveResult } from '../engines/types.js';
+import { formatPlatform } from '../oci/platform.js';
 import type { BundleFile } from './write.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { TOOL_VERSION } from '../version.js';
@@ -97,7 +98,7 @@ export function makeInventory(
       totalBlobBytes: images?.totalBlobBytes ?? 0,
       list: (images?.images ?? []).map((i) => {
         // The platform taken for this image: the bundle's, or a lower arm variant (arm/v6 in an arm/v7 bundle).
-        const platform = [i.platform.os, i.platform.architecture, i.platform.variant].filter(Boolean).join('/');
+        const platform = formatPlatform(i.platform);
         return {
           ref: i.ref,
           component: roleOf.get(i.ref)?.component ?? '',

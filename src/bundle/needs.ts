@@ -150,7 +150,7 @@ function unquote(s: string): string {
 
 function expand(value: string, vars: Map<string, string>, where: string): string {
   const out = value.replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (all, name: string) => vars.get(name) ?? all);
-  if (out.includes('$')) throw new UserError(`${where}: cannot resolve '${value}' to a value (the images it decides cannot be derived)`, { hint: 'give the variable a readonly NAME=value assignment in the script' });
+  if (out.includes('$')) throw new UserError(`${where}: cannot resolve '${value}' to a value (the images it decides cannot be derived)`, { code: 'template', hint: 'give the variable a readonly NAME=value assignment in the script' });
   return out;
 }
 
@@ -176,7 +176,7 @@ export function cloudScriptFacts(script: string, where = 'install.sh (cloud)'): 
     if (i > 0) sets[s.slice(0, i)] = s.slice(i + 1);
   }
   const repos = [...new Set(flagValues(script, '--image-repository', vars, where))];
-  if (repos.length > 1) throw new UserError(`${where}: keadm is given several --image-repository values (${repos.join(', ')})`, { hint: 'give keadm init one image repository' });
+  if (repos.length > 1) throw new UserError(`${where}: keadm is given several --image-repository values (${repos.join(', ')})`, { code: 'template', hint: 'give keadm init one image repository' });
   return {
     kubeedgeVersion: vars.get('KUBEEDGE_VERSION') ?? '',
     imageRepository: repos[0] ?? '',
@@ -206,7 +206,7 @@ const withRepo = (repo: string, name: string) => (repo ? `${repo.replace(/\/$/, 
 /** Images of the CloudCore chart as keadm init installs it with these values. */
 export function chartNeeds(facts: CloudScriptFacts): ImageNeed[] {
   const chart = KUBEEDGE_CHART[facts.kubeedgeVersion];
-  if (!chart) throw new UserError(`no CloudCore chart image data for KubeEdge ${facts.kubeedgeVersion} in src/bundle/needs.ts`, { hint: `add KUBEEDGE_CHART['${facts.kubeedgeVersion}'] from that release's manifests/charts/cloudcore/values.yaml` });
+  if (!chart) throw new UserError(`no CloudCore chart image data for KubeEdge ${facts.kubeedgeVersion} in src/bundle/needs.ts`, { code: 'manifest', hint: `add KUBEEDGE_CHART['${facts.kubeedgeVersion}'] from that release's manifests/charts/cloudcore/values.yaml` });
   const out: ImageNeed[] = [];
   for (const c of chart) {
     const set = (k: string) => facts.sets[`${c.key}.${k}`];
@@ -228,14 +228,14 @@ export function chartNeeds(facts: CloudScriptFacts): ImageNeed[] {
 
 export function k3sNeeds(k3sVersion: string, disabled: string[]): ImageNeed[] {
   const list = K3S_IMAGES[k3sVersion];
-  if (!list) throw new UserError(`no image data for K3s ${k3sVersion} in src/bundle/needs.ts`, { hint: `add K3S_IMAGES['${k3sVersion}'] from that release's k3s-images.txt and packaged manifests` });
+  if (!list) throw new UserError(`no image data for K3s ${k3sVersion} in src/bundle/needs.ts`, { code: 'manifest', hint: `add K3S_IMAGES['${k3sVersion}'] from that release's k3s-images.txt and packaged manifests` });
   return list.filter((i) => i.when.every((c) => !disabled.includes(c))).map((i) => ({ ref: i.ref, side: 'cloud', consumer: i.consumer }));
 }
 
 export function edgeNeeds(facts: EdgeScriptFacts): ImageNeed[] {
   const join = KEADM_JOIN_IMAGES[facts.kubeedgeVersion];
   const sandbox = EDGECORE_SANDBOX_IMAGE[facts.kubeedgeVersion];
-  if (!join || !sandbox) throw new UserError(`no keadm join / edgecore image data for KubeEdge ${facts.kubeedgeVersion} in src/bundle/needs.ts`, { hint: 'add KEADM_JOIN_IMAGES and EDGECORE_SANDBOX_IMAGE for that release' });
+  if (!join || !sandbox) throw new UserError(`no keadm join / edgecore image data for KubeEdge ${facts.kubeedgeVersion} in src/bundle/needs.ts`, { code: 'manifest', hint: 'add KEADM_JOIN_IMAGES and EDGECORE_SANDBOX_IMAGE for that release' });
   const out: ImageNeed[] = [];
   for (const name of join) {
     // keadm Set.Current: <image-repository>/<name without its first path element>:<version>
@@ -305,7 +305,7 @@ export function manifestNeeds(files: RenderedFile[]): ImageNeed[] {
   for (const f of files) {
     if (!/\.ya?ml$/.test(f.path)) continue;
     for (const d of parseAllDocuments(f.content)) {
-      if (d.errors.length > 0) throw new UserError(`${f.path}: not valid YAML: ${d.errors[0]!.message}`, { hint: 'fix the template of this manifest' });
+      if (d.errors.length > 0) throw new UserError(`${f.path}: not valid YAML: ${d.errors[0]!.message}`, { code: 'template', hint: 'fix the template of this manifest' });
       const doc = d.toJS() as Record<string, unknown> | null;
       if (!doc || typeof doc !== 'object') continue;
       const pod = podSpecOf(doc);
@@ -314,7 +314,7 @@ export function manifestNeeds(files: RenderedFile[]): ImageNeed[] {
       const who = `${String(doc.kind)} ${meta.namespace ? `${meta.namespace}/` : ''}${meta.name ?? '?'} (${f.path})`;
       for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
         if (!c.image) {
-          throw new UserError(`${who}: container ${c.name ?? '?'} has no image (the versions manifest lists none for it)`, { hint: 'list the image this container runs in the manifest, with its role' });
+          throw new UserError(`${who}: container ${c.name ?? '?'} has no image (the versions manifest lists none for it)`, { code: 'manifest', hint: 'list the image this container runs in the manifest, with its role' });
         }
         for (const side of ['cloud', 'edge'] as const) {
           if (admits(pod, NODE_LABELS[side])) out.push({ ref: canonical(c.image), side, consumer: who });

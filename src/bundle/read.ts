@@ -4,260 +4,17 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { UserError } from '../errors.js';
+import { TarStreamParser, type OnTarEntry, type TarReadState } from '../archive/tar-parser.js';
+
+export { TarStreamParser, type OnTarEntry, type TarEntryHeader, type TarEntrySink, type TarEntryType, type TarReadState } from '../archive/tar-parser.js';
 
 /**
- * Reads tar archives as streams, never unpacking to disk: a push parser (`TarStreamParser`) that is fed
- * chunks and hands each entry's data to a handler as it streams by — so a tar inside a tar (the bundle's
- * `images/images.tar`) is read by feeding the inner entry's chunks to a second parser — and
- * `readTarball`, which detects the compression by magic bytes (gzip, zstd via the `zstd` program, or
- * none) and reports a truncated or corrupt archive as a problem instead of throwing.
+ * Reads bundle tarballs as streams, never unpacking to disk, with archive/tar-parser.ts's push parser
+ * (`TarStreamParser`, re-exported here; a tar inside a tar, the bundle's `images/images.tar`, is read
+ * by feeding the inner entry's chunks to a second parser): `readTarball` detects the compression by
+ * magic bytes (gzip, zstd via the `zstd` program, or none) and reports a truncated or corrupt archive
+ * as a problem instead of throwing.
  */
-export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
-
-export interface TarEntryHeader {
-  path: string;
-  type: TarEntryType;
-  size: number;
-  mode: number;
-  linkname: string;
-}
-
-/** Receives one entry's data, synchronously, in order. */
-export interface TarEntrySink {
-  data(chunk: Buffer): void;
-  end(): void;
-}
-
-export type OnTarEntry = (header: TarEntryHeader) => TarEntrySink | undefined | void;
-
-export interface TarReadState {
-  /** True when the archive ended with its end-of-archive marker after the last complete entry. */
-  complete: boolean;
-  /** Why it is not complete (truncated, corrupt header …); undefined when complete. */
-  problem?: string;
-  entries: number;
-  /** Bytes of tar data consumed (after decompression). */
-  bytes: number;
-}
-
-const BLOCK = 512;
-
-type State =
-  | { kind: 'header' }
-  | { kind: 'data'; header: TarEntryHeader; remaining: number; padding: number; sink: TarEntrySink | undefined; meta: Buffer[] | undefined; metaType: string }
-  | { kind: 'padding'; remaining: number }
-  | { kind: 'eof' }
-  | { kind: 'error'; message: string };
-
-/**
- * Push parser for ustar / POSIX pax / GNU tar: `write()` chunks of any size, then `end()`.
- * Handles the ustar `prefix` field, pax `path`/`linkpath`/`size` records (per entry and global) and GNU
- * long names. Header checksums are checked. Never throws on bad input: the result of `end()` says
- * whether the archive was complete and, if not, why.
- */
-export class TarStreamParser {
-  private state: State = { kind: 'header' };
-  private pending: Buffer = Buffer.alloc(0);
-  private offset = 0;
-  private entries = 0;
-  private zeroBlocks = 0;
-  private pax: Record<string, string> = {};
-  private globalPax: Record<string, string> = {};
-  private gnuLongName: string | undefined;
-  private gnuLongLink: string | undefined;
-  private lastEntry: string | undefined;
-
-  constructor(private readonly onEntry: OnTarEntry) {}
-
-  write(chunk: Buffer): void {
-    let buf = chunk;
-    while (buf.length > 0) {
-      const s = this.state;
-      if (s.kind === 'eof' || s.kind === 'error') return; // trailing data after the end marker is ignored
-      if (s.kind === 'data') {
-        const n = Math.min(s.remaining, buf.length);
-        if (n > 0) {
-          const part = buf.subarray(0, n);
-          if (s.meta) s.meta.push(Buffer.from(part));
-          else s.sink?.data(part);
-          s.remaining -= n;
-          this.offset += n;
-          buf = buf.subarray(n);
-        }
-        if (s.remaining === 0) this.finishEntry(s);
-        continue;
-      }
-      if (s.kind === 'padding') {
-        const n = Math.min(s.remaining, buf.length);
-        s.remaining -= n;
-        this.offset += n;
-        buf = buf.subarray(n);
-        if (s.remaining === 0) this.state = { kind: 'header' };
-        continue;
-      }
-      // header: collect 512 bytes
-      const need = BLOCK - this.pending.length;
-      const take = buf.subarray(0, need);
-      this.pending = this.pending.length === 0 ? Buffer.from(take) : Buffer.concat([this.pending, take]);
-      buf = buf.subarray(take.length);
-      if (this.pending.length < BLOCK) continue;
-      const block = this.pending;
-      this.pending = Buffer.alloc(0);
-      this.offset += BLOCK;
-      this.onHeaderBlock(block);
-    }
-  }
-
-  end(): TarReadState {
-    const base = { entries: this.entries, bytes: this.offset };
-    const s = this.state;
-    if (s.kind === 'error') return { ...base, complete: false, problem: s.message };
-    if (s.kind === 'eof') return { ...base, complete: true };
-    if (s.kind === 'data') {
-      const got = s.header.size - s.remaining;
-      s.sink?.end();
-      return { ...base, complete: false, problem: `truncated: the archive ends inside ${s.header.path} after ${got} of ${s.header.size} bytes` };
-    }
-    if (this.pending.length > 0 || s.kind === 'padding') {
-      return { ...base, complete: false, problem: `truncated: the archive ends in the middle of a ${s.kind === 'padding' ? 'padding' : 'header'} block at byte ${this.offset + this.pending.length}` };
-    }
-    if (this.zeroBlocks === 1) return { ...base, complete: true }; // one zero block: GNU tar accepts it too
-    if (this.entries === 0) return { ...base, complete: false, problem: 'empty: no tar data at all' };
-    return {
-      ...base,
-      complete: false,
-      problem: `truncated: the archive ends after ${this.lastEntry ?? 'its last entry'} without the end-of-archive marker (more entries may be missing)`,
-    };
-  }
-
-  private fail(message: string): void {
-    this.state = { kind: 'error', message };
-  }
-
-  private onHeaderBlock(block: Buffer): void {
-    if (isZero(block)) {
-      this.zeroBlocks++;
-      if (this.zeroBlocks === 2) this.state = { kind: 'eof' };
-      return;
-    }
-    if (this.zeroBlocks > 0) {
-      // A lone zero block followed by more data: treat as corrupt.
-      this.fail(`corrupt: a zero block at byte ${this.offset - 2 * BLOCK} is followed by more data`);
-      return;
-    }
-    const headerAt = this.offset - BLOCK;
-    if (!checksumOk(block)) {
-      this.fail(
-        this.entries === 0
-          ? 'corrupt: not a tar archive (the first header has no valid checksum)'
-          : `corrupt: the tar header at byte ${headerAt} (after ${this.lastEntry ?? 'the start'}) has a bad checksum`,
-      );
-      return;
-    }
-    const typeflag = String.fromCharCode(block[156] ?? 0x30);
-    const sizeField = parseOctal(block.subarray(124, 136));
-    if (sizeField === undefined) {
-      this.fail(`corrupt: the tar header at byte ${headerAt} has an unreadable size`);
-      return;
-    }
-    const magic = block.subarray(257, 263).toString('latin1');
-    let name = cstr(block.subarray(0, 100));
-    const prefix = magic.startsWith('ustar') ? cstr(block.subarray(345, 500)) : '';
-    if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
-    const linkname = cstr(block.subarray(157, 257));
-    const mode = parseOctal(block.subarray(100, 108)) ?? 0;
-
-    // Meta entries: their data is collected, then applied to the next header.
-    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
-      const header: TarEntryHeader = { path: name, type: 'other', size: sizeField, mode, linkname };
-      this.startData(header, undefined, typeflag);
-      return;
-    }
-    const size = this.pax.size !== undefined ? Number(this.pax.size) : this.globalPax.size !== undefined ? Number(this.globalPax.size) : sizeField;
-    const path = this.pax.path ?? this.gnuLongName ?? this.globalPax.path ?? name;
-    const link = this.pax.linkpath ?? this.gnuLongLink ?? linkname;
-    this.pax = {};
-    this.gnuLongName = undefined;
-    this.gnuLongLink = undefined;
-    const type: TarEntryType =
-      typeflag === '0' || typeflag === '\0' || typeflag === '7' ? 'file' : typeflag === '5' ? 'directory' : typeflag === '2' ? 'symlink' : typeflag === '1' ? 'hardlink' : 'other';
-    // Only regular files (and unknown types) carry data blocks.
-    const dataSize = type === 'directory' || type === 'symlink' || type === 'hardlink' ? 0 : size;
-    const header: TarEntryHeader = { path, type, size: dataSize, mode, linkname: link };
-    this.entries++;
-    this.lastEntry = path;
-    const sink = this.onEntry(header) ?? undefined;
-    this.startData(header, sink, undefined);
-  }
-
-  private startData(header: TarEntryHeader, sink: TarEntrySink | undefined, metaType: string | undefined): void {
-    const padding = (BLOCK - (header.size % BLOCK)) % BLOCK;
-    const s = { kind: 'data' as const, header, remaining: header.size, padding, sink, meta: metaType ? [] : undefined, metaType: metaType ?? '' };
-    this.state = s;
-    if (header.size === 0) this.finishEntry(s);
-  }
-
-  private finishEntry(s: Extract<State, { kind: 'data' }>): void {
-    if (s.meta) {
-      const body = Buffer.concat(s.meta);
-      if (s.metaType === 'x') this.pax = { ...this.pax, ...parsePax(body) };
-      else if (s.metaType === 'g') this.globalPax = { ...this.globalPax, ...parsePax(body) };
-      else if (s.metaType === 'L') this.gnuLongName = cstr(body);
-      else if (s.metaType === 'K') this.gnuLongLink = cstr(body);
-    } else {
-      s.sink?.end();
-    }
-    this.state = s.padding > 0 ? { kind: 'padding', remaining: s.padding } : { kind: 'header' };
-  }
-}
-
-function isZero(b: Buffer): boolean {
-  for (const x of b) if (x !== 0) return false;
-  return true;
-}
-
-function cstr(b: Buffer): string {
-  const i = b.indexOf(0);
-  return (i === -1 ? b : b.subarray(0, i)).toString('utf8');
-}
-
-function parseOctal(b: Buffer): number | undefined {
-  // GNU base-256 for large numbers
-  if (b.length > 0 && ((b[0] ?? 0) & 0x80) !== 0) {
-    let v = 0;
-    for (let i = 1; i < b.length; i++) v = v * 256 + (b[i] ?? 0);
-    return v;
-  }
-  const s = b.toString('latin1').replace(/\0.*$/s, '').trim();
-  if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) return undefined;
-  return parseInt(s, 8);
-}
-
-function checksumOk(block: Buffer): boolean {
-  const stored = parseOctal(block.subarray(148, 156));
-  if (stored === undefined) return false;
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] ?? 0);
-  return sum === stored;
-}
-
-function parsePax(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let pos = 0;
-  while (pos < body.length) {
-    const sp = body.indexOf(0x20, pos);
-    if (sp === -1) break;
-    const len = Number(body.subarray(pos, sp).toString('latin1'));
-    if (!Number.isInteger(len) || len <= 0) break;
-    const rec = body.subarray(sp + 1, pos + len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
-    if (eq > 0) out[rec.slice(0, eq)] = rec.slice(eq + 1);
-    pos += len;
-  }
-  return out;
-}
-
 export type TarCompression = 'none' | 'gzip' | 'zstd';
 
 export interface TarballReadResult extends TarReadState {
@@ -281,50 +38,13 @@ export function detectCompression(head: Buffer): TarCompression | 'xz' | 'bzip2'
  * compression stream is reported in the result (`complete: false`, `problem`).
  */
 export async function readTarball(file: string, onEntry: OnTarEntry): Promise<TarballReadResult> {
-  let fileSize: number;
-  const head = Buffer.alloc(8);
-  try {
-    const fh = await open(file, 'r');
-    try {
-      fileSize = (await fh.stat()).size;
-      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { hint: 'give the path of a bundle tarball' });
-      await fh.read(head, 0, 8, 0);
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { hint: 'give the path of a bundle tarball', cause: e });
-  }
-  const kind = detectCompression(head.subarray(0, Math.min(8, fileSize)));
+  const { fileSize, head } = await probe(file);
+  const kind = detectCompression(head);
   if (kind === 'xz' || kind === 'bzip2') {
     return { compression: 'none', fileSize, complete: false, problem: `unsupported: ${file} is ${kind}-compressed; bundles are plain tar, gzip or zstd`, entries: 0, bytes: 0 };
   }
   const parser = new TarStreamParser(onEntry);
-  const input = createReadStream(file, { highWaterMark: 1 << 20 });
-  let stream: Readable = input;
-  let decompressorDone: Promise<string | undefined> = Promise.resolve(undefined);
-  if (kind === 'gzip') {
-    const gunzip = createGunzip({ chunkSize: 1 << 20 });
-    input.pipe(gunzip);
-    input.on('error', (e) => gunzip.destroy(e));
-    stream = gunzip;
-  } else if (kind === 'zstd') {
-    if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
-      input.destroy();
-      throw UserError.runtime(`${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
-    }
-    const child = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.on('error', () => undefined); // EPIPE when zstd stops early; its exit status says why
-    input.pipe(child.stdin);
-    decompressorDone = new Promise((resolve) => {
-      child.on('error', (e) => resolve(`zstd: ${e.message}`));
-      child.on('close', (code) => resolve(code === 0 ? undefined : `zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`));
-    });
-    stream = child.stdout;
-  }
+  const { stream, decompressorDone } = decompressed(file, kind);
   let streamError: string | undefined;
   try {
     for await (const chunk of stream) parser.write(chunk as Buffer);
@@ -343,4 +63,49 @@ export async function readTarball(file: string, onEntry: OnTarEntry): Promise<Ta
     return { ...state, compression, fileSize, problem: `truncated or corrupt ${kind} stream (${broken}); ${state.problem ?? ''}`.replace(/; $/, '') };
   }
   return { ...state, compression, fileSize };
+}
+
+/** The size of `file` and its first (up to 8) bytes; a path that is not a readable file is a UserError. */
+async function probe(file: string): Promise<{ fileSize: number; head: Buffer }> {
+  const head = Buffer.alloc(8);
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const fileSize = (await fh.stat()).size;
+      if (!(await fh.stat()).isFile()) throw new UserError(`${file} is not a file`, { code: 'input', hint: 'give the path of a bundle tarball' });
+      await fh.read(head, 0, 8, 0);
+      return { fileSize, head: head.subarray(0, Math.min(8, fileSize)) };
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { code: 'input', hint: 'give the path of a bundle tarball', cause: e });
+  }
+}
+
+/** The tar bytes of `file`; for zstd, `decompressorDone` resolves to the program's complaint, if any. */
+function decompressed(file: string, kind: TarCompression): { stream: Readable; decompressorDone: Promise<string | undefined> } {
+  const input = createReadStream(file, { highWaterMark: 1 << 20 });
+  if (kind === 'gzip') {
+    const gunzip = createGunzip({ chunkSize: 1 << 20 });
+    input.pipe(gunzip);
+    input.on('error', (e) => gunzip.destroy(e));
+    return { stream: gunzip, decompressorDone: Promise.resolve(undefined) };
+  }
+  if (kind === 'none') return { stream: input, decompressorDone: Promise.resolve(undefined) };
+  if (spawnSync('zstd', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    input.destroy();
+    throw UserError.runtime('missing-tool', `${file} is zstd-compressed and reading it needs the zstd program, which is not installed`, 'install zstd (apt-get install zstd)');
+  }
+  const child = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.on('error', () => undefined); // EPIPE when zstd stops early; its exit status says why
+  input.pipe(child.stdin);
+  const decompressorDone = new Promise<string | undefined>((resolve) => {
+    child.on('error', (e) => resolve(`zstd: ${e.message}`));
+    child.on('close', (code) => resolve(code === 0 ? undefined : `zstd: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`));
+  });
+  return { stream: child.stdout, decompressorDone };
 }

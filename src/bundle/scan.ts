@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
-import { LayerIndexer, type LayerIndex } from '../engines/entrypoint.js';
+import { LayerIndexer, type LayerIndex } from '../engines/layer-index.js';
+import { digestOfBlobPath } from '../oci/digest.js';
 import { readTarball, TarStreamParser, type TarEntryHeader, type TarEntrySink, type TarCompression, type TarReadState } from './read.js';
 
 /**
@@ -162,9 +163,8 @@ class NestedImages {
     this.parser = new TarStreamParser((h) => {
       const p = h.path.replace(/^\.\//, '').replace(/\/$/, '');
       if (h.type === 'directory') return undefined;
-      const m = /^blobs\/(sha256)\/([a-f0-9]{64})$/.exec(p);
-      if (m && h.type === 'file') {
-        const digest = `${m[1]}:${m[2]}`;
+      const digest = digestOfBlobPath(p);
+      if (digest && h.type === 'file') {
         const blob: ScannedBlob = { digest, size: h.size, actual: undefined, json: undefined };
         blobs.set(digest, blob);
         const hash = hashing ? createHash('sha256') : undefined;

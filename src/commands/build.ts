@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ListrTask } from 'listr2';
 import { UserError } from '../errors.js';
@@ -14,12 +14,13 @@ import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
-import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
+import { buildResultEvent } from '../progress/results.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
-import { removeStaleTemps, type Staged } from '../util/fs.js';
+import { mkdirp, removeStaleTemps, type Staged } from '../util/fs.js';
 import { ContentMismatchError } from '../util/hash.js';
 import { makeSbom, SBOM_PATH } from '../bundle/sbom.js';
 import { planNeeds } from '../plan/needs.js';
@@ -44,6 +45,8 @@ export interface BuildOptions {
   /** Also write a CycloneDX SBOM, sbom.cdx.json, inside each bundle (listed in SHA256SUMS). */
   sbom?: boolean;
   renderer: RendererMode;
+  /** --json: progress events, then the result, one JSON line each (README "Progress"). */
+  events?: (line: string) => void;
   signal?: AbortSignal;
   /** Parallel blob downloads per engine (registry engine default 4). */
   concurrency?: number;
@@ -70,6 +73,10 @@ export interface BuildResult {
 }
 
 export async function build(opts: BuildOptions): Promise<BuildResult> {
+  return withProgress(opts.renderer, opts.events, (progress) => buildWith(opts, progress), buildResultEvent);
+}
+
+async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildResult> {
   const lm = await loadManifest(opts.manifest);
   const plan = makePlan(lm, {
     platforms: opts.platforms,
@@ -81,7 +88,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
   checkImageSettings(plan, opts.engine, lm.displayPath);
   if (opts.keepImages && !enginesNeeded(plan, opts.engine).includes('docker')) {
-    throw new UserError('--keep-images applies to the docker engine, and no image of this build goes through it', { hint: 'add --engine docker, or drop --keep-images' });
+    throw new UserError('--keep-images applies to the docker engine, and no image of this build goes through it', { code: 'usage', hint: 'add --engine docker, or drop --keep-images' });
   }
   const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   // Every image the side's nodes will run must be in its bundle: refused here, before any fetch.
@@ -89,7 +96,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   const cacheDir = resolveCacheDir(opts.cacheDir);
-  await mkdir(plan.outDir, { recursive: true });
+  await mkdirp(plan.outDir);
   // What a killed build left in the output directory (temp files, work directory of a dead PID).
   await removeStaleTemps(plan.outDir);
   const workRoot = join(plan.outDir, `.kubeprepare-work-${process.pid}`);
@@ -121,7 +128,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const tasks: ListrTask[] = plan.bundles.map((bundle, index) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
       task: (_ctx, parent) => {
-        const ctx: BundleContext = { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, renderer: opts.renderer, signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [], index, turn: turns[index]!, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) };
+        const ctx: BundleContext = { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, progress, signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [], index, turn: turns[index]!, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) };
         const p = parent
           .newListr(bundleTasks(plan, bundle, ctx), { concurrent: false })
           .run()
@@ -135,7 +142,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       },
     }));
     try {
-      await runTasks(tasks, opts.renderer, true);
+      await runTasks(tasks, progress.renderer, true);
     } finally {
       await Promise.all(running);
     }
@@ -173,7 +180,7 @@ export function checkImageSettings(plan: BuildPlan, engine: EngineName, manifest
     }
   }
   if (problems.length > 0) {
-    throw new UserError([...new Set(problems)].join('\n'), { hint: 'fix the per-image engine/pull settings in the manifest' });
+    throw new UserError([...new Set(problems)].join('\n'), { code: 'manifest', hint: 'fix the per-image engine/pull settings in the manifest' });
   }
 }
 
@@ -188,7 +195,7 @@ interface BundleContext {
   workRoot: string;
   engines: Map<EngineName, ImageEngine>;
   defaultEngine: EngineName;
-  renderer: RendererMode;
+  progress: Progress;
   signal: AbortSignal | undefined;
   built: BuiltBundle[];
   staged: Staged<unknown>[];
@@ -250,7 +257,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
       task: async (_ctx, task) => {
         await c.turn.wait;
         c.signal?.throwIfAborted();
-        const sink = taskSink(task, c.renderer);
+        const sink = c.progress.sink(task, 'binary', bundle.name);
         for (const b of bundle.binaries) {
           fetched.push(await fetchBinary(b, { cacheDir: c.cacheDir, progress: sink, ...(c.signal ? { signal: c.signal } : {}) }));
         }
@@ -275,7 +282,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           durable: false,
           cacheDir: c.cacheDir,
           mtime: plan.mtime,
-          progress: releasingTurn(taskSink(task, c.renderer), c.turn),
+          progress: releasingTurn(c.progress.sink(task, 'image', bundle.name), c.turn),
           ...(c.signal ? { signal: c.signal } : {}),
           ...(c.concurrency ? { concurrency: c.concurrency } : {}),
         });
@@ -291,7 +298,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
         const ctx = buildRenderContext(plan, bundle);
         rendered = (await renderSide(c.templatesRoot, ctx)).map((t) => memoryFile(t.path, t.content, t.mode));
         if (!rendered.some((f) => f.path === 'install.sh')) {
-          throw new UserError(`${c.templatesRoot}/${bundle.side}: no install.sh template`, { hint: 'every side needs scripts-templates/<side>/install.sh' });
+          throw new UserError(`${c.templatesRoot}/${bundle.side}: no install.sh template`, { code: 'template', hint: 'every side needs scripts-templates/<side>/install.sh' });
         }
       },
     },
@@ -326,7 +333,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     files.push(memoryFile(DISK_FILE, diskTsv(disk)));
     const seen = new Set<string>();
     for (const f of files) {
-      if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { hint: 'a template and a binary dest collide; rename one' });
+      if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { code: 'manifest', hint: 'a template and a binary dest collide; rename one' });
       seen.add(f.path);
     }
     const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, files);
@@ -355,14 +362,15 @@ async function stageRepairing(fetched: FetchedBinary[], opts: { cacheDir: string
       const i = fetched.findIndex((f) => f.file === e.file);
       const f = fetched[i];
       const what = `${e.file} does not match the digest recorded for it (expected sha256:${e.expected}, got sha256:${e.actual})`;
-      if (!f) throw UserError.runtime(`${what}; the bundle was not written`, 'something changed the file while the build ran; check the disk and build again');
+      if (!f) throw UserError.runtime('cache', `${what}; the bundle was not written`, 'something changed the file while the build ran; check the disk and build again');
       const name = `${f.binary.name}: the cached ${f.file === f.downloadPath ? 'download' : 'file extracted from'} ${f.binary.url}`;
-      if (repaired.has(f.file)) throw UserError.runtime(`${name}: ${what}, again after it was fetched anew`, `check the disk, then build again with an empty --cache-dir`);
+      if (repaired.has(f.file)) throw UserError.runtime('cache', `${name}: ${what}, again after it was fetched anew`, `check the disk, then build again with an empty --cache-dir`);
       repaired.add(f.file);
       try {
         fetched[i] = await refetchBinary(f, opts);
       } catch (err) {
         throw UserError.runtime(
+          'cache',
           `${name}: ${what}; it was removed from the cache, and fetching it again failed: ${(err as Error).message}`,
           `build again once ${f.binary.url} is reachable (or remove ${f.file} / run with an empty --cache-dir)`,
           err,

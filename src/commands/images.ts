@@ -1,6 +1,6 @@
 import { dirname, resolve, join } from 'node:path';
 import { removeStaleTemps } from '../util/fs.js';
-import { UserError } from '../errors.js';
+import { InternalError, UserError } from '../errors.js';
 import { loadManifest } from '../manifest/load.js';
 import { makePlan, resolveMtime } from '../plan/plan.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
@@ -9,7 +9,8 @@ import type { Side } from '../manifest/schema.js';
 import { createEngine, type EngineName } from '../engines/index.js';
 import type { ImageArchiveResult } from '../engines/types.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
-import { runTasks, taskSink, type RendererMode } from '../progress/ui.js';
+import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
+import { imagesResultEvent } from '../progress/results.js';
 
 export interface ImagesOptions {
   manifest: string;
@@ -24,10 +25,16 @@ export interface ImagesOptions {
   dockerConfigPath?: string;
   concurrency?: number;
   renderer: RendererMode;
+  /** --json: progress events, then the result, one JSON line each (README "Progress"). */
+  events?: (line: string) => void;
 }
 
 /** Only the images archive: for the manifest's images or the references given. */
 export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
+  return withProgress(opts.renderer, opts.events, (progress) => archiveImages(opts, progress), imagesResultEvent);
+}
+
+async function archiveImages(opts: ImagesOptions, progress: Progress): Promise<ImageArchiveResult> {
   const lm = await loadManifest(opts.manifest);
   let refs: string[];
   if (opts.refs.length > 0) {
@@ -37,7 +44,7 @@ export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
     refs = plan.bundles.flatMap((b) => b.images.map((i) => i.ref));
   }
   refs = [...new Set(refs)];
-  if (refs.length === 0) throw new UserError('no images to archive', { hint: 'list references after the options, or use a manifest with images' });
+  if (refs.length === 0) throw new UserError('no images to archive', { code: 'usage', hint: 'list references after the options, or use a manifest with images' });
   const registriesFile = opts.registriesFile ?? (lm.manifest.registries ? join(lm.baseDir, lm.manifest.registries) : undefined);
   const engine = await createEngine(opts.engine, {
     ...(registriesFile ? { registriesFile } : {}),
@@ -59,16 +66,16 @@ export async function images(opts: ImagesOptions): Promise<ImageArchiveResult> {
               cacheDir: resolveCacheDir(opts.cacheDir),
               mtime: resolveMtime(lm).mtime,
               ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
-              progress: taskSink(task, opts.renderer),
+              progress: progress.sink(task, 'image'),
             });
           },
         },
       ],
-      opts.renderer,
+      progress.renderer,
     );
   } finally {
     await engine.close();
   }
-  if (!result) throw new Error('internal: images archive not written');
+  if (!result) throw new InternalError('images archive not written');
   return result;
 }

@@ -48,7 +48,7 @@ export async function inspect(opts: InspectOptions): Promise<InspectResult> {
   const inv = a.inventory;
   if (!inv) {
     const why = scan.read.complete ? 'it has no readable bundle.json' : scan.read.problem;
-    throw UserError.runtime(`${opts.file} is not a readable kubeprepare bundle: ${why}`, 'give a tarball written by kubeprepare build; kubeprepare verify lists what is wrong');
+    throw UserError.runtime('bundle', `${opts.file} is not a readable kubeprepare bundle: ${why}`, 'give a tarball written by kubeprepare build; kubeprepare verify lists what is wrong');
   }
   const facts = a.images;
   const fromArchive = new Map((facts?.images ?? []).map((i) => [i.manifestDigest, i]));

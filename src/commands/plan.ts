@@ -18,7 +18,7 @@ export async function plan(opts: PlanOptions): Promise<BuildPlan> {
   const lm = await loadManifest(opts.manifest);
   return makePlan(lm, {
     platforms: opts.platforms,
-    ...(opts.only ? { only: opts.only } : {}),
+    only: opts.only,
     outDir: opts.outDir,
     compression: opts.compression,
     binaryMirrors: opts.binaryMirrors ?? [],

@@ -24,7 +24,7 @@ export interface RenderResult {
 /** Renders the templates only (no downloads), one directory per bundle, for template development and review. */
 export async function render(opts: RenderOptions): Promise<RenderResult> {
   const lm = await loadManifest(opts.manifest);
-  const plan = makePlan(lm, { platforms: opts.platforms, ...(opts.only ? { only: opts.only } : {}), outDir: opts.outDir, compression: 'none' });
+  const plan = makePlan(lm, { platforms: opts.platforms, only: opts.only, outDir: opts.outDir, compression: 'none' });
   const root = opts.templatesDir ? resolve(opts.templatesDir) : TEMPLATES_ROOT;
   const dirs: RenderResult['dirs'] = [];
   for (const bundle of plan.bundles) {

@@ -26,5 +26,5 @@ export async function createEngine(name: EngineName, opts: EngineOptions): Promi
     const { createDockerEngine } = await import('./docker/index.js');
     return createDockerEngine({ ...(opts.dockerConfigPath ? { dockerConfigPath: opts.dockerConfigPath } : {}), ...(opts.keepImages ? { keepImages: true } : {}) });
   }
-  throw new UserError(`unknown image engine '${String(name)}'`, { hint: `use one of ${ENGINES.join(', ')}` });
+  throw new UserError(`unknown image engine '${String(name)}'`, { code: 'usage', hint: `use one of ${ENGINES.join(', ')}` });
 }

@@ -1,4 +1,7 @@
 import type { Platform } from '../platform.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { Digest } from '../oci/digest.js';
+import type { Platform as ImagePlatform } from '../oci/platform.js';
 import type { ProgressSink } from '../progress/sink.js';
 import type { OciArchiveImage } from '../archive/oci-archive.js';
 
@@ -35,13 +38,14 @@ export interface ArchivedImage {
   /** Canonical reference as requested. */
   ref: string;
   /** Digest of the platform-specific image manifest stored in the archive. */
-  manifestDigest: string;
+  manifestDigest: Digest;
   /** Config digest = the image ID Docker and containerd show. */
-  configDigest: string;
-  platform: { os: string; architecture: string; variant?: string };
+  configDigest: Digest;
+  /** The platform taken (a lower arm variant than the bundle's is possible, see src/oci/platform.ts). */
+  platform: ImagePlatform;
   /** Sum of config + layer sizes (compressed, as stored). */
   size: number;
-  layers: { digest: string; size: number; mediaType: string }[];
+  layers: Descriptor[];
   /** Which engine fetched it: `docker` images come from a daemon (re-packed by `docker save`). */
   engine: 'registry' | 'docker';
 }

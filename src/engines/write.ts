@@ -1,11 +1,14 @@
 import { readFile, rm } from 'node:fs/promises';
-import { UserError } from '../errors.js';
-import { formatPlatform, platformExact, type Platform } from '../platform.js';
+import { InternalError, UserError, abortError, isAbort } from '../errors.js';
+import type { Platform } from '../platform.js';
+import { formatPlatform, platformExact, type Platform as ImagePlatform } from '../oci/platform.js';
 import type { ProgressSink } from '../progress/sink.js';
-import { checkEntrypoint, indexLayerFile, type ImageConfigLike } from './entrypoint.js';
+import { checkEntrypoint, type ImageConfigLike } from './entrypoint.js';
+import { indexLayerFile } from './layer-index.js';
 import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
 import { parseImageRefs } from '../manifest/image-ref.js';
-import { BlobCache } from './registry/blob-cache.js';
+import { BlobCache } from '../oci/blob-cache.js';
+import { digestFromHex } from '../oci/digest.js';
 import { ContentMismatchError } from '../util/hash.js';
 import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
 
@@ -30,13 +33,9 @@ export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'd
  * The line a build prints when an image is taken for a lower arm variant than the bundle's (its index
  * has no image for the bundle's platform itself), or undefined when the platform is exact.
  */
-export function lowerVariantNote(want: Platform, got: { os: string; architecture: string; variant?: string }): string | undefined {
+export function lowerVariantNote(want: Platform, got: ImagePlatform): string | undefined {
   if (platformExact(want, got)) return undefined;
   return `warning: no ${formatPlatform(want)} image; taking ${formatPlatform(got)}, which containerd on a ${formatPlatform(want)} host also runs`;
-}
-
-function isAbort(e: unknown): boolean {
-  return e instanceof Error && (e.name === 'AbortError' || (e as NodeJS.ErrnoException).code === 'ABORT_ERR');
 }
 
 /** The root cause among failures: the caller's own abort, else the first failure that is not an abort. */
@@ -50,9 +49,7 @@ export function rootCause(reasons: unknown[], callerSignal?: AbortSignal): unkno
  * of the same archive failed: an AbortError, so rootCause never reports it as the cause.
  */
 export function anotherFailed(cause?: unknown): Error {
-  const e = new Error('another image of this archive failed', cause === undefined ? undefined : { cause });
-  e.name = 'AbortError';
-  return e;
+  return abortError('another image of this archive failed', cause);
 }
 
 /**
@@ -75,6 +72,7 @@ export async function writeCollected(parts: CollectedImages[], req: Pick<ImageAr
   const inside = checkImagesInside(images, cache, blobReady, signal, req.progress).then((problems) => {
     if (problems.length === 0) return;
     const e = new UserError(`images whose binaries are not for their platform:\n${problems.map((p) => `  ${p}`).join('\n')}`, {
+      code: 'platform',
       kind: 'runtime',
       hint: 'the image is mislabelled upstream (its index/config claim a platform its files are not built for): use another tag or image; nothing was written',
     });
@@ -130,12 +128,12 @@ async function writeVerified(
       });
     } catch (e) {
       if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
-      const digest = `sha256:${e.expected}`;
+      const digest = digestFromHex(e.expected);
       const owners = images.filter((i) => [i.archive.manifest, i.archive.config, ...i.archive.layers].some((b) => b.digest === digest)).map((i) => i.info.ref);
       const what = `cached blob ${digest} (of ${owners.join(', ') || 'this archive'}) at ${e.file} does not match its digest: got sha256:${e.actual} (${e.size} bytes)`;
       await rm(e.file, { force: true });
       if (repaired.has(digest)) {
-        throw UserError.runtime(`${what}, again after it was fetched anew`, `something rewrites the cache while builds run; check the disk, then build again with an empty --cache-dir`);
+        throw UserError.runtime('cache', `${what}, again after it was fetched anew`, `something rewrites the cache while builds run; check the disk, then build again with an empty --cache-dir`);
       }
       repaired.add(digest);
       let again = false;
@@ -155,6 +153,7 @@ async function writeVerified(
       if (!again) {
         const why = failure instanceof Error ? `; fetching it again failed: ${failure.message}` : '';
         throw UserError.runtime(
+          'cache',
           `${what}; it was removed from the cache${why}`,
           `build again (it is fetched anew${failure ? ' once the registry is reachable' : ''}), or remove ${e.file} / run with an empty --cache-dir`,
           failure ?? e,
@@ -185,7 +184,7 @@ async function checkImagesInside(
     try {
       config = JSON.parse((await readFile(cache.path(archive.config.digest))).toString('utf8')) as ImageConfigLike;
     } catch (e) {
-      throw UserError.runtime(`image ${archive.ref}: its config ${archive.config.digest} is not readable JSON (${(e as Error).message})`);
+      throw UserError.runtime('registry', `image ${archive.ref}: its config ${archive.config.digest} is not readable JSON (${(e as Error).message})`);
     }
     const f = await checkEntrypoint(config, archive.platform.architecture, archive.layers.length, async (n) => {
       const layer = archive.layers[n]!;
@@ -200,7 +199,7 @@ async function checkImagesInside(
 }
 
 function missing(ref: string): never {
-  throw new Error(`internal: no engine collected ${ref}`);
+  throw new InternalError(`no engine collected ${ref}`);
 }
 
 /**

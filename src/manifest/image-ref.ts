@@ -1,4 +1,5 @@
 import { UserError } from '../errors.js';
+import { isDigest, type Digest } from '../oci/digest.js';
 
 /**
  * Docker-style image reference normalisation, as `docker pull` and containerd do it:
@@ -13,7 +14,7 @@ export interface ImageRef {
   /** Repository path (`library/nginx`). */
   repository: string;
   tag?: string;
-  digest?: string;
+  digest?: Digest;
   /** `registry/repository[:tag][@digest]` */
   canonical: string;
 }
@@ -22,7 +23,6 @@ const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
 const DOMAIN = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[0-9a-fA-F:]+\\])(?::[0-9]+)?$`);
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 export class ImageRefError extends Error {}
 
@@ -30,12 +30,13 @@ export function parseImageRef(input: string): ImageRef {
   const s = input.trim();
   if (s.length === 0) throw new ImageRefError('image reference is empty');
   let rest = s;
-  let digest: string | undefined;
+  let digest: Digest | undefined;
   const at = rest.indexOf('@');
   if (at >= 0) {
-    digest = rest.slice(at + 1);
+    const d = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST.test(digest)) throw new ImageRefError(`'${s}': digest must be sha256:<64 hex digits>`);
+    if (!isDigest(d)) throw new ImageRefError(`'${s}': digest must be sha256:<64 hex digits>`);
+    digest = d;
   }
   let tag: string | undefined;
   const lastSlash = rest.lastIndexOf('/');
@@ -81,7 +82,7 @@ export function refReference(ref: ImageRef): string {
  * the parsed reference, for callers that key per-image settings by it.
  */
 export function parseImageRefs(images: string[]): { input: string; ref: ImageRef }[] {
-  if (images.length === 0) throw new UserError('no images requested', { hint: 'list at least one image' });
+  if (images.length === 0) throw new UserError('no images requested', { code: 'usage', hint: 'list at least one image' });
   const out: { input: string; ref: ImageRef }[] = [];
   const seen = new Set<string>();
   for (const input of images) {
@@ -89,7 +90,7 @@ export function parseImageRefs(images: string[]): { input: string; ref: ImageRef
     try {
       ref = parseImageRef(input);
     } catch (e) {
-      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
+      if (e instanceof ImageRefError) throw new UserError(`invalid image reference: ${e.message}`, { code: 'input', hint: 'use [registry/]repository[:tag][@sha256:…]', cause: e });
       throw e;
     }
     if (!seen.has(ref.canonical)) {

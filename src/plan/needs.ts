@@ -39,7 +39,7 @@ export async function planNeeds(lm: LoadedManifest, plan: BuildPlan, templatesRo
     }
   }
   if (problems.length > 0) {
-    throw new UserError([...new Set(problems)].join('\n'), { hint: 'add each image under components.<component>.images.<side> in the manifest (the side whose nodes run it)' });
+    throw new UserError([...new Set(problems)].join('\n'), { code: 'manifest', hint: 'add each image under components.<component>.images.<side> in the manifest (the side whose nodes run it)' });
   }
   return byBundle;
 }

@@ -103,7 +103,7 @@ export function resolveMtime(lm: LoadedManifest, env: NodeJS.ProcessEnv = proces
   const raw = env.SOURCE_DATE_EPOCH;
   if (raw !== undefined && raw !== '') {
     if (!/^\d+$/.test(raw)) {
-      throw new UserError(`SOURCE_DATE_EPOCH='${raw}' is not a whole number of seconds`, { hint: 'unset it or set it to e.g. $(git log -1 --format=%ct)' });
+      throw new UserError(`SOURCE_DATE_EPOCH='${raw}' is not a whole number of seconds`, { code: 'usage', hint: 'unset it or set it to e.g. $(git log -1 --format=%ct)' });
     }
     return { mtime: Number(raw), source: 'SOURCE_DATE_EPOCH' };
   }
@@ -141,7 +141,7 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
             if (first.engine !== e.engine || first.pull !== e.pull) {
               throw new UserError(
                 `${lm.displayPath}: components.${component}.images.${side}: ${ref} is also listed by components.${first.component} with another engine/pull (${describeSettings(first)} vs ${describeSettings(e)})`,
-                { hint: 'give the image the same engine and pull settings everywhere it is listed, or list it once' },
+                { code: 'manifest', hint: 'give the image the same engine and pull settings everywhere it is listed, or list it once' },
               );
             }
             continue;
@@ -163,7 +163,7 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
       const dests = new Map<string, string>();
       for (const b of binaries) {
         const prev = dests.get(b.dest);
-        if (prev) throw new UserError(`${lm.displayPath}: binaries '${prev}' and '${b.name}' both write ${b.dest} in the ${side} bundle`, { hint: 'give one of them another dest' });
+        if (prev) throw new UserError(`${lm.displayPath}: binaries '${prev}' and '${b.name}' both write ${b.dest} in the ${side} bundle`, { code: 'manifest', hint: 'give one of them another dest' });
         dests.set(b.dest, b.name);
       }
       const name = bundleName(side, kubeedgeVersion, platform);
@@ -197,7 +197,7 @@ function planBinary(b: BinarySpec, component: string, version: string, arch: Arc
   const vars: Record<string, string> = { version, versionBare: version.replace(/^v/, ''), arch };
   for (const [k, perArch] of Object.entries(b.archVars ?? {})) {
     const v = perArch[arch];
-    if (v === undefined) throw new UserError(`${where}: archVars.${k} has no value for ${arch}`, { hint: `add '${arch}: …' under archVars.${k}, or list the supported arches under 'arches'` });
+    if (v === undefined) throw new UserError(`${where}: archVars.${k} has no value for ${arch}`, { code: 'manifest', hint: `add '${arch}: …' under archVars.${k}, or list the supported arches under 'arches'` });
     vars[k] = v;
   }
   const fill = (tpl: string, key: string) => fillTemplate(tpl, vars, `${where}.${key}`);
@@ -215,7 +215,7 @@ function planBinary(b: BinarySpec, component: string, version: string, arch: Arc
     };
   } else {
     const digest = b.sha256.pinned[arch] ?? b.sha256.pinned.any;
-    if (!digest) throw new UserError(`${where}: sha256.pinned has no digest for ${arch}`, { hint: `add '${arch}: <sha256>' (or 'any:') under sha256.pinned` });
+    if (!digest) throw new UserError(`${where}: sha256.pinned has no digest for ${arch}`, { code: 'manifest', hint: `add '${arch}: <sha256>' (or 'any:') under sha256.pinned` });
     checksum = { kind: 'pinned', algorithm: 'sha256', digest };
   }
   const mode = b.mode === undefined ? (b.dest.startsWith('bin/') ? 0o755 : 0o644) : typeof b.mode === 'number' ? b.mode : parseInt(b.mode, 8);
@@ -237,7 +237,7 @@ export function fillTemplate(tpl: string, vars: Record<string, string>, where: s
   return tpl.replace(/\{([A-Za-z][A-Za-z0-9_]*)\}/g, (_, name: string) => {
     const v = vars[name];
     if (v === undefined) {
-      throw new UserError(`${where}: unknown placeholder {${name}}`, { hint: `use one of ${Object.keys(vars).map((k) => `{${k}}`).join(', ')}, or define it under archVars` });
+      throw new UserError(`${where}: unknown placeholder {${name}}`, { code: 'manifest', hint: `use one of ${Object.keys(vars).map((k) => `{${k}}`).join(', ')}, or define it under archVars` });
     }
     return v;
   });
@@ -248,15 +248,4 @@ export function applyMirrors(url: string, mirrors: { from: string; to: string }[
     if (url.startsWith(m.from)) return m.to + url.slice(m.from.length);
   }
   return url;
-}
-
-/** Parses `--binary-mirror FROM=TO`. */
-export function parseMirrorFlag(value: string): { from: string; to: string } {
-  const i = value.indexOf('=');
-  const from = value.slice(0, i);
-  const to = value.slice(i + 1);
-  if (i <= 0 || !/^https?:\/\//.test(from) || !/^https?:\/\//.test(to)) {
-    throw new UserError(`--binary-mirror '${value}' is not FROM=TO`, { hint: 'e.g. --binary-mirror https://github.com/=http://127.0.0.1:8080/github/' });
-  }
-  return { from, to };
 }

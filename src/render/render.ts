@@ -94,9 +94,10 @@ export function renderOne(hb: typeof Handlebars, templateName: string, source: s
     const missing = /"(.+?)" not defined in.*? - (\d+):(\d+)/s.exec(msg);
     if (missing) {
       throw new UserError(`scripts-templates/${templateName}:${missing[2]}:${Number(missing[3]) + 1}: variable '${missing[1]}' is not defined`, {
+        code: 'template',
         hint: 'use a key of RenderContext (src/render/context.ts) or add it there',
       });
     }
-    throw new UserError(`scripts-templates/${templateName}: ${msg.split('\n')[0]}`, { hint: 'fix the Handlebars syntax of this template' });
+    throw new UserError(`scripts-templates/${templateName}: ${msg.split('\n')[0]}`, { code: 'template', hint: 'fix the Handlebars syntax of this template' });
   }
 }

@@ -1,8 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { dirname, basename, join, resolve, sep } from 'node:path';
 import { finished } from 'node:stream/promises';
+import { fsError, isMachineFailure } from '../errors.js';
+
+/**
+ * `mkdir -p` that reports the real failure: Node's recursive mkdir turns EROFS into ENOENT
+ * (nodejs/node#47098), so on ENOENT the path is created one level at a time to get the errno that counts.
+ */
+export async function mkdirp(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const parts = resolve(dir).split(sep);
+    for (let i = 2; i <= parts.length; i++) {
+      await mkdir(parts.slice(0, i).join(sep)).catch((x: NodeJS.ErrnoException) => {
+        if (x.code !== 'EEXIST') throw x;
+      });
+    }
+  }
+}
 
 /** A temp path beside `finalPath` that never looks like a finished output (hidden, `.partial` suffix). */
 export function tempPathFor(finalPath: string): string {
@@ -11,7 +30,8 @@ export function tempPathFor(finalPath: string): string {
 
 /**
  * Runs `write` against a temp file next to `finalPath`, fsyncs it and renames it into place only when
- * `write` succeeded. On failure the temp file is removed and nothing named `finalPath` appears.
+ * `write` succeeded. On failure the temp file is removed and nothing named `finalPath` appears; a full,
+ * read-only or forbidden filesystem is reported as such, naming `finalPath` (fsError).
  */
 export async function writeAtomically<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>, opts: { durable?: boolean } = {}): Promise<T> {
   const staged = await writeStaged(finalPath, write, opts);
@@ -34,9 +54,13 @@ export interface Staged<T> {
  * leaves the previous output of the same names as it was. On failure of `write` the temp file is removed.
  */
 export async function writeStaged<T>(finalPath: string, write: (out: WriteStream, tempPath: string) => Promise<T>, opts: { durable?: boolean } = {}): Promise<Staged<T>> {
-  await mkdir(dirname(finalPath), { recursive: true });
+  await mkdirp(dirname(finalPath)).catch((e: unknown) => Promise.reject(fsError(e, finalPath, 'writing', outputDir(finalPath))));
   const tmp = tempPathFor(finalPath);
   const out = createWriteStream(tmp, { flags: 'wx' });
+  // A failed file write (ENOSPC) is kept, never an uncaught 'error' event: writers that see only its
+  // echo ("the archive file was closed", ERR_STREAM_DESTROYED) fail with it as the cause.
+  let writeFailure: unknown;
+  out.on('error', (e) => (writeFailure ??= e));
   try {
     const result = await write(out, tmp);
     out.end();
@@ -54,7 +78,7 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
       result,
       finalPath,
       tempPath: tmp,
-      commit: () => rename(tmp, finalPath),
+      commit: () => rename(tmp, finalPath).catch((e: unknown) => Promise.reject(fsError(e, finalPath, 'writing', outputDir(finalPath)))),
       discard: () => rm(tmp, { force: true }),
     };
   } catch (e) {
@@ -65,7 +89,7 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
     // nothing and then see the open create it (an empty temp file left behind). Remove it once closed.
     if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await rm(tmp, { force: true });
-    throw e;
+    throw fsError(isMachineFailure(writeFailure) ? writeFailure : e, finalPath, 'writing', outputDir(finalPath));
   }
 }
 
@@ -93,6 +117,12 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
     removed.push(name);
   }
   return removed;
+}
+
+/** The directory a user chose for `file`: its own, or the one holding this program's work directory it is in. */
+function outputDir(file: string): string {
+  const dir = dirname(file);
+  return OWN_TEMP[1]!.test(basename(dir)) ? dirname(dir) : dir;
 }
 
 /** Whether a process of that PID runs (this one counts; EPERM means it exists under another user). */

@@ -1,5 +1,7 @@
-import { open, readFile, rm, mkdir } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { mkdirp } from './fs.js';
+import { InternalError, UserError } from '../errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 function alive(pid: number): boolean {
@@ -16,7 +18,7 @@ function alive(pid: number): boolean {
  * (a resumable partial download). A lock whose owner is dead is taken over. Waits up to `timeoutMs`.
  */
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30 * 60_000): Promise<T> {
-  await mkdir(dirname(lockPath), { recursive: true });
+  await mkdirp(dirname(lockPath));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -28,11 +30,11 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const owner = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
       if (!owner || !alive(owner) || owner === process.pid) {
-        if (owner === process.pid) throw new Error(`lock ${lockPath} is already held by this process`);
+        if (owner === process.pid) throw new InternalError(`lock ${lockPath} is already held by this process`);
         await rm(lockPath, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lockPath} (held by PID ${owner})`);
+      if (Date.now() > deadline) throw UserError.runtime('cache', `timed out waiting for ${lockPath} (held by PID ${owner})`, `another build uses this cache entry: wait for PID ${owner} to finish, or end it and run again`);
       await sleep(200);
     }
   }

@@ -157,6 +157,45 @@ served() { fake_cloudcore_served | openssl x509 -noout -issuer -ext subjectAltNa
   [[ $(cat "$KP_SYSROOT/etc/kubeprepare/edgemesh-psk") == "$psk_before" ]]
 }
 
+# kp_daemon_calls: the stub calls that would reach the K3s API or containerd (kubectl, k3s kubectl,
+# ctr, k3s ctr), except client-only ones (kubectl ... --dry-run=client prints an object, asks nothing).
+kp_daemon_calls() {
+  awk '($1 == "kubectl" || $1 == "ctr" || ($1 == "k3s" && ($2 == "kubectl" || $2 == "ctr"))) && !/ --dry-run=client( |$)/' "$KP_STUB_LOG"
+}
+
+@test "cloud dry runs on an installed cloud node ask neither the K3s API nor containerd" {
+  run install_ok --edge-ips 192.168.10.21
+  status_is 0
+  before=$(tree_of | grep -v 'kubeprepare-install.log')
+  reset_calls
+  run install_ok --edge-ips 192.168.10.22 --dry-run
+  status_is 0
+  output_has "[DRY-RUN] read deployment kubeedge/cloudcore: a real run skips keadm init when CloudCore"
+  output_has "[DRY-RUN] read the images in K3s containerd"
+  output_has "keadm init --kubeedge-version $(kp_ctx versions.kubeedgeBare)"
+  output_has "wait up to 600s for CloudCore to serve the stream certificate"
+  output_has "[DRY-RUN] iptables -w -t nat -A KUBEPREPARE-TUNNEL -p tcp -m tcp --dport $(kp_ctx ports.tunnelVirtual)"
+  run "$BUNDLE/uninstall.sh" --dry-run
+  status_is 0
+  output_has "[DRY-RUN] read whether the K3s API answers"
+  output_has "[DRY-RUN] kubectl delete namespace kubeedge --ignore-not-found"
+  run "$BUNDLE/scripts/check-logs-metrics.sh" --dry-run
+  status_is 0
+  output_has "[DRY-RUN] check: stream certificate served on :$(kp_ctx ports.cloudStream)"
+  output_has "dry run: the checks above were listed, not run"
+  run "$BUNDLE/manifests/iptables-metrics-setup.sh" --dry-run --rules upstream
+  status_is 0
+  output_has "wait up to 120s for its DNAT of every recorded tunnel port"
+  refute_mutations
+  [[ -z $(kp_daemon_calls) ]] || { kp_daemon_calls >&2; false; }
+  [[ $(tree_of | grep -v 'kubeprepare-install.log') == "$before" ]]
+  # the guard: kc itself refuses in a dry run (no script can reach the API by mistake)
+  run bash -c 'source <(sed -n "/^# ---- KubePrepare shell library/,/^# ---- end of the KubePrepare shell library/p" "$1"); DRY_RUN=1; KUBECONFIG_PATH=/x; kc get nodes' _ "$BUNDLE/install.sh"
+  status_is 1
+  output_has "[DRY-RUN] read kubectl get nodes (not asked: a dry run opens no connection)"
+  [[ -z $(kp_daemon_calls) ]]
+}
+
 @test "cloud install: a different --node-ip adds --node-external-ip and a second advertise address" {
   # CloudCore records the IP of its host's default-route interface, the node IP here
   printf '{"ipTunnelPort":{"10.2.0.12":10351},"port":{"10351":true}}' >"$KP_STUB_STATE/tunnelport-record"

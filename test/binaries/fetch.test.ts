@@ -85,7 +85,7 @@ test('a missing member names the archive and lists what it has', async () => {
   const cacheDir = await mkdtemp(join(tmpdir(), 'kp-cache-'));
   await assert.rejects(
     fetchBinary(binary({ url: `${server.url}/ke/keadm.tar.gz`, extract: 'nope/keadm', checksum: { kind: 'pinned', algorithm: 'sha256', digest: sha256(keadmTgz) } }), { cacheDir }),
-    (e: unknown) => e instanceof UserError && /has no member 'nope\/keadm'/.test(e.message) && /keadm-v1\.22\.0-linux-arm64\/version/.test(e.hint ?? ''),
+    (e: unknown) => e instanceof UserError && e.code === 'manifest' && /has no member 'nope\/keadm'/.test(e.message) && /keadm-v1\.22\.0-linux-arm64\/version/.test(e.hint ?? ''),
   );
 });
 
@@ -97,6 +97,7 @@ test('a digest mismatch names the URL and both digests, and caches nothing', asy
     fetchBinary(binary({ url: `${server.url}/bad/file`, checksum: { kind: 'pinned', algorithm: 'sha256', digest: want } }), { cacheDir }),
     (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'digest-mismatch');
       assert.equal(e.exitCode, 1);
       assert.match(e.message, new RegExp(`sha256 mismatch for ${server.url}/bad/file: expected ${want}, got ${got}`));
       return true;

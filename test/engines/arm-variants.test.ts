@@ -84,11 +84,13 @@ describe('arm variant selection (registry and docker engines)', () => {
     it(`${name}: arm/v6 never takes v7 or v8; arm never takes arm/v8 or arm64; arm64 never takes arm`, async () => {
       await assert.rejects(archive(engine(), [V8], 'arm'), (e: unknown) => {
         assert.ok(e instanceof UserError, String(e));
+        if (name === 'registry') assert.equal(e.code, 'platform');
         assert.match(e.message, name === 'registry' ? /has no image for linux\/arm\/v7; it has: linux\/arm\/v8, linux\/arm64/ : /armv8:1.*(linux\/arm\/v8|no matching manifest)/s);
         return true;
       });
       await assert.rejects(archive(engine(), [V6X], 'arm64'), (e: unknown) => {
         assert.ok(e instanceof UserError, String(e));
+        if (name === 'registry') assert.equal(e.code, 'platform');
         assert.match(e.message, name === 'registry' ? /has no image for linux\/arm64; it has: linux\/amd64, linux\/arm\/v6/ : /v6x:1.*(linux\/arm\/v6|no matching manifest)/s);
         return true;
       });

@@ -57,6 +57,7 @@ describe('no Docker daemon', () => {
   it('unix socket that does not exist: a runtime UserError (exit 1) naming the socket', async () => {
     const e = await rejectsUser(createDockerEngine({ host: 'unix:///nonexistent-kp/docker.sock' }), /no Docker daemon answers at unix:\/\/\/nonexistent-kp\/docker\.sock/);
     assert.equal(e.exitCode, 1);
+    assert.equal(e.code, 'docker');
     assert.ok(e.hint && /DOCKER_HOST/.test(e.hint));
   });
 
@@ -64,6 +65,7 @@ describe('no Docker daemon', () => {
     const port = await freePort();
     const e = await rejectsUser(createDockerEngine({ host: `tcp://127.0.0.1:${port}` }), new RegExp(`tcp://127\\.0\\.0\\.1:${port}`), /ECONNREFUSED/);
     assert.equal(e.exitCode, 1);
+    assert.equal(e.code, 'docker');
   });
 
   it('honours DOCKER_HOST; `build --engine docker` exits 1 with the socket named', async () => {
@@ -184,14 +186,14 @@ describe('pull failures through a real daemon', () => {
 
   it('a variant the daemon substitutes (arm/v7 for arm/v6) is caught by the platform check', async () => {
     const ref = `${reg.host}/kubeedge/cloudcore:v1.22.0`;
-    await rejectsUser(build([ref], 'arm/v6', 'wrong-variant'), new RegExp(ref.replace(/[.]/g, '\\.')), /linux\/arm\/v7 .*not linux\/arm\/v6/);
+    assert.equal((await rejectsUser(build([ref], 'arm/v6', 'wrong-variant'), new RegExp(ref.replace(/[.]/g, '\\.')), /linux\/arm\/v7 .*not linux\/arm\/v6/)).code, 'platform');
     assert.equal(existsSync(join(work, 'wrong-variant.tar')), false);
     assert.equal(await daemonImages(), '');
   });
 
   it('a single-platform image the daemon pulls anyway for another architecture is an error, never a silent save', async () => {
     // Docker 20.10 pulls an amd64-only image for --platform linux/arm64 without complaint.
-    await rejectsUser(build(['docker.io/library/amd64only:1.0'], 'arm64', 'wrong-arch'), /docker\.io\/library\/amd64only:1\.0/, /is linux\/amd64 .*not linux\/arm64/);
+    assert.equal((await rejectsUser(build(['docker.io/library/amd64only:1.0'], 'arm64', 'wrong-arch'), /docker\.io\/library\/amd64only:1\.0/, /is linux\/amd64 .*not linux\/arm64/)).code, 'platform');
     assert.equal(existsSync(join(work, 'wrong-arch.tar')), false);
     assert.equal(await daemonImages(), '', 'the wrongly pulled image (or a temp tag) was left in the daemon');
   });

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { TarWriter } from '../../src/archive/tar-writer.js';
 import { LayerStore, readDockerSave } from '../../src/engines/docker/index.js';
-import { BlobCache } from '../../src/engines/registry/blob-cache.js';
+import { BlobCache } from '../../src/oci/blob-cache.js';
 import { UserError } from '../../src/errors.js';
 import { fixtureLayer } from '../harness/fixtures.js';
 
@@ -104,9 +104,9 @@ describe('docker save formats', () => {
     const l = await fixtureLayer('pause', 'linux/amd64');
     const { entries, cfgDigest } = image([{ blob: l.tar, diffId: sha('something else'), mediaType: 'application/vnd.oci.image.layer.v1.tar' }]);
     const s1 = ociSave(entries);
-    await assert.rejects(readDockerSave(s1.stream, { image: 'x:1', imageId: cfgDigest, store }), (e: unknown) => e instanceof UserError && /verification failed for layer 1 of x:1/.test(e.message));
+    await assert.rejects(readDockerSave(s1.stream, { image: 'x:1', imageId: cfgDigest, store }), (e: unknown) => e instanceof UserError && e.code === 'digest-mismatch' && /verification failed for layer 1 of x:1/.test(e.message));
     const s2 = ociSave(entries);
-    await assert.rejects(readDockerSave(s2.stream, { image: 'x:1', imageId: sha('other'), store }), (e: unknown) => e instanceof UserError && /image ID/.test(e.message));
+    await assert.rejects(readDockerSave(s2.stream, { image: 'x:1', imageId: sha('other'), store }), (e: unknown) => e instanceof UserError && e.code === 'digest-mismatch' && /image ID/.test(e.message));
   });
 
   it('streams a large layer with flat memory', async () => {

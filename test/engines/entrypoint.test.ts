@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
-import { checkEntrypoint, LayerIndexer, type LayerIndex } from '../../src/engines/entrypoint.js';
+import { checkEntrypoint } from '../../src/engines/entrypoint.js';
+import { LayerIndexer, type LayerIndex } from '../../src/engines/layer-index.js';
 import { elfFor, fixtureTar, type FixtureTarEntry } from '../harness/fixtures.js';
 
 /** The entrypoint check over real tar layers (node-tar's Parser reading what a tar writer wrote). */

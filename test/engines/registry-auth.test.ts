@@ -93,6 +93,7 @@ describe('registry authentication', () => {
     it('fails with a clear error naming the registry when no credentials are configured', async () => {
       await assert.rejects(build({ registries: parseRegistriesConfig(mirrorYaml()), dockerConfigPath: join(work, 'none.json') }), (err: unknown) => {
         assert.ok(err instanceof UserError);
+        assert.equal(err.code, 'auth');
         assert.equal(err.kind, 'runtime');
         assert.match(err.message, new RegExp(`registry ${reg.host.replace(/\./g, '\\.')} \\(for docker\\.io\\) requires authentication for kubeedge/(private|other) \\(HTTP 401\\) and no credentials are configured`));
         assert.match(err.hint ?? '', /docker login|registries\.yaml/);
@@ -104,6 +105,7 @@ describe('registry authentication', () => {
       const y = `${mirrorYaml()}configs:\n  "${reg.host}":\n    auth:\n      username: ${CREDS.username}\n      password: wrong\n`;
       await assert.rejects(build({ registries: parseRegistriesConfig(y), dockerConfigPath: join(work, 'none.json') }), (err: unknown) => {
         assert.ok(err instanceof UserError);
+        assert.equal(err.code, 'auth');
         assert.match(err.message, new RegExp(`registry ${reg.host.replace(/\./g, '\\.')} \\(for docker\\.io\\) rejected the credentials from .*registries\\.yaml configs\\."${reg.host.replace(/\./g, '\\.')}"\\.auth`));
         return true;
       });
@@ -215,6 +217,7 @@ describe('registry authentication', () => {
 
         await assert.rejects(build({ registries: yaml(), dockerConfigPath: join(work, 'none.json') }, ['kubeedge/private:v1']), (err: unknown) => {
           assert.ok(err instanceof UserError);
+          assert.equal(err.code, 'auth');
           assert.match(err.message, new RegExp(`token service http://127\\.0\\.0\\.1:\\d+ refused anonymous access for repository:kubeedge/private:pull on ${front.host.replace(/\./g, '\\.')} \\(HTTP 401\\)`));
           return true;
         });

@@ -5,9 +5,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRegistriesConfig, parseRegistriesConfig, resolveEndpoints, isLoopbackHost } from '../../src/engines/registry/index.js';
-import { parseWwwAuthenticate, normalizeAuthKey } from '../../src/engines/registry/auth.js';
-import { parseManifest, selectPlatform, type Descriptor } from '../../src/engines/registry/manifest.js';
-import { retryDelayMs } from '../../src/engines/registry/http.js';
+import { parseWwwAuthenticate } from '../../src/engines/registry/challenge.js';
+import { normalizeAuthKey } from '../../src/oci/credentials.js';
+import { parseManifest, selectPlatform } from '../../src/engines/registry/manifest.js';
+import type { Descriptor } from '../../src/oci/descriptor.js';
+import { retryDelayMs } from '../../src/util/retry.js';
 import { UserError } from '../../src/errors.js';
 import { parseArch } from '../../src/platform.js';
 
@@ -74,6 +76,7 @@ describe('registries.yaml', () => {
     const cfg = parseRegistriesConfig('mirrors:\n  docker.io:\n    endpoint: ["http://10.1.2.3:5000"]\n');
     assert.throws(() => resolveEndpoints(cfg, 'docker.io', 'a/b'), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'input');
       assert.match(e.message, /endpoint http:\/\/10\.1\.2\.3:5000 for docker\.io uses plain HTTP to a non-loopback host/);
       assert.match(e.hint ?? '', /configs\."10\.1\.2\.3:5000"\.tls\.insecure_skip_verify: true/);
       return true;
@@ -82,25 +85,57 @@ describe('registries.yaml', () => {
     assert.equal(resolveEndpoints(ok, 'docker.io', 'a/b')[0]!.apiBase, 'http://10.1.2.3:5000/v2');
   });
 
-  it('rejects bad input with the file and the key', async () => {
+  it('rejects bad input with file:line:col and the key', async () => {
     const cases: [string, RegExp][] = [
-      ['mirrors: [1]', /x\.yaml: mirrors: must be a mapping/],
-      ['mirrors:\n  docker.io:\n    endpoints: []', /x\.yaml: mirrors\."docker\.io"\.endpoints: unknown key/],
-      ['mirrors:\n  docker.io:\n    endpoint: "http://a"', /mirrors\."docker\.io"\.endpoint: must be a list of URLs/],
-      ['mirrors:\n  docker.io:\n    endpoint: ["ftp://a"]', /mirrors\."docker\.io"\.endpoint\[0\]: 'ftp:\/\/a': only http/],
-      ['mirrors:\n  docker.io:\n    rewrite: {"(": "x"}', /mirrors\."docker\.io"\.rewrite\."\(": not a valid regular expression/],
-      ['configs:\n  "h:1":\n    auth: {username: u}', /configs\."h:1"\.auth: username and password must be given together/],
-      ['configs:\n  "h:1":\n    auth: {auth: bm9jb2xvbg==}', /configs\."h:1"\.auth\.auth: must be base64 of "username:password"/],
-      ['configs:\n  "h:1":\n    tls: {insecure_skip_verify: "yes"}', /configs\."h:1"\.tls\.insecure_skip_verify: must be true or false/],
-      ['configs:\n  "h:1":\n    tls: {cert_file: /c.pem}', /configs\."h:1"\.tls: cert_file and key_file must be given together/],
-      ['mirrors: {a: [}', /x\.yaml: not valid YAML/],
-      ['foo: 1', /x\.yaml: foo: unknown key/],
+      ['mirrors: [1]', /^x\.yaml:1:10: mirrors: must be a mapping$/m],
+      ['mirrors:\n  docker.io:\n    endpoints: []', /^x\.yaml:3:5: mirrors\."docker\.io"\.endpoints: unknown key \(expected 'endpoint', 'rewrite'\)$/m],
+      ['mirrors:\n  docker.io:\n    endpoint: "http://a"', /^x\.yaml:3:15: mirrors\."docker\.io"\.endpoint: must be a list of URLs$/m],
+      ['mirrors:\n  docker.io:\n    endpoint: ["ftp://a"]', /^x\.yaml:3:16: mirrors\."docker\.io"\.endpoint\[0\]: 'ftp:\/\/a': only http/m],
+      ['mirrors:\n  docker.io:\n    rewrite: {"(": "x"}', /^x\.yaml:3:20: mirrors\."docker\.io"\.rewrite\."\(": not a valid regular expression/m],
+      ['configs:\n  "h:1":\n    auth: {username: u}', /^x\.yaml:3:11: configs\."h:1"\.auth: username and password must be given together$/m],
+      ['configs:\n  "h:1":\n    auth: {auth: bm9jb2xvbg==}', /^x\.yaml:3:18: configs\."h:1"\.auth\.auth: must be base64 of "username:password"$/m],
+      ['configs:\n  "h:1":\n    tls: {insecure_skip_verify: "yes"}', /^x\.yaml:3:33: configs\."h:1"\.tls\.insecure_skip_verify: must be true or false$/m],
+      ['configs:\n  "h:1":\n    tls: {cert_file: /c.pem}', /^x\.yaml:3:10: configs\."h:1"\.tls: cert_file and key_file must be given together$/m],
+      ['mirrors: {a: [}', /^x\.yaml:1:\d+: YAML syntax: /m],
+      ['foo: 1', /^x\.yaml:1:1: foo: unknown key \(expected 'mirrors' and\/or 'configs'\)$/m],
     ];
     for (const [text, re] of cases) {
       assert.throws(() => parseRegistriesConfig(text, 'x.yaml'), (e: unknown) => e instanceof UserError && re.test(e.message), text);
     }
     await assert.rejects(loadRegistriesConfig(join(dir, 'missing.yaml')), /cannot read registries config .*missing\.yaml/);
     assert.deepEqual(parseRegistriesConfig('', 'empty.yaml'), { file: 'empty.yaml', mirrors: {}, configs: {} });
+    assert.deepEqual(parseRegistriesConfig('mirrors:\n  docker.io:\nconfigs:\n', 'nulls.yaml'), { file: 'nulls.yaml', mirrors: { 'docker.io': { endpoints: [], rewrite: [] } }, configs: {} });
+  });
+
+  it('lists every problem of a bad registries.yaml at once, each at its line and column, with the format hint', async () => {
+    const file = join(dir, 'bad-registries.yaml');
+    await writeFile(
+      file,
+      [
+        '# a comment line first',
+        'mirrors:',
+        '  docker.io:',
+        '    endpoint:',
+        '      - "https://mirror.example.com"',
+        '      - 42',
+        '  quay.io:',
+        '    rewrit: {"^a": "b"}',
+        'configs:',
+        '  mirror.example.com:',
+        '    tls:',
+        '      insecure_skip_verify: 1',
+      ].join('\n'),
+    );
+    await assert.rejects(loadRegistriesConfig(file), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.deepEqual(e.message.split('\n'), [
+        `${file}:6:9: mirrors."docker.io".endpoint[1]: must be a URL string`,
+        `${file}:8:5: mirrors."quay.io".rewrit: unknown key (expected 'endpoint', 'rewrite')`,
+        `${file}:12:29: configs."mirror.example.com".tls.insecure_skip_verify: must be true or false`,
+      ]);
+      assert.match(e.hint ?? '', /K3s registries\.yaml format/);
+      return true;
+    });
   });
 });
 
@@ -152,6 +187,7 @@ describe('registry protocol helpers', () => {
     assert.throws(() => selectPlatform('x', [d('arm')], parseArch('arm/v6')), /x has no image for linux\/arm\/v6; it has: linux\/arm$/);
     assert.throws(() => selectPlatform('img:1', [att, d('amd64')], parseArch('arm64')), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'platform');
       assert.equal(e.message, 'img:1 has no image for linux/arm64; it has: linux/amd64');
       return true;
     });
@@ -184,6 +220,7 @@ describe('registry protocol helpers', () => {
     const body = Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'library/old', tag: 'v1', fsLayers: [] }));
     assert.throws(() => parseManifest('docker.io/library/old:v1', body, 'application/vnd.docker.distribution.manifest.v1+prettyjws'), (e: unknown) => {
       assert.ok(e instanceof UserError);
+      assert.equal(e.code, 'unsupported');
       assert.match(e.message, /docker\.io\/library\/old:v1 uses the Docker image manifest schema 1, which is not supported/);
       return true;
     });

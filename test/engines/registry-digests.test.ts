@@ -60,6 +60,7 @@ describe('registry engine: every digest and size is verified', () => {
     let message = '';
     await assert.rejects(p, (err: unknown) => {
       assert.ok(err instanceof UserError, String(err));
+      assert.equal(err.code, 'digest-mismatch', err.message);
       message = err.message;
       assert.match(err.message, re);
       return true;
@@ -160,6 +161,7 @@ describe('registry engine: every digest and size is verified', () => {
     let message = '';
     await assert.rejects(build('kubeedge/digests:v1', cache), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'cache', err.message);
       message = `${err.message}\n${err.hint}`;
       return true;
     });

@@ -197,6 +197,7 @@ describe('registry engine against a real docker-registry', () => {
     const r1 = request(['docker.io/library/amd64only:1.0'], 'arm64');
     await assert.rejects(e.archive(r1), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'platform');
       assert.match(err.message, /docker\.io\/library\/amd64only:1\.0 has no image for linux\/arm64; it has: linux\/amd64/);
       return true;
     });
@@ -204,6 +205,7 @@ describe('registry engine against a real docker-registry', () => {
     const r2 = request(['kubeedge/cloudcore:v1.22.0'], 'arm/v6');
     await assert.rejects(e.archive(r2), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'platform');
       assert.match(err.message, /has no image for linux\/arm\/v6; it has: linux\/amd64, linux\/arm\/v7, linux\/arm64$/);
       assert.doesNotMatch(err.message, /unknown/);
       return true;
@@ -251,6 +253,7 @@ describe('registry engine against a real docker-registry', () => {
       const r = request(['kubeedge/tamper:1'], 'arm64', { cacheDir });
       await assert.rejects(e.archive(r), (err: unknown) => {
         assert.ok(err instanceof UserError);
+        assert.equal(err.code, 'digest-mismatch');
         assert.equal(err.kind, 'runtime');
         assert.ok(err.message.includes('docker.io/kubeedge/tamper:1'), err.message);
         assert.ok(err.message.includes(`expected ${layer.digest}`), err.message);
@@ -308,6 +311,7 @@ describe('registry engine against a real docker-registry', () => {
     const t0 = Date.now();
     await assert.rejects(e.archive(request(['kubeedge/cloudcore:v1.22.0'], 'arm64')), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'network');
       assert.match(err.message, new RegExp(`cannot reach http://127\\.0\\.0\\.1:${deadPort}/v2 for docker\\.io/kubeedge/cloudcore:v1\\.22\\.0: ECONNREFUSED`));
       return true;
     });
@@ -348,6 +352,7 @@ describe('registry engine against a real docker-registry', () => {
     const e = engine();
     await assert.rejects(e.archive(request(['kubeedge/cloudcore:v9.9.9'], 'arm64')), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'not-found');
       assert.match(err.message, /docker\.io\/kubeedge\/cloudcore:v9\.9\.9 not found at http:\/\/127\.0\.0\.1:\d+\/v2\/kubeedge\/cloudcore\/manifests\/v9\.9\.9 \(HTTP 404/);
       return true;
     });

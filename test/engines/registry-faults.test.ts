@@ -80,6 +80,7 @@ describe('registry engine retries and resumes', () => {
     proxy.setRule(failBlob(layer.digest, 100, { type: 'respond', status: 500, body: 'boom' }));
     await assert.rejects(build(3), (err: unknown) => {
       assert.ok(err instanceof UserError);
+      assert.equal(err.code, 'registry', err.message);
       assert.match(err.message, new RegExp(`layer ${layer.digest} of docker\\.io/kubeedge/faulty:v1 failed: HTTP 500 from http://127\\.0\\.0\\.1:\\d+/v2/kubeedge/faulty/blobs/${layer.digest}: boom`));
       return true;
     });

@@ -45,6 +45,8 @@ export interface FixtureImageSpec {
   entrypoint?: string[];
   /** The config's Cmd (default none). */
   cmd?: string[];
+  /** Size of each layer's binary in KiB (default 4; random, so the layer is about as big gzipped). */
+  layerKb?: number;
 }
 
 export interface FixtureBlob {
@@ -199,7 +201,7 @@ export async function buildFixtureImage(spec: FixtureImageSpec): Promise<Fixture
     const layers: FixtureBlob[] = [];
     const diffIds: string[] = [];
     for (const key of spec.layers) {
-      const l = await fixtureLayer(key, p, 4, spec.elfOf?.[p]);
+      const l = await fixtureLayer(key, p, spec.layerKb ?? 4, spec.elfOf?.[p]);
       layers.push(blob(l.gz, oci ? MT.ociLayer : MT.dockerLayer));
       diffIds.push(`sha256:${createHash('sha256').update(l.tar).digest('hex')}`);
     }

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Transform } from 'node:stream';
 
 /** One request seen by the proxy. */
 export interface SeenRequest {
@@ -60,8 +61,10 @@ export function requestKind(path: string): SeenRequest['kind'] {
  * A small HTTP proxy in front of a real registry, on its own loopback port: it counts requests and
  * can inject faults (status codes, Retry-After, cut bodies, dropped connections) through a rule.
  * `handler` can take requests over entirely (token endpoints, redirect targets).
+ * `bytesPerSecond` slows every forwarded body down to that rate (per connection), so that a pull takes
+ * long enough for progress to show.
  */
-export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; handler?: (req: IncomingMessage, res: ServerResponse) => boolean } = {}): Promise<TestProxy> {
+export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; handler?: (req: IncomingMessage, res: ServerResponse) => boolean; bytesPerSecond?: number } = {}): Promise<TestProxy> {
   const target = new URL(targetUrl);
   const requests: SeenRequest[] = [];
   let rule = opts.rule;
@@ -133,6 +136,8 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
         upRes.on('end', () => {
           if (sent < limit) res.end();
         });
+      } else if (opts.bytesPerSecond) {
+        upRes.pipe(throttle(opts.bytesPerSecond)).pipe(res);
       } else {
         upRes.pipe(res);
       }
@@ -169,6 +174,23 @@ export async function startProxy(targetUrl: string, opts: { rule?: FaultRule; ha
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Passes bytes on in 16 KiB pieces, each after the time it takes at `bytesPerSecond`. */
+function throttle(bytesPerSecond: number): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      let off = 0;
+      const next = () => {
+        if (off >= chunk.length) return cb();
+        const part = chunk.subarray(off, off + 16384);
+        off += part.length;
+        this.push(part);
+        setTimeout(next, (part.length / bytesPerSecond) * 1000);
+      };
+      next();
+    },
+  });
 }
 
 /** A copy of `body` with one byte changed (bit 0 flipped) at `at` (negative: from the end); same size. */

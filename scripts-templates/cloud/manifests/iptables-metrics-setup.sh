@@ -98,14 +98,7 @@ need_cmd iptables awk sed grep tr cut paste mktemp
 
 IPT=(iptables -w -t nat)
 
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout=20s "$@"
-  else
-    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout=20s "$@"
-  fi
-}
-api_up() { [[ -f $KUBECONFIG_PATH ]] && kc get --raw /readyz >/dev/null 2>&1; }
+KC_OPTS=(--request-timeout=20s)
 
 # chain_rules CHAIN: the "-A CHAIN ..." lines of iptables -S (nothing when the chain does not exist).
 chain_rules() {
@@ -352,20 +345,30 @@ if [[ $REMOVE == 1 ]]; then
   exit 0
 fi
 
-if ! api_up; then
-  if [[ $DRY_RUN == 1 ]]; then
-    _kp_emit DRY-RUN "read ConfigMap kubeedge/tunnelport and the edge nodes' kubelet ports, then verify nat $UPSTREAM_CHAIN" \
-      "or install nat $OUR_CHAIN (the K3s API is not reachable now)"
-    exit 0
+# dry_run_plan: what a run would do, asking the K3s API nothing (a dry run opens no connection): the
+# rules shown are those for the record a one-node cloud gets, {"<cloudcore-ip>":FIRST_TUNNEL_PORT} (the
+# first CloudCore's tunnel port); a real run follows the record CloudCore wrote.
+readonly FIRST_TUNNEL_PORT={{ports.tunnelVirtual}}
+dry_run_plan() {
+  local ip=${CLOUDCORE_IP:-<cloudcore-ip>}
+  dry_read "ConfigMap kubeedge/tunnelport (its tunnel-port record), the edge nodes' kubelet ports," \
+    "DaemonSet kubeedge/cloud-iptables-manager and ConfigMap kubeedge/cloudcore"
+  if [[ $RULES_MODE != ours ]]; then
+    _kp_emit DRY-RUN "when iptables-manager or CloudCore keeps nat $UPSTREAM_CHAIN: wait up to ${TIMEOUT}s for its DNAT of every" \
+      "recorded tunnel port and remove rules of ours; otherwise, for the record {\"$ip\":$FIRST_TUNNEL_PORT}:"
   fi
-  wait_for "$TIMEOUT" "the K3s API ($KUBECONFIG_PATH)" api_up
-fi
+  [[ $RULES_MODE == upstream ]] && return 0
+  ENTRIES=("$ip $FIRST_TUNNEL_PORT")
+  install_ours
+  persist_ours
+}
 if [[ $DRY_RUN == 1 ]]; then
-  read_record || { _kp_emit DRY-RUN "wait up to ${TIMEOUT}s for ConfigMap kubeedge/tunnelport (CloudCore writes it at start)"; exit 0; }
-else
-  wait_for "$TIMEOUT" "ConfigMap kubeedge/tunnelport with its tunnelportrecord.kubeedge.io record (CloudCore writes it at start)" read_record
-  read_record
+  dry_run_plan
+  exit 0
 fi
+api_up || wait_for "$TIMEOUT" "the K3s API ($KUBECONFIG_PATH)" api_up
+wait_for "$TIMEOUT" "ConfigMap kubeedge/tunnelport with its tunnelportrecord.kubeedge.io record (CloudCore writes it at start)" read_record
+read_record
 parse_record
 log "tunnel-port record: $RECORD"
 if [[ -n $CLOUDCORE_IP && " $(printf '%s\n' "${ENTRIES[@]}" | cut -d' ' -f1 | paste -sd' ' -) " != *" $CLOUDCORE_IP "* ]]; then

@@ -9,7 +9,7 @@ readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_OLD
 
 usage() {
   cat <<USAGE
-Usage: $SCRIPT_NAME [--timeout SECONDS] [--log-file PATH] [--help]
+Usage: $SCRIPT_NAME [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
 
 Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per check:
   K3s runs with --egress-selector-mode=disabled
@@ -29,6 +29,7 @@ Runs each check of the design checklist and prints one PASS/FAIL/SKIP line per c
 Read-only: it changes nothing. Run it on the cloud node as root.
 
   --timeout SECONDS  per kubectl call (default 20)
+  --dry-run          list the checks without running them (no connection is opened)
   --log-file PATH    also append the results to PATH
   --help             show this help
 Exit status: 0 every check passed or was skipped, 1 at least one FAIL, 2 bad usage,
@@ -44,7 +45,7 @@ FAILED=0
 SKIPPED=0
 DETAIL=""
 
-readonly KP_COMMON_OPTS="--timeout --log-file"
+readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
 parse_args() {
   normalize_args "$@"
@@ -56,18 +57,15 @@ parse_args() {
   done
 }
 
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout="${TIMEOUT}s" "$@"
-  else
-    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" --request-timeout="${TIMEOUT}s" "$@"
-  fi
-}
 
 # check NAME FUNCTION: FUNCTION returns 0 (PASS), 1 (FAIL) or 2 (SKIP) and may set DETAIL.
 check() {
   local name=$1 fn=$2 rc=0 status
   DETAIL=""
+  if [[ $DRY_RUN == 1 ]]; then
+    _kp_emit DRY-RUN "check: $name"
+    return 0
+  fi
   "$fn" || rc=$?
   case $rc in
     0) status=PASS; PASSED=$((PASSED + 1)) ;;
@@ -266,9 +264,10 @@ c_top_pod() {
 
 main() {
   parse_args "$@"
+  KC_OPTS=(--request-timeout="${TIMEOUT}s")
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
   need_cmd awk grep openssl base64 ss iptables
-  [[ -f $KUBECONFIG_PATH ]] || die_preflight "$KUBECONFIG_PATH not found: is K3s installed on this node?"
+  [[ $DRY_RUN == 1 || -f $KUBECONFIG_PATH ]] || die_preflight "$KUBECONFIG_PATH not found: is K3s installed on this node?"
   trap cleanup EXIT
   check "K3s egress-selector-mode=disabled" c_egress
   check "CloudCore pod Running" c_cloudcore
@@ -288,6 +287,10 @@ main() {
   check "kubectl logs on an edge pod" c_logs
   check "kubectl exec on an edge pod" c_exec
   check "kubectl top pod on an edge pod" c_top_pod
+  if [[ $DRY_RUN == 1 ]]; then
+    printf '\ndry run: the checks above were listed, not run\n'
+    return 0
+  fi
   printf '\n%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
   if ((FAILED > 0)); then
     exit 1

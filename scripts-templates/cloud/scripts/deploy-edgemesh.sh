@@ -58,13 +58,6 @@ parse_args() {
   ((${#RELAY_ADDRESSES[@]} > 0)) || die_usage "--relay-address is required"
 }
 
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  else
-    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  fi
-}
 
 is_psk() { [[ $1 =~ ^[A-Za-z0-9+/]{43}=$ ]]; }
 

@@ -82,13 +82,6 @@ parse_args() {
   fi
 }
 
-kc() {
-  if command -v kubectl >/dev/null 2>&1; then
-    kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  else
-    "$(sys /usr/local/bin/k3s)" kubectl --kubeconfig "$KUBECONFIG_PATH" "$@"
-  fi
-}
 
 node_ips() {
   kc get nodes -o jsonpath='{range .items[*]}{range .status.addresses[*]}{.type}={.address}{"\n"}{end}{end}' |

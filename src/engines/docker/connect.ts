@@ -24,6 +24,7 @@ export function daemonAddress(host: string | undefined, env: NodeJS.ProcessEnv =
   if (raw.startsWith('/')) return { display: `unix://${raw}`, options: { socketPath: raw } };
   if (raw.startsWith('ssh://') || raw.startsWith('npipe://')) {
     throw new UserError(`DOCKER_HOST=${raw}: only unix:// and tcp:// daemon addresses are supported by the docker engine`, {
+      code: 'input',
       kind: 'runtime',
       hint: 'forward the daemon socket (ssh -L /tmp/docker.sock:/var/run/docker.sock host) and set DOCKER_HOST=unix:///tmp/docker.sock',
     });
@@ -32,7 +33,7 @@ export function daemonAddress(host: string | undefined, env: NodeJS.ProcessEnv =
   try {
     url = new URL(raw.includes('://') ? raw.replace(/^tcp:/, 'http:') : `http://${raw}`);
   } catch {
-    throw new UserError(`DOCKER_HOST=${raw} is not a daemon address`, { hint: 'use unix:///var/run/docker.sock or tcp://host:2375' });
+    throw new UserError(`DOCKER_HOST=${raw} is not a daemon address`, { code: 'input', hint: 'use unix:///var/run/docker.sock or tcp://host:2375' });
   }
   const port = url.port || (env.DOCKER_TLS_VERIFY === '1' ? '2376' : '2375');
   const tls = env.DOCKER_TLS_VERIFY === '1' || port === '2376' || url.protocol === 'https:';
@@ -43,7 +44,7 @@ export function daemonAddress(host: string | undefined, env: NodeJS.ProcessEnv =
       options.cert = readFileSync(join(env.DOCKER_CERT_PATH, 'cert.pem'));
       options.key = readFileSync(join(env.DOCKER_CERT_PATH, 'key.pem'));
     } catch (e) {
-      throw new UserError(`cannot read the TLS certificates in DOCKER_CERT_PATH=${env.DOCKER_CERT_PATH}: ${(e as Error).message}`, { kind: 'runtime', cause: e });
+      throw new UserError(`cannot read the TLS certificates in DOCKER_CERT_PATH=${env.DOCKER_CERT_PATH}: ${(e as Error).message}`, { code: 'input', kind: 'runtime', cause: e });
     }
   }
   return { display: `tcp://${url.host}${tls ? ' (TLS)' : ''}`, options };
@@ -68,5 +69,5 @@ export function noDaemon(addr: DaemonAddress, e: unknown): UserError {
     err?.code === 'EACCES'
       ? `no permission on the socket: add your user to the 'docker' group (or run as root), or point DOCKER_HOST at a daemon you can use`
       : 'start the Docker daemon (systemctl start docker), or set DOCKER_HOST to its socket (unix:///var/run/docker.sock) or address (tcp://host:2375); --engine registry needs no daemon';
-  return UserError.runtime(`no Docker daemon answers at ${addr.display}: ${why}`, hint, e);
+  return UserError.runtime('docker', `no Docker daemon answers at ${addr.display}: ${why}`, hint, e);
 }

@@ -1,27 +1,22 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
-import { UserError } from '../../errors.js';
+import { UserError, fsError } from '../../errors.js';
+import { mkdirp } from '../../util/fs.js';
 import { hashingTap } from '../../util/hash.js';
-import type { BlobCache } from '../registry/blob-cache.js';
+import type { BlobCache } from '../../oci/blob-cache.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { digestFromHex, digestHex, parseDigest, type Digest } from '../../oci/digest.js';
+import { MT } from '../../oci/media-types.js';
 
-export const MEDIA = {
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-} as const;
-
-export interface StoredLayer {
-  /** Digest of the stored (gzip-compressed) blob. */
-  digest: string;
-  size: number;
-  mediaType: string;
+/** A layer blob in the cache (its descriptor: the stored gzip blob) and what its config says of it. */
+export interface StoredLayer extends Descriptor {
   /** Digest of the uncompressed tar (the config's rootfs.diff_ids entry). */
-  diffId: string;
+  diffId: Digest;
   /** Uncompressed size (0 when the blob came from the cache and the size is not known). */
   rawSize: number;
 }
@@ -78,14 +73,15 @@ export class LayerStore {
 
   async init(): Promise<void> {
     await this.cache.init();
-    await mkdir(this.mapDir, { recursive: true });
+    await mkdirp(this.mapDir).catch((e: unknown) => Promise.reject(fsError(e, this.cache.cacheDir, 'creating the layer map in', this.cache.cacheDir)));
   }
 
   /** The stored gzip blob for an uncompressed layer, when it is in the cache. */
   async lookup(diffId: string): Promise<StoredLayer | undefined> {
     try {
-      const j = JSON.parse(await readFile(join(this.mapDir, hex(diffId)), 'utf8')) as { digest: string; size: number; mediaType: string };
-      if (await this.cache.has({ digest: j.digest, size: j.size })) return { digest: j.digest, size: j.size, mediaType: j.mediaType, diffId, rawSize: 0 };
+      const j = JSON.parse(await readFile(join(this.mapDir, digestHex(diffId)), 'utf8')) as { digest: string; size: number; mediaType: string };
+      const digest = parseDigest(j.digest);
+      if (await this.cache.has({ digest, size: j.size })) return { digest, size: j.size, mediaType: j.mediaType, diffId: parseDigest(diffId), rawSize: 0 };
     } catch {
       // not mapped
     }
@@ -107,7 +103,7 @@ export class LayerStore {
     })();
     if (startsWith(head, ZSTD_MAGIC)) {
       await it.return?.();
-      throw UserError.runtime(`${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
+      throw UserError.runtime('unsupported', `${ctx.image}: the Docker daemon exported a zstd-compressed layer, which the docker engine does not support`, 'use --engine registry for this image');
     }
     const tmp = join(this.tmpDir, `${randomBytes(32).toString('hex')}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
     try {
@@ -120,19 +116,19 @@ export class LayerStore {
         rawSize += c.length;
         ctx.onBytes?.(c.length);
       };
-      let mediaType: string = MEDIA.ociLayerGzip;
-      let diffId: string;
+      let mediaType: string = MT.ociLayerGzip;
+      let diffId: Digest;
       if (startsWith(head, GZIP_MAGIC)) {
         // Already compressed: keep the blob; the diffID is the digest of its decompressed bytes.
         await pipeline(rechunk(all, FEED_BLOCK, countIn), tap.stream, out, { signal: ctx.signal ?? new AbortController().signal });
         diffId = await gunzipDigest(tmp);
-        mediaType = MEDIA.ociLayerGzip;
+        mediaType = MT.ociLayerGzip;
       } else {
         const gz = createGzip({ level: this.level, chunkSize: 1 << 18 });
         await pipeline(rechunk(all, FEED_BLOCK, countIn), gz, tap.stream, out, { signal: ctx.signal ?? new AbortController().signal });
-        diffId = `sha256:${rawHash.digest('hex')}`;
+        diffId = digestFromHex(rawHash.digest('hex'));
       }
-      const digest = `sha256:${tap.hex()}`;
+      const digest = digestFromHex(tap.hex());
       const outSize = tap.bytes();
       if (await this.cache.has({ digest, size: outSize })) await rm(tmp, { force: true });
       else await rename(tmp, this.cache.path(digest));
@@ -140,19 +136,24 @@ export class LayerStore {
       return { digest, size: outSize, mediaType, diffId, rawSize };
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cache.cacheDir, `caching a layer of ${ctx.image} in`, this.cache.cacheDir);
     }
   }
 
-  private async remember(diffId: string, v: { digest: string; size: number; mediaType: string }): Promise<void> {
-    const file = join(this.mapDir, hex(diffId));
+  private async remember(diffId: Digest, v: Descriptor): Promise<void> {
+    const file = join(this.mapDir, digestHex(diffId));
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(v)}\n`);
+    try {
+      await writeFile(tmp, `${JSON.stringify(v)}\n`);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw fsError(e, this.cache.cacheDir, 'caching the layer map in', this.cache.cacheDir);
+    }
     await rename(tmp, file);
   }
 }
 
-async function gunzipDigest(file: string): Promise<string> {
+async function gunzipDigest(file: string): Promise<Digest> {
   const h = createHash('sha256');
   await pipeline(
     createReadStream(file, { highWaterMark: 1 << 20 }),
@@ -164,11 +165,5 @@ async function gunzipDigest(file: string): Promise<string> {
       },
     }),
   );
-  return `sha256:${h.digest('hex')}`;
-}
-
-function hex(digest: string): string {
-  const m = /^sha256:([a-f0-9]{64})$/.exec(digest);
-  if (!m) throw new Error(`not a sha256 digest: ${digest}`);
-  return m[1]!;
+  return digestFromHex(h.digest('hex'));
 }

@@ -25,11 +25,11 @@ export async function followPull(stream: AsyncIterable<Buffer | string>, what: s
     try {
       ev = JSON.parse(line) as PullEvent;
     } catch {
-      throw UserError.runtime(`pulling ${what}: the Docker daemon sent an unreadable progress message: ${line.slice(0, 200)}`);
+      throw UserError.runtime('docker', `pulling ${what}: the Docker daemon sent an unreadable progress message: ${line.slice(0, 200)}`);
     }
     if (ev.error || ev.errorDetail) {
       const msg = ev.errorDetail?.message ?? ev.error ?? 'unknown error';
-      throw UserError.runtime(`pulling ${what} failed: ${msg}`, pullHint(msg));
+      throw UserError.runtime('docker', `pulling ${what} failed: ${msg}`, pullHint(msg));
     }
     const s = ev.status ?? '';
     if (s.startsWith('Status:')) status = s.slice('Status:'.length).trim();
@@ -54,7 +54,7 @@ export async function followPull(stream: AsyncIterable<Buffer | string>, what: s
   }
   if (buf.trim()) handle(buf.trim());
   if (status === undefined) {
-    throw UserError.runtime(`pulling ${what}: the Docker daemon's progress stream ended without a result`, 'the daemon may have restarted or dropped the connection; try again');
+    throw UserError.runtime('docker', `pulling ${what}: the Docker daemon's progress stream ended without a result`, 'the daemon may have restarted or dropped the connection; try again');
   }
   return { status, ...(digest ? { digest } : {}) };
 }

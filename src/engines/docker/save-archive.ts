@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
-import { UserError } from '../../errors.js';
+import { UserError, abortReason } from '../../errors.js';
+import type { BlobRef } from '../../oci/descriptor.js';
+import { sha256Digest } from '../../oci/digest.js';
 import type { LayerStore, StoredLayer } from './layers.js';
 import { readTar, TarFormatError } from './tar-reader.js';
 
@@ -15,7 +16,7 @@ import { readTar, TarFormatError } from './tar-reader.js';
  * the config's rootfs.diff_ids entry at its position.
  */
 export interface SavedImage {
-  config: { digest: string; size: number; bytes: Buffer };
+  config: BlobRef & { bytes: Buffer };
   layers: StoredLayer[];
   format: 'docker-archive' | 'oci-layout';
 }
@@ -33,7 +34,7 @@ export async function readDockerSave(
   let sawOciLayout = false;
   try {
     for await (const e of readTar(stream)) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+      if (opts.signal?.aborted) throw abortReason(opts.signal);
       const path = posix.normalize(e.path);
       if (e.type === 'symlink') {
         links.set(path, posix.normalize(posix.join(posix.dirname(path), e.linkpath)));
@@ -62,7 +63,7 @@ export async function readDockerSave(
       layers.set(path, await opts.store.store(e.body, { image: opts.image, signal: opts.signal, onBytes: opts.onBytes }));
     }
   } catch (e) {
-    if (e instanceof TarFormatError) throw UserError.runtime(`the Docker daemon's export of ${opts.image} is not a readable tar: ${e.message}`, 'check the daemon (docker save) and try again', e);
+    if (e instanceof TarFormatError) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} is not a readable tar: ${e.message}`, 'check the daemon (docker save) and try again', e);
     throw e;
   }
 
@@ -73,23 +74,24 @@ export async function readDockerSave(
   };
   const manifestBuf = json.get('manifest.json');
   if (!manifestBuf) {
-    throw UserError.runtime(`the Docker daemon's export of ${opts.image} has no manifest.json`, 'the daemon writes an unsupported `docker save` format; use --engine registry');
+    throw UserError.runtime('unsupported', `the Docker daemon's export of ${opts.image} has no manifest.json`, 'the daemon writes an unsupported `docker save` format; use --engine registry');
   }
   let entries: { Config?: string; Layers?: string[] }[];
   try {
     entries = JSON.parse(manifestBuf.toString('utf8')) as typeof entries;
   } catch {
-    throw UserError.runtime(`the Docker daemon's export of ${opts.image} has an unreadable manifest.json`);
+    throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} has an unreadable manifest.json`);
   }
   if (!Array.isArray(entries) || entries.length !== 1 || typeof entries[0]?.Config !== 'string' || !Array.isArray(entries[0].Layers)) {
-    throw UserError.runtime(`the Docker daemon's export of ${opts.image} lists ${Array.isArray(entries) ? entries.length : 'no'} images in manifest.json; expected exactly one`);
+    throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lists ${Array.isArray(entries) ? entries.length : 'no'} images in manifest.json; expected exactly one`);
   }
   const entry = entries[0] as { Config: string; Layers: string[] };
   const configBytes = json.get(resolve(entry.Config));
-  if (!configBytes) throw UserError.runtime(`the Docker daemon's export of ${opts.image} lacks its config ${entry.Config}`);
-  const configDigest = `sha256:${createHash('sha256').update(configBytes).digest('hex')}`;
+  if (!configBytes) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lacks its config ${entry.Config}`);
+  const configDigest = sha256Digest(configBytes);
   if (configDigest !== opts.imageId) {
     throw UserError.runtime(
+      'digest-mismatch',
       `verification failed for ${opts.image}: the exported config hashes to ${configDigest}, but the daemon reports image ID ${opts.imageId}`,
       'the image changed while it was being exported, or the daemon is not using content-addressed image IDs; build again',
     );
@@ -98,17 +100,18 @@ export async function readDockerSave(
   try {
     cfg = JSON.parse(configBytes.toString('utf8')) as typeof cfg;
   } catch {
-    throw UserError.runtime(`the image config of ${opts.image} is not valid JSON`);
+    throw UserError.runtime('docker', `the image config of ${opts.image} is not valid JSON`);
   }
   const diffIds = Array.isArray(cfg.rootfs?.diff_ids) ? (cfg.rootfs.diff_ids as unknown[]).map(String) : [];
   if (diffIds.length !== entry.Layers.length) {
-    throw UserError.runtime(`${opts.image}: the config lists ${diffIds.length} layers but the export has ${entry.Layers.length}`);
+    throw UserError.runtime('docker', `${opts.image}: the config lists ${diffIds.length} layers but the export has ${entry.Layers.length}`);
   }
   const out: StoredLayer[] = entry.Layers.map((p, i) => {
     const l = layers.get(resolve(p));
-    if (!l) throw UserError.runtime(`the Docker daemon's export of ${opts.image} lacks layer ${p}`);
+    if (!l) throw UserError.runtime('docker', `the Docker daemon's export of ${opts.image} lacks layer ${p}`);
     if (l.diffId !== diffIds[i]) {
       throw UserError.runtime(
+        'digest-mismatch',
         `verification failed for layer ${i + 1} of ${opts.image}: its content hashes to ${l.diffId}, the config expects ${diffIds[i]}`,
         'the daemon exported corrupted content; nothing was archived',
       );

@@ -1,19 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
-import { basicHeader, parseWwwAuthenticate, type Challenge, type Credential, type CredentialStore } from './auth.js';
+import { debug, safeUrl } from '../../util/debug.js';
+import type { Credential, CredentialStore } from '../../oci/credentials.js';
+import { basicHeader, parseWwwAuthenticate, type Challenge } from './challenge.js';
 import { isLoopbackHost, type Endpoint } from './mirrors.js';
-import {
-  AgentPool,
-  DEFAULT_RETRY,
-  drain,
-  isRetryableNetworkError,
-  isRetryableStatus,
-  readBody,
-  retryDelayMs,
-  send,
-  sleep,
-  type RetryOptions,
-} from './http.js';
+import { DEFAULT_RETRY, isRetryableNetworkError, isRetryableStatus, retryDelayMs, sleep, type RetryOptions } from '../../util/retry.js';
+import { AgentPool, drain, readBody, send } from './http.js';
 
 export interface RegistryClientOptions {
   credentials: CredentialStore;
@@ -39,7 +31,7 @@ export class RegistryHttpError extends Error {
 /** Authentication failed at an endpoint (a later mirror endpoint may still work). */
 export class RegistryAuthError extends UserError {
   constructor(message: string, hint: string) {
-    super(message, { kind: 'runtime', hint });
+    super(message, { code: 'auth', kind: 'runtime', hint });
     this.name = 'RegistryAuthError';
   }
 }
@@ -98,12 +90,14 @@ export class RegistryClient {
         const body = await drain(res);
         const err = new RegistryHttpError(status, `${ep.apiBase}${path}`, body);
         if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          debug('retry', `GET ${ep.apiBase}${path}: HTTP ${status}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt, status === 429 || status === 503 ? retryAfter : undefined), opts.signal);
           continue;
         }
         throw err;
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          debug('retry', `GET ${ep.apiBase}${path}: ${(e as Error).message}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), opts.signal);
           continue;
         }
@@ -122,6 +116,7 @@ export class RegistryClient {
         return { body: await readBody(res, opts.limit), res };
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !opts.signal?.aborted) {
+          debug('retry', `GET ${ep.apiBase}${path}: body cut short (${(e as Error).message}); try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), opts.signal);
           continue;
         }
@@ -158,7 +153,7 @@ export class RegistryClient {
         const status = res.statusCode ?? 0;
         if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
           await drain(res);
-          if (hop >= MAX_REDIRECTS) throw UserError.runtime(`too many redirects fetching ${ep.apiBase}${path}`, 'check the registry or mirror configuration');
+          if (hop >= MAX_REDIRECTS) throw UserError.runtime('registry', `too many redirects fetching ${ep.apiBase}${path}`, 'check the registry or mirror configuration');
           url = new URL(res.headers.location, url);
           continue;
         }
@@ -174,6 +169,7 @@ export class RegistryClient {
       }
       // A 401 although we sent a (cached) token: fetch a fresh one.
       forceRefresh = auth !== undefined;
+      debug('auth', `${ep.host} answered 401 (${ch.scheme} challenge${ch.params.realm ? `, realm ${safeUrl(ch.params.realm)}` : ''})${forceRefresh ? ' to a token: fetching a fresh one' : ''}`);
       if (ch.scheme === 'basic' && auth !== undefined) throw await this.unauthorized(ep, registry, body);
     }
   }
@@ -206,7 +202,7 @@ export class RegistryClient {
     if (ch.scheme !== 'bearer') return undefined;
     if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
     const realm = ch.params.realm;
-    if (!realm) throw UserError.runtime(`registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
+    if (!realm) throw UserError.runtime('auth', `registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
     const key = `${ep.host}|${realm}|${ch.params.service ?? ''}|${scope}`;
     const cached = this.tokens.get(key);
     if (cached && !forceRefresh) {
@@ -230,9 +226,10 @@ export class RegistryClient {
     try {
       url = new URL(realm);
     } catch {
-      throw UserError.runtime(`registry ${ep.host} sent an invalid token realm '${realm}'`);
+      throw UserError.runtime('auth', `registry ${ep.host} sent an invalid token realm '${realm}'`);
     }
     this.checkHostAllowed(url, `token service of ${ep.host}`);
+    debug('auth', `token for ${ep.host}: realm ${safeUrl(realm)}, service ${service ?? '-'}, scope ${scope}, ${cred ? `credentials from ${cred.source}` : 'anonymous'}`);
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kubeprepare' };
     let method = 'GET';
     let body: string | undefined;
@@ -261,15 +258,17 @@ export class RegistryClient {
           try {
             j = JSON.parse(raw.toString('utf8')) as typeof j;
           } catch {
-            throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned something that is not JSON`);
+            throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned something that is not JSON`);
           }
           const token = j.token ?? j.access_token;
-          if (!token) throw UserError.runtime(`token service ${url.origin} for ${ep.host} returned no token`);
+          if (!token) throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned no token`);
           const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
+          debug('auth', `token for ${ep.host} (${scope}) obtained from ${url.origin}, valid ${ttl}s`);
           return { token, expiresAt: Date.now() + ttl * 1000 };
         }
         const text = await drain(res);
         if (isRetryableStatus(status) && attempt < this.retry.attempts) {
+          debug('retry', `token service ${url.origin}: HTTP ${status}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt, res.headers['retry-after']), signal);
           continue;
         }
@@ -279,9 +278,10 @@ export class RegistryClient {
             cred ? `check the credentials for ${ep.host}` : `log in with \`docker login ${ep.host}\` or set configs."${ep.host}".auth in registries.yaml`,
           );
         }
-        throw UserError.runtime(`token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
+        throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
       } catch (e) {
         if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !signal?.aborted) {
+          debug('retry', `token service ${url.origin}: ${(e as Error).message}; try ${attempt + 1} of ${this.retry.attempts}`);
           await sleep(retryDelayMs(this.retry, attempt), signal);
           continue;
         }
@@ -292,7 +292,7 @@ export class RegistryClient {
 
   private checkHostAllowed(url: URL, what: string): void {
     if (this.opts.offline && !isLoopbackHost(url.hostname)) {
-      throw UserError.runtime(`offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
+      throw UserError.runtime('offline', `offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
     }
   }
 }

@@ -1,83 +1,10 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../errors.js';
+import { UserError, abortError, abortReason } from '../../errors.js';
+import { debug, safeUrl, since } from '../../util/debug.js';
+import { TransientNetworkError } from '../../util/retry.js';
 import type { RegistryTlsConfig } from './mirrors.js';
-
-/** Bounded retries with exponential backoff (429 honours Retry-After, capped by maxDelayMs). */
-export interface RetryOptions {
-  /** Total tries per request, including the first. */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
-
-export const DEFAULT_RETRY: RetryOptions = { attempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 };
-
-/** A transport failure worth another try (connection dropped, reset, timed out). */
-export class TransientNetworkError extends Error {
-  readonly code: string | undefined;
-  constructor(message: string, code?: string, cause?: unknown) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.code = code;
-  }
-}
-
-const RETRYABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ENETRESET', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
-
-export function isRetryableNetworkError(e: unknown): boolean {
-  if (e instanceof TransientNetworkError) return true;
-  const err = e as NodeJS.ErrnoException | undefined;
-  if (!err || typeof err !== 'object') return false;
-  if (err.name === 'AbortError') return false;
-  if (err.code && RETRYABLE_CODES.has(err.code)) return true;
-  return /socket hang up|aborted|premature close/i.test(err.message ?? '');
-}
-
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
-}
-
-/** Delay before try number `attempt` (1 = the first retry), honouring a Retry-After header. */
-export function retryDelayMs(opts: RetryOptions, attempt: number, retryAfter?: string | undefined): number {
-  if (retryAfter) {
-    const secs = Number(retryAfter);
-    let ms: number | undefined;
-    if (Number.isFinite(secs) && secs >= 0) ms = secs * 1000;
-    else {
-      const when = Date.parse(retryAfter);
-      if (!Number.isNaN(when)) ms = Math.max(0, when - Date.now());
-    }
-    if (ms !== undefined) return Math.min(ms, opts.maxDelayMs);
-  }
-  const exp = opts.baseDelayMs * 2 ** (attempt - 1);
-  const jitter = exp * 0.2 * Math.random();
-  return Math.min(exp + jitter, opts.maxDelayMs);
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason ?? abortError());
-      return;
-    }
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal?.reason ?? abortError());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-export function abortError(): Error {
-  const e = new Error('the operation was aborted');
-  e.name = 'AbortError';
-  return e;
-}
 
 export interface SendOptions {
   method?: string;
@@ -105,6 +32,7 @@ export class AgentPool {
         if (tls?.keyFile) opts.key = readFileSync(tls.keyFile);
       } catch (e) {
         throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, {
+          code: 'input',
           hint: 'check ca_file/cert_file/key_file in registries.yaml',
           cause: e,
         });
@@ -126,9 +54,10 @@ export class AgentPool {
 /** One HTTP request; resolves with the response head (body not read). Network errors reject. */
 export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : http;
+  const t0 = Date.now();
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
-      reject(opts.signal.reason ?? abortError());
+      reject(abortReason(opts.signal));
       return;
     }
     // The abort signal is wired by hand (not `signal:`): with keep-alive agents Node can leave the
@@ -152,11 +81,13 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
       req.destroy(new TransientNetworkError(`no data from ${url.host} for ${Math.round(timeout / 1000)}s`, 'ETIMEDOUT'));
     });
     req.on('response', (r) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} -> ${r.statusCode}${r.headers['content-length'] ? `, ${r.headers['content-length']} bytes` : ''} (${since(t0)})`);
       res = r;
       r.on('close', cleanup);
       resolve(r);
     });
     req.on('error', (e) => {
+      debug('http', `${opts.method ?? 'GET'} ${safeUrl(url)} failed: ${(e as NodeJS.ErrnoException).code ?? e.message} (${since(t0)})`);
       cleanup();
       reject(e);
     });

@@ -17,6 +17,4 @@ export {
   type RegistryTlsConfig,
   type Endpoint,
 } from './mirrors.js';
-export { CredentialStore, defaultDockerConfigPath, type Credential } from './auth.js';
-export { BlobCache } from './blob-cache.js';
-export type { RetryOptions } from './http.js';
+export type { RetryOptions } from '../../util/retry.js';

@@ -1,30 +1,10 @@
 import { UserError } from '../../errors.js';
-import { acceptedPlatforms, formatPlatform, platformRank, type Platform } from '../../platform.js';
-
-export const MT = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerSchema1: 'application/vnd.docker.distribution.manifest.v1+json',
-  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-} as const;
+import { isAttestation, parseDescriptor, type Descriptor } from '../../oci/descriptor.js';
+import { MT } from '../../oci/media-types.js';
+import { acceptedPlatforms, formatPlatform, platformRank, type Platform } from '../../oci/platform.js';
 
 /** What we ask registries for; schema 1 is deliberately not listed (it is refused). */
 export const MANIFEST_ACCEPT = [MT.ociIndex, MT.dockerList, MT.ociManifest, MT.dockerManifest].join(', ');
-
-export const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  platform?: { os?: string; architecture?: string; variant?: string; 'os.version'?: string };
-  annotations?: Record<string, string>;
-  urls?: string[];
-}
 
 export type ParsedManifest =
   | { kind: 'index'; mediaType: string; manifests: Descriptor[] }
@@ -36,44 +16,28 @@ export function parseManifest(ref: string, body: Buffer, contentType: string | u
   try {
     j = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
   } catch {
-    throw UserError.runtime(`the manifest of ${ref} is not valid JSON`, 'the registry or mirror returned something that is not an image manifest');
+    throw UserError.runtime('registry', `the manifest of ${ref} is not valid JSON`, 'the registry or mirror returned something that is not an image manifest');
   }
   const ct = (contentType ?? '').split(';')[0]?.trim() ?? '';
   const mediaType = typeof j.mediaType === 'string' && j.mediaType ? j.mediaType : ct;
   if (j.schemaVersion === 1 || mediaType === MT.dockerSchema1 || mediaType === MT.dockerSchema1Signed) {
     throw new UserError(`${ref} uses the Docker image manifest schema 1, which is not supported`, {
+      code: 'unsupported',
       hint: 'schema 1 images are deprecated; push the image again with a current Docker/buildkit (schema 2 or OCI)',
     });
   }
   if (Array.isArray(j.manifests)) {
-    return { kind: 'index', mediaType: mediaType || MT.ociIndex, manifests: j.manifests.map((d, i) => descriptor(ref, d, `manifests[${i}]`)) };
+    return { kind: 'index', mediaType: mediaType || MT.ociIndex, manifests: j.manifests.map((d, i) => parseDescriptor(ref, d, `manifests[${i}]`)) };
   }
   if (j.config && Array.isArray(j.layers)) {
     return {
       kind: 'manifest',
       mediaType: mediaType || MT.ociManifest,
-      config: descriptor(ref, j.config, 'config'),
-      layers: j.layers.map((d, i) => descriptor(ref, d, `layers[${i}]`)),
+      config: parseDescriptor(ref, j.config, 'config'),
+      layers: j.layers.map((d, i) => parseDescriptor(ref, d, `layers[${i}]`)),
     };
   }
-  throw UserError.runtime(`the manifest of ${ref} has an unknown format (media type '${mediaType || 'none'}')`, 'expected an OCI index/manifest or a Docker manifest list/schema 2 manifest');
-}
-
-function descriptor(ref: string, v: unknown, where: string): Descriptor {
-  const d = v as Partial<Descriptor> | null;
-  if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) {
-    throw UserError.runtime(`the manifest of ${ref} has an invalid descriptor at ${where}`);
-  }
-  if (!DIGEST_RE.test(d.digest)) {
-    throw UserError.runtime(`the manifest of ${ref} uses digest '${d.digest}' at ${where}; only sha256 digests are supported`);
-  }
-  return { ...d, mediaType: typeof d.mediaType === 'string' ? d.mediaType : '', digest: d.digest, size: d.size } as Descriptor;
-}
-
-/** Attestation manifests (buildkit provenance/SBOM) are index entries, not images. */
-export function isAttestation(d: Descriptor): boolean {
-  if (d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest') return true;
-  return d.platform?.os === 'unknown' && d.platform?.architecture === 'unknown';
+  throw UserError.runtime('unsupported', `the manifest of ${ref} has an unknown format (media type '${mediaType || 'none'}')`, 'expected an OCI index/manifest or a Docker manifest list/schema 2 manifest');
 }
 
 /** Picks the entry for `want` from an index; never another architecture. */
@@ -96,20 +60,7 @@ export function platformError(ref: string, want: Platform, have: string[]): User
   const list = [...new Set(have)].sort();
   const accepted = acceptedPlatforms(want).map(formatPlatform);
   return new UserError(`${ref} has no image for ${formatPlatform(want)}; it has: ${list.length ? list.join(', ') : 'no platforms'}`, {
+    code: 'platform',
     hint: `${accepted.length > 1 ? `a ${formatPlatform(want)} bundle takes ${accepted.join(', then ')} (as containerd on such a host does) and never another architecture; ` : ''}pick an architecture the image provides, or use another image/tag that is built for ${formatPlatform(want)}`,
   });
-}
-
-/** The platform in an image config (`os`, `architecture`, `variant`). */
-export function configPlatform(ref: string, body: Buffer): { os: string; architecture: string; variant?: string } {
-  let j: { os?: unknown; architecture?: unknown; variant?: unknown };
-  try {
-    j = JSON.parse(body.toString('utf8')) as typeof j;
-  } catch {
-    throw UserError.runtime(`the image config of ${ref} is not valid JSON`);
-  }
-  const os = typeof j.os === 'string' ? j.os : '';
-  const architecture = typeof j.architecture === 'string' ? j.architecture : '';
-  const variant = typeof j.variant === 'string' && j.variant ? j.variant : undefined;
-  return variant ? { os, architecture, variant } : { os, architecture };
 }

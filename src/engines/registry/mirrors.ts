@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { parse as parseYaml } from 'yaml';
 import { UserError } from '../../errors.js';
+import { parseYamlWithSchema } from '../../util/yaml-schema.js';
+import { registriesSchema } from './registries-schema.js';
 
 /**
  * `registries.yaml` as K3s (and containerd's CRI registry config) reads it:
@@ -76,6 +77,7 @@ export async function loadRegistriesConfig(path: string): Promise<RegistriesConf
     text = await readFile(path, 'utf8');
   } catch (e) {
     throw new UserError(`cannot read registries config ${path}: ${(e as Error).message}`, {
+      code: 'input',
       hint: 'pass the path of a K3s-style registries.yaml',
       cause: e,
     });
@@ -83,155 +85,18 @@ export async function loadRegistriesConfig(path: string): Promise<RegistriesConf
   return parseRegistriesConfig(text, path);
 }
 
+/**
+ * Parses and validates registries.yaml text (`file` is shown in messages): every problem is reported
+ * as `file:line:col: key.path: message`, all at once, as one UserError.
+ */
 export function parseRegistriesConfig(text: string, file = 'registries.yaml'): RegistriesConfig {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (e) {
-    throw new UserError(`${file}: not valid YAML: ${(e as Error).message}`, { cause: e });
-  }
-  const cfg: RegistriesConfig = { file, mirrors: {}, configs: {} };
-  if (doc === null || doc === undefined) return cfg;
-  const root = asMap(doc, file, '(top level)');
-  for (const key of Object.keys(root)) {
-    if (key !== 'mirrors' && key !== 'configs') {
-      throw bad(file, key, `unknown key (expected 'mirrors' and/or 'configs')`);
-    }
-  }
-  if (root.mirrors !== undefined && root.mirrors !== null) {
-    const mirrors = asMap(root.mirrors, file, 'mirrors');
-    for (const [name, raw] of Object.entries(mirrors)) {
-      const where = `mirrors.${quoteKey(name)}`;
-      const m = asMap(raw ?? {}, file, where);
-      for (const k of Object.keys(m)) {
-        if (k !== 'endpoint' && k !== 'rewrite') throw bad(file, `${where}.${k}`, `unknown key (expected 'endpoint', 'rewrite')`);
-      }
-      const endpoints: string[] = [];
-      if (m.endpoint !== undefined && m.endpoint !== null) {
-        if (!Array.isArray(m.endpoint)) throw bad(file, `${where}.endpoint`, 'must be a list of URLs');
-        m.endpoint.forEach((ep, i) => {
-          const key = `${where}.endpoint[${i}]`;
-          if (typeof ep !== 'string') throw bad(file, key, 'must be a URL string');
-          const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(ep) ? ep : `https://${ep}`;
-          let u: URL;
-          try {
-            u = new URL(withScheme);
-          } catch {
-            throw bad(file, key, `'${ep}' is not a valid URL`);
-          }
-          if (u.protocol !== 'http:' && u.protocol !== 'https:') throw bad(file, key, `'${ep}': only http:// and https:// endpoints are supported`);
-          if (u.search || u.hash || u.username || u.password) throw bad(file, key, `'${ep}': no query, fragment or credentials in endpoint URLs (put credentials under configs)`);
-          endpoints.push(withScheme.replace(/\/+$/, ''));
-        });
-      }
-      const rewrite: RewriteRule[] = [];
-      if (m.rewrite !== undefined && m.rewrite !== null) {
-        const rw = asMap(m.rewrite, file, `${where}.rewrite`);
-        for (const [pattern, replacement] of Object.entries(rw)) {
-          const key = `${where}.rewrite.${quoteKey(pattern)}`;
-          if (typeof replacement !== 'string') throw bad(file, key, 'replacement must be a string');
-          let re: RegExp;
-          try {
-            re = new RegExp(pattern);
-          } catch (e) {
-            throw bad(file, key, `not a valid regular expression: ${(e as Error).message}`);
-          }
-          rewrite.push({ pattern: re, replacement });
-        }
-      }
-      cfg.mirrors[name] = { endpoints, rewrite };
-    }
-  }
-  if (root.configs !== undefined && root.configs !== null) {
-    const configs = asMap(root.configs, file, 'configs');
-    for (const [host, raw] of Object.entries(configs)) {
-      const where = `configs.${quoteKey(host)}`;
-      const c = asMap(raw ?? {}, file, where);
-      const hc: RegistryHostConfig = {};
-      for (const k of Object.keys(c)) {
-        if (k !== 'auth' && k !== 'tls') throw bad(file, `${where}.${k}`, `unknown key (expected 'auth', 'tls')`);
-      }
-      if (c.auth !== undefined && c.auth !== null) {
-        const a = asMap(c.auth, file, `${where}.auth`);
-        const auth: RegistryAuthConfig = {};
-        for (const [k, v] of Object.entries(a)) {
-          const key = `${where}.auth.${k}`;
-          if (typeof v !== 'string') throw bad(file, key, 'must be a string');
-          switch (k) {
-            case 'username':
-              auth.username = v;
-              break;
-            case 'password':
-              auth.password = v;
-              break;
-            case 'auth': {
-              const decoded = Buffer.from(v, 'base64').toString('utf8');
-              if (!decoded.includes(':')) throw bad(file, key, 'must be base64 of "username:password"');
-              auth.auth = v;
-              break;
-            }
-            case 'token':
-              auth.token = v;
-              break;
-            case 'identity_token':
-            case 'identitytoken':
-              auth.identityToken = v;
-              break;
-            default:
-              throw bad(file, key, `unknown key (expected username, password, auth, token, identity_token)`);
-          }
-        }
-        if ((auth.username === undefined) !== (auth.password === undefined)) {
-          throw bad(file, `${where}.auth`, 'username and password must be given together');
-        }
-        hc.auth = auth;
-      }
-      if (c.tls !== undefined && c.tls !== null) {
-        const t = asMap(c.tls, file, `${where}.tls`);
-        const tls: RegistryTlsConfig = {};
-        for (const [k, v] of Object.entries(t)) {
-          const key = `${where}.tls.${k}`;
-          switch (k) {
-            case 'insecure_skip_verify':
-              if (typeof v !== 'boolean') throw bad(file, key, 'must be true or false');
-              tls.insecureSkipVerify = v;
-              break;
-            case 'ca_file':
-            case 'cert_file':
-            case 'key_file':
-              if (typeof v !== 'string' || v === '') throw bad(file, key, 'must be a file path');
-              if (k === 'ca_file') tls.caFile = v;
-              else if (k === 'cert_file') tls.certFile = v;
-              else tls.keyFile = v;
-              break;
-            default:
-              throw bad(file, key, 'unknown key (expected insecure_skip_verify, ca_file, cert_file, key_file)');
-          }
-        }
-        if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
-          throw bad(file, `${where}.tls`, 'cert_file and key_file must be given together');
-        }
-        hc.tls = tls;
-      }
-      cfg.configs[host] = hc;
-    }
-  }
-  return cfg;
-}
-
-function asMap(v: unknown, file: string, key: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(file, key, 'must be a mapping');
-  return v as Record<string, unknown>;
-}
-
-function bad(file: string, key: string, msg: string): UserError {
-  return new UserError(`${file}: ${key}: ${msg}`, {
+  const parsed = parseYamlWithSchema(text, file, registriesSchema, {
+    code: 'input',
     hint: 'see the K3s registries.yaml format: mirrors.<registry>.endpoint/rewrite, configs.<host>.auth/tls',
+    schemaMessages: true,
+    quoteKeys: true,
   });
-}
-
-function quoteKey(k: string): string {
-  return /^[\w-]+$/.test(k) ? k : `"${k}"`;
+  return { file, mirrors: parsed.mirrors ?? {}, configs: parsed.configs ?? {} };
 }
 
 /** One place an image can be pulled from. */
@@ -293,6 +158,7 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
     const hostConfig = cfg.configs[host] ?? (c.isDefault ? cfg.configs[registry] : undefined) ?? cfg.configs['*'];
     if (u.protocol === 'http:' && !isLoopbackHost(u.hostname) && !hostConfig?.tls?.insecureSkipVerify) {
       throw new UserError(`${cfg.file ?? 'registries.yaml'}: endpoint ${c.url} for ${registry} uses plain HTTP to a non-loopback host`, {
+        code: 'input',
         hint: `use https://, or opt into insecure transport with configs."${host}".tls.insecure_skip_verify: true`,
       });
     }
@@ -311,6 +177,7 @@ export function resolveEndpoints(cfg: RegistriesConfig, registry: string, reposi
   }
   if (out.length === 0) {
     throw new UserError(`no usable endpoint for registry ${registry}: offline mode forbids ${skipped.join(', ') || 'every endpoint'}`, {
+      code: 'offline',
       hint: `add a loopback mirror for ${registry} to registries.yaml (mirrors."${registry}".endpoint), or build without offline mode (KP_OFFLINE unset)`,
     });
   }

@@ -2,8 +2,23 @@ import { readFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
-import type { RegistryAuthConfig, RegistriesConfig } from './mirrors.js';
+import { UserError } from '../errors.js';
+import { debug } from '../util/debug.js';
+
+/** A registries.yaml `configs.<host>.auth` entry (the shape src/engines/registry/mirrors.ts parses). */
+export interface RegistryAuthConfig {
+  username?: string | undefined;
+  password?: string | undefined;
+  auth?: string | undefined;
+  token?: string | undefined;
+  identityToken?: string | undefined;
+}
+
+/** The part of a parsed registries.yaml the credentials read: its file name and `configs.<host>.auth`. */
+export interface CredentialConfigs {
+  file?: string | undefined;
+  configs?: Record<string, { auth?: RegistryAuthConfig | undefined }> | undefined;
+}
 
 /** Credentials for one registry host. */
 export interface Credential {
@@ -48,12 +63,12 @@ function helperServerUrl(host: string): string {
  * (`credHelpers`, `auths`, `credsStore`, in Docker's order). Results are cached per host.
  */
 export class CredentialStore {
-  private readonly registries: RegistriesConfig | undefined;
+  private readonly registries: CredentialConfigs | undefined;
   private readonly dockerConfigPath: string;
   private dockerConfig: Promise<DockerConfigFile | undefined> | undefined;
   private readonly cache = new Map<string, Promise<Credential | undefined>>();
 
-  constructor(opts: { registries?: RegistriesConfig; dockerConfigPath?: string }) {
+  constructor(opts: { registries?: CredentialConfigs; dockerConfigPath?: string }) {
     this.registries = opts.registries;
     this.dockerConfigPath = opts.dockerConfigPath ?? defaultDockerConfigPath();
   }
@@ -64,6 +79,7 @@ export class CredentialStore {
     let p = this.cache.get(key);
     if (!p) {
       p = this.lookup(host, registry);
+      p.then((c) => debug('auth', `credentials for ${host}: ${c ? `from ${c.source}` : 'none (anonymous)'}`), () => {});
       this.cache.set(key, p);
     }
     return p;
@@ -86,7 +102,7 @@ export class CredentialStore {
         if (entry.auth) {
           const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
           const i = decoded.indexOf(':');
-          if (i < 0) throw new UserError(`${this.dockerConfigPath}: auths entry for ${name} has an 'auth' that is not base64 of "user:password"`, { hint: 'run `docker login` again or fix the entry' });
+          if (i < 0) throw new UserError(`${this.dockerConfigPath}: auths entry for ${name} has an 'auth' that is not base64 of "user:password"`, { code: 'auth', hint: 'run `docker login` again or fix the entry' });
           c.username = decoded.slice(0, i);
           c.password = decoded.slice(i + 1);
         } else if (entry.username !== undefined) {
@@ -116,14 +132,14 @@ export class CredentialStore {
           text = await readFile(path, 'utf8');
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-          throw new UserError(`cannot read Docker config ${path}: ${(e as Error).message}`, { kind: 'runtime', cause: e });
+          throw new UserError(`cannot read Docker config ${path}: ${(e as Error).message}`, { code: 'auth', kind: 'runtime', cause: e });
         }
         try {
           const parsed = JSON.parse(text) as unknown;
           if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
           return parsed as DockerConfigFile;
         } catch (e) {
-          throw new UserError(`Docker config ${path} is not valid JSON: ${(e as Error).message}`, { hint: 'fix or remove the file', cause: e });
+          throw new UserError(`Docker config ${path} is not valid JSON: ${(e as Error).message}`, { code: 'auth', hint: 'fix or remove the file', cause: e });
         }
       })();
     }
@@ -164,6 +180,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   if (spawnError) {
     if (missingIsUndefined && (spawnError as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UserError(`credential helper ${bin} for ${serverUrl} could not be run: ${spawnError.message}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `install ${bin}, or remove it from credsStore/credHelpers in the Docker config`,
       cause: spawnError,
@@ -173,6 +190,7 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
     const msg = (stdout + stderr).trim();
     if (notFoundIsUndefined && /credentials not found/i.test(msg)) return undefined;
     throw new UserError(`credential helper ${bin} failed for ${serverUrl} (exit ${code}): ${msg}`, {
+      code: 'auth',
       kind: 'runtime',
       hint: `check \`echo ${serverUrl} | ${bin} get\``,
     });
@@ -181,43 +199,9 @@ export async function runCredentialHelper(name: string, serverUrl: string, notFo
   try {
     parsed = JSON.parse(stdout) as { Username?: string; Secret?: string };
   } catch {
-    throw new UserError(`credential helper ${bin} printed something that is not JSON for ${serverUrl}`, { kind: 'runtime' });
+    throw new UserError(`credential helper ${bin} printed something that is not JSON for ${serverUrl}`, { code: 'auth', kind: 'runtime' });
   }
   if (!parsed.Secret) return undefined;
   if (parsed.Username === '<token>') return { identityToken: parsed.Secret, source: `${bin}` };
   return { username: parsed.Username ?? '', password: parsed.Secret, source: bin };
-}
-
-export interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
-/** Parses a `WWW-Authenticate` header: `Bearer realm="…",service="…",scope="…"` (several challenges allowed). */
-export function parseWwwAuthenticate(header: string | string[] | undefined): Challenge[] {
-  if (!header) return [];
-  const text = Array.isArray(header) ? header.join(', ') : header;
-  const out: Challenge[] = [];
-  const re = /([A-Za-z][\w-]*)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*)))?\s*,?\s*/gy;
-  let current: Challenge | undefined;
-  let m: RegExpExecArray | null;
-  re.lastIndex = 0;
-  // A token without '=' starts a new challenge (a scheme); key=value pairs are its parameters.
-  while (re.lastIndex < text.length && (m = re.exec(text)) !== null) {
-    const [, name, quoted, bare] = m;
-    if (!name) break;
-    if (quoted === undefined && bare === undefined) {
-      current = { scheme: name.toLowerCase(), params: {} };
-      out.push(current);
-      // A scheme may be followed directly by a parameter without a comma.
-    } else if (current) {
-      current.params[name.toLowerCase()] = quoted !== undefined ? quoted.replace(/\\(.)/g, '$1') : (bare ?? '');
-    }
-  }
-  return out;
-}
-
-export function basicHeader(c: Credential): string | undefined {
-  if (c.username === undefined) return undefined;
-  return `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`, 'utf8').toString('base64')}`;
 }

@@ -1,16 +1,13 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { UserError } from '../../errors.js';
-import { pidAlive } from '../../util/fs.js';
-import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from './http.js';
-
-export interface BlobRef {
-  digest: string;
-  size: number;
-}
+import { UserError, fsError } from '../errors.js';
+import type { BlobRef } from './descriptor.js';
+import { digestFromHex, digestHex, sha256Digest } from './digest.js';
+import { mkdirp, pidAlive } from '../util/fs.js';
+import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
 export interface DownloadContext {
   /** Image reference the blob belongs to (for messages). */
@@ -43,19 +40,19 @@ export class BlobCache {
   }
 
   path(digest: string): string {
-    return join(this.dir, hexOf(digest));
+    return join(this.dir, digestHex(digest));
   }
 
   /** Creates the directories and removes temp files left by builds that no longer run. */
   init(): Promise<void> {
     this.ready ??= (async () => {
-      await mkdir(this.dir, { recursive: true });
-      await mkdir(this.tmpDir, { recursive: true });
+      await mkdirp(this.dir);
+      await mkdirp(this.tmpDir);
       for (const name of await readdir(this.tmpDir)) {
         const m = /^[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.partial$/.exec(name);
         if (m && !pidAlive(Number(m[1]))) await rm(join(this.tmpDir, name), { force: true });
       }
-    })();
+    })().catch((e: unknown) => Promise.reject(fsError(e, this.cacheDir, 'creating the blob cache in', this.cacheDir)));
     return this.ready;
   }
 
@@ -89,7 +86,7 @@ export class BlobCache {
     } catch {
       return undefined;
     }
-    if ((b.size === undefined || body.length === b.size) && `sha256:${createHash('sha256').update(body).digest('hex')}` === b.digest) return body;
+    if ((b.size === undefined || body.length === b.size) && sha256Digest(body) === b.digest) return body;
     await rm(file, { force: true });
     return undefined;
   }
@@ -97,7 +94,7 @@ export class BlobCache {
   /** Stores bytes already in memory (manifests, configs) after verifying them. */
   async putBuffer(b: BlobRef, body: Buffer, image: string, what: string): Promise<void> {
     await this.init();
-    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const actual = sha256Digest(body);
     if (actual !== b.digest || body.length !== b.size) throw mismatch(image, what, b, actual, body.length);
     const tmp = this.tempPath(b.digest);
     try {
@@ -111,7 +108,7 @@ export class BlobCache {
       await rename(tmp, this.path(b.digest));
     } catch (e) {
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${what} ${b.digest} of ${image} in`, this.cacheDir);
     }
   }
 
@@ -150,17 +147,7 @@ export class BlobCache {
           throw new TransientNetworkError(`connection closed after ${state.offset} of ${b.size} bytes`, 'ECONNRESET');
         } catch (e) {
           res?.destroy();
-          if (e instanceof UserError) throw e;
-          if (!isRetryableNetworkError(e) || attempt >= ctx.retry.attempts || ctx.signal?.aborted) {
-            if (isRetryableNetworkError(e) && !ctx.signal?.aborted) {
-              throw UserError.runtime(
-                `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
-                'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
-                e,
-              );
-            }
-            throw e;
-          }
+          if (!retryable(e, attempt, ctx)) throw finalError(e, attempt, b, ctx);
           await sleep(retryDelayMs(ctx.retry, attempt), ctx.signal);
           // Resume after the bytes safely on disk; the hash is re-derived from them.
           const onDisk = (await fh.stat()).size;
@@ -171,7 +158,7 @@ export class BlobCache {
           }
         }
       }
-      const actual = `sha256:${state.hash.digest('hex')}`;
+      const actual = digestFromHex(state.hash.digest('hex'));
       if (actual !== b.digest) throw mismatch(ctx.image, ctx.what, b, actual, state.offset);
       // No fsync per blob (it dominated cold builds): the rename is atomic, and a blob cut short by a
       // crash fails the size check on its next use and is fetched again.
@@ -181,7 +168,7 @@ export class BlobCache {
     } catch (e) {
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
-      throw e;
+      throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`, this.cacheDir);
     }
   }
 
@@ -209,6 +196,7 @@ export class BlobCache {
         const c = chunk as Buffer;
         if (state.offset + pendingBytes + c.length > b.size) {
           throw UserError.runtime(
+            'digest-mismatch',
             `${ctx.what} ${b.digest} of ${ctx.image} is larger than the ${b.size} bytes its manifest says`,
             'the registry or mirror serves content that does not match the manifest; the blob was not cached',
           );
@@ -227,7 +215,7 @@ export class BlobCache {
   }
 
   private tempPath(digest: string): string {
-    return join(this.tmpDir, `${hexOf(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
+    return join(this.tmpDir, `${digestHex(digest)}.${process.pid}.${randomBytes(6).toString('hex')}.partial`);
   }
 }
 
@@ -254,10 +242,27 @@ function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadConte
   if (total !== undefined && Number.isFinite(total) && total !== b.size) {
     res.destroy();
     throw UserError.runtime(
+      'digest-mismatch',
       `size mismatch for ${ctx.what} ${b.digest} of ${ctx.image}: the manifest says ${b.size} bytes, the registry serves ${total}`,
       'the registry or mirror serves content that does not match the manifest; nothing was cached. Fix or re-push the image, then build again',
     );
   }
+}
+
+/** Another try is due: a dropped connection (not a verification failure), tries left, not aborted. */
+function retryable(e: unknown, attempt: number, ctx: DownloadContext): boolean {
+  return !(e instanceof UserError) && isRetryableNetworkError(e) && attempt < ctx.retry.attempts && !ctx.signal?.aborted;
+}
+
+/** What a download that will not be tried again fails with: the network failure after the last try named as such, else the error itself. */
+function finalError(e: unknown, attempt: number, b: BlobRef, ctx: DownloadContext): unknown {
+  if (e instanceof UserError || !isRetryableNetworkError(e) || ctx.signal?.aborted) return e;
+  return UserError.runtime(
+    'network',
+    `downloading ${ctx.what} ${b.digest} of ${ctx.image} failed after ${attempt} tries: ${(e as Error).message}`,
+    'check the network or the registry/mirror, then build again (verified blobs are kept in the cache)',
+    e,
+  );
 }
 
 function rangeAccepted(res: IncomingMessage, offset: number): boolean {
@@ -275,13 +280,8 @@ async function hashPrefix(file: string, length: number): Promise<Hash> {
 
 function mismatch(image: string, what: string, b: BlobRef, actual: string, actualSize: number): UserError {
   return UserError.runtime(
+    'digest-mismatch',
     `verification failed for ${what} ${b.digest} of ${image}: expected ${b.digest} (${b.size} bytes), got ${actual} (${actualSize} bytes)`,
     'the registry or mirror served corrupted or tampered content; nothing was cached. Fix or re-push the image, then build again',
   );
-}
-
-export function hexOf(digest: string): string {
-  const hex = digest.startsWith('sha256:') ? digest.slice(7) : digest;
-  if (!/^[a-f0-9]{64}$/.test(hex)) throw new Error(`not a sha256 digest: ${digest}`);
-  return hex;
 }
