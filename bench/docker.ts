@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/docker.ts                 # scale 0.25 (default), one round
  *   node --import tsx bench/docker.ts --scale 1 --rounds 3   # or KP_BENCH_SCALE / KP_BENCH_ROUNDS
+ *   npm run bench:docker -- --quick                   # cold engine and seed only (no warm/--keep-images runs)
  *
  * Fixtures are built once per scale into bench/.work/fixtures-<scale>/ and pushed to two fresh local
  * docker-registry instances (docker.io and registry.k8s.io images). Each approach then runs against its
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
     const engineImages = cloud.map((c) => (c.registry === 'docker.io' ? canonical(c) : local(c)));
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
     const rounds = roundsArg(1);
+    // --quick: only what the target needs (cold engine and seed per round), no warm/--keep-images runs.
+    const quick = process.argv.includes('--quick');
     const results: { engine: number; seed: number; floor: number; pull: number }[] = [];
     let daemonVersion = '';
     let keptWarm: { seconds: number; value: DockerArchiveResult } | undefined;
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
           // seed(): docker pull + tag + save per image, then tar czf (gzip -6, one core), on a fresh daemon.
           const d = await newDaemon();
           seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: d });
-          if (r === 0) warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d });
+          if (r === 0 && !quick) warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d });
         } else {
           const d = await newDaemon();
           const engine = await createDockerEngine({ host: d.host });
@@ -80,13 +83,13 @@ async function main(): Promise<void> {
           const cacheDir = join(roundDir, 'cache');
           const req = { images: engineImages, platform: parseArch(ARCH), cacheDir, mtime: 0 };
           engineRun = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine.tar') }));
-          if (r === 0) {
+          if (r === 0 && !quick) {
             const warm = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine-warm.tar') }));
             if (warm.value.sha256 !== engineRun.value.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
             console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}   (pulls again: the daemon is left as it was)`);
           }
           await engine.close();
-          if (r === 0) {
+          if (r === 0 && !quick) {
             // --keep-images: the pulled images stay in the daemon under the engine's own tags.
             const keeper = await createDockerEngine({ host: d.host, keepImages: true });
             const keepReq = { ...req, cacheDir: join(roundDir, 'cache-keep') };
