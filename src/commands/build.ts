@@ -16,7 +16,7 @@ import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
 import { buildResultEvent } from '../progress/results.js';
-import type { ProgressSink } from '../progress/sink.js';
+import { fetchTurns, releasingTurn, type FetchTurn } from './build-turns.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -207,43 +207,6 @@ interface BundleContext {
   /** This bundle's turn to fetch (see fetchTurns). */
   turn: FetchTurn;
   concurrency?: number;
-}
-
-interface FetchTurn {
-  /** Resolves when the previous bundle has fetched everything (or failed). */
-  wait: Promise<void>;
-  /** This bundle is done fetching (or failed): the next one may start. Idempotent. */
-  release(): void;
-}
-
-/**
- * The sink of a bundle's images, which gives the turn to the next bundle once the images are resolved
- * (the engine reports `start` per image, then queues the downloads in the same tick): the next bundle
- * resolves and downloads alongside, and a blob already on its way is shared (the engine's in-flight map).
- */
-function releasingTurn(sink: ProgressSink, turn: FetchTurn): ProgressSink {
-  return {
-    start: (item, total) => {
-      sink.start(item, total);
-      setImmediate(turn.release);
-    },
-    bytes: (item, n) => sink.bytes(item, n),
-    done: (item, detail) => sink.done(item, detail),
-    note: (item, message) => sink.note(item, message),
-  };
-}
-
-/** One turn per bundle, in plan order: turn i starts when turn i-1 was released. */
-export function fetchTurns(n: number): FetchTurn[] {
-  const turns: FetchTurn[] = [];
-  let previous: Promise<void> = Promise.resolve();
-  for (let i = 0; i < n; i++) {
-    let release!: () => void;
-    const done = new Promise<void>((r) => (release = r));
-    turns.push({ wait: previous, release });
-    previous = done;
-  }
-  return turns;
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
