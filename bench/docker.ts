@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/docker.ts                 # scale 0.25 (default), one round
  *   node --import tsx bench/docker.ts --scale 1 --rounds 3   # or KP_BENCH_SCALE / KP_BENCH_ROUNDS
+ *   npm run bench:docker -- --quick                   # cold engine and seed only (no warm/--keep-images runs)
  *
  * Fixtures are built once per scale into bench/.work/fixtures-<scale>/ and pushed to two fresh local
  * docker-registry instances (docker.io and registry.k8s.io images). Each approach then runs against its
@@ -14,23 +15,18 @@
  *             daemon that holds the images) beside the seed run again on its own daemon
  *   seed      the design documents' approach (shared/bench/baselines.sh `seed()`): docker pull
  *             --platform + docker tag + docker save per image, then tar czf of the directory
- * Rounds alternate which approach runs first. Checks, on the medians: engine at least 3× faster than
- * seed (exit 1 when missed), and prints the ceiling any engine that pulls through the daemon has:
- * seed time / the daemon's own pull time, measured in the same round.
+ * Rounds alternate which approach runs first. Target, on the medians (issue 15 item 5; exit 1 when
+ * missed): engine cold ≤ 1.25× the daemon's own pull of the same images in the same round (the seed's
+ * `docker pull` part: no engine that pulls through the daemon can be faster). Also printed: engine vs
+ * seed, and the ceiling seed / daemon pull. (The earlier "3× faster than seed" target was withdrawn.)
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDockerEngine, type DockerArchiveResult } from '../src/engines/docker/index.js';
 import { parseArch } from '../src/platform.js';
 import { startDockerd, type TestDockerd } from '../test/harness/dockerd.js';
+import { median, roundsArg } from './floor.js';
 import { ARCH, prepareFixtures, requireTools, root, scaleArg, seedBaseline, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
-
-function roundsArg(): number {
-  const i = process.argv.indexOf('--rounds');
-  const n = Number(i >= 0 ? process.argv[i + 1] : (process.env.KP_BENCH_ROUNDS ?? '1'));
-  if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error('bad --rounds (1..9)');
-  return n;
-}
 
 async function main(): Promise<void> {
   requireTools([
@@ -60,8 +56,10 @@ async function main(): Promise<void> {
     // ones by the local registry's name (a daemon mirrors docker.io only).
     const engineImages = cloud.map((c) => (c.registry === 'docker.io' ? canonical(c) : local(c)));
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
-    const rounds = roundsArg();
-    const results: { engine: number; seed: number; floor: number }[] = [];
+    const rounds = roundsArg(1);
+    // --quick: only what the target needs (cold engine and seed per round), no warm/--keep-images runs.
+    const quick = process.argv.includes('--quick');
+    const results: { engine: number; seed: number; floor: number; pull: number }[] = [];
     let daemonVersion = '';
     let keptWarm: { seconds: number; value: DockerArchiveResult } | undefined;
     let warmSeed: Awaited<ReturnType<typeof seedBaseline>> | undefined;
@@ -77,7 +75,7 @@ async function main(): Promise<void> {
           // seed(): docker pull + tag + save per image, then tar czf (gzip -6, one core), on a fresh daemon.
           const d = await newDaemon();
           seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: d });
-          if (r === 0) warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d });
+          if (r === 0 && !quick) warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d });
         } else {
           const d = await newDaemon();
           const engine = await createDockerEngine({ host: d.host });
@@ -85,13 +83,13 @@ async function main(): Promise<void> {
           const cacheDir = join(roundDir, 'cache');
           const req = { images: engineImages, platform: parseArch(ARCH), cacheDir, mtime: 0 };
           engineRun = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine.tar') }));
-          if (r === 0) {
+          if (r === 0 && !quick) {
             const warm = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine-warm.tar') }));
             if (warm.value.sha256 !== engineRun.value.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
             console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}   (pulls again: the daemon is left as it was)`);
           }
           await engine.close();
-          if (r === 0) {
+          if (r === 0 && !quick) {
             // --keep-images: the pulled images stay in the daemon under the engine's own tags.
             const keeper = await createDockerEngine({ host: d.host, keepImages: true });
             const keepReq = { ...req, cacheDir: join(roundDir, 'cache-keep') };
@@ -108,13 +106,13 @@ async function main(): Promise<void> {
       // No engine that pulls through the daemon can be faster than the daemon's own pulls of these images:
       // sequential (the seed's pull part) or overlapped (the engine's pull phase), whichever was shorter.
       const floor = Math.min(sd.pull, t.pull);
-      results.push({ engine: e.seconds, seed: sd.seconds, floor });
+      results.push({ engine: e.seconds, seed: sd.seconds, floor, pull: sd.pull });
       console.log(`\nround ${r + 1}/${rounds} (${order.join(' first, then ')}): cloud ${ARCH} set, ${cloud.length} images, scale ${scale}`);
       console.log(`  ${'docker engine (cold)'.padEnd(34)} ${e.seconds.toFixed(2).padStart(7)} s  ${mb(e.value.size).padStart(10)}`);
       console.log(`    pull ${t.pull.toFixed(2)} s · save+gzip ${t.save.toFixed(2)} s · archive ${t.archive.toFixed(2)} s (wall time with ≥1 image in the phase; phases overlap across images)`);
       console.log(`  ${'seed: docker pull/save + tar czf'.padEnd(34)} ${sd.seconds.toFixed(2).padStart(7)} s  ${mb(sd.bytes).padStart(10)}`);
       console.log(`    pull ${sd.pull.toFixed(2)} s · save ${sd.save.toFixed(2)} s · tar czf ${sd.tar.toFixed(2)} s`);
-      console.log(`  ratio ${(sd.seconds / e.seconds).toFixed(2)}×; ceiling for any daemon-pulling engine: seed / daemon pull (${floor.toFixed(2)} s) = ${(sd.seconds / floor).toFixed(2)}×`);
+      console.log(`  engine / daemon pull ${(e.seconds / sd.pull).toFixed(2)}×; seed / engine ${(sd.seconds / e.seconds).toFixed(2)}×; ceiling for any daemon-pulling engine: seed / daemon pull (${floor.toFixed(2)} s) = ${(sd.seconds / floor).toFixed(2)}×`);
     }
     if (keptWarm && warmSeed) {
       console.log(`\nrebuild on a daemon that already holds the images (first round):`);
@@ -122,13 +120,14 @@ async function main(): Promise<void> {
       console.log(`  ${'seed again on its daemon'.padEnd(34)} ${warmSeed.seconds.toFixed(2).padStart(7)} s  (pull ${warmSeed.pull.toFixed(2)} s · save ${warmSeed.save.toFixed(2)} s · tar czf ${warmSeed.tar.toFixed(2)} s)`);
       console.log(`  ratio ${(warmSeed.seconds / keptWarm.seconds).toFixed(2)}×`);
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
     const ratio = median(results.map((x) => x.seed / x.engine));
     const ceiling = median(results.map((x) => x.seed / x.floor));
     console.log(`\ndockerd ${daemonVersion}; ${rounds} round(s), medians:`);
-    const ok = ratio >= 3;
-    console.log(`  ${ok ? 'PASS' : 'FAIL'}  engine ≥ 3× faster than seed            ${ratio.toFixed(2)}×`);
-    console.log(`        ceiling (the daemon's pull alone)         ${ceiling.toFixed(2)}×${ceiling < 3 ? '  → 3× is out of reach while every image is pulled by the daemon' : ''}`);
+    const vsPull = median(results.map((x) => x.engine / x.pull));
+    const ok = vsPull <= 1.25;
+    console.log(`  ${ok ? 'PASS' : 'FAIL'}  engine cold ≤ 1.25× the daemon's own pull  ${vsPull.toFixed(2)}×`);
+    console.log(`        engine vs seed (pull/save + tar czf)      ${ratio.toFixed(2)}× faster`);
+    console.log(`        ceiling (seed / the daemon's pull alone)   ${ceiling.toFixed(2)}×`);
     process.exitCode = ok ? 0 : 1;
   } finally {
     for (const d of daemons) await d.stop();

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdir, stat } from 'node:fs/promises';
 import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
 import type { TestDockerd } from '../test/harness/dockerd.js';
+import { addEntrypointLayers } from './fixup.js';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // KP_BENCH_SHARED: where shared/bench is when the checkout does not sit beside it (a git worktree elsewhere).
@@ -39,13 +40,15 @@ export function scaleArg(): number {
   return s;
 }
 
-export function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** `stamp`: every stderr chunk prefixed with the seconds since the start (a trace of where time goes). */
+export function run(cmd: string, args: string[], opts: { cwd?: string; quiet?: boolean; stamp?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const t0 = Date.now();
   return new Promise((res, rej) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += opts.stamp ? `[${((Date.now() - t0) / 1000).toFixed(2)}] ${d.toString()}` : d.toString()));
     child.on('error', rej);
     child.on('close', (code) => res({ code, stdout, stderr }));
   });
@@ -87,6 +90,7 @@ export async function prepareFixtures(scale: number): Promise<{ fixtures: string
     const b = await timed(() => must('python3', [fixturesPy, 'build', fixtures, String(scale)], 'fixtures.py build'));
     console.log(`  built in ${b.seconds.toFixed(1)} s`);
   }
+  await addEntrypointLayers(fixtures);
   const catalog = JSON.parse(await readFile(join(fixtures, 'catalog.json'), 'utf8')) as CatalogEntry[];
   return { fixtures, catalog, cloud: catalog.filter((c) => !EDGE.has(c.repo)) };
 }

@@ -56,6 +56,8 @@ export interface WriteOciArchiveOptions {
    */
   verifiedByCaller?(digest: string): boolean;
   signal?: AbortSignal | undefined;
+  /** false: no fsync (an intermediate file; see ImageArchiveRequest.durable). */
+  durable?: boolean;
 }
 
 export interface OciArchiveWriteResult {
@@ -184,7 +186,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
       throw e;
     }
     return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes, totalBlobBytes };
-  });
+  }, { durable: opts.durable !== false });
 }
 
 /**

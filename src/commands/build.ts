@@ -16,6 +16,7 @@ import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import { runTasks, withProgress, type Progress, type RendererMode } from '../progress/ui.js';
 import { buildResultEvent } from '../progress/results.js';
+import { fetchTurns, releasingTurn, type FetchTurn } from './build-turns.js';
 import { resolveCacheDir } from '../util/cache-dir.js';
 import { TEMPLATES_ROOT } from '../version.js';
 import { stageChecksumsFile } from '../bundle/checksums.js';
@@ -47,6 +48,8 @@ export interface BuildOptions {
   /** --json: progress events, then the result, one JSON line each (README "Progress"). */
   events?: (line: string) => void;
   signal?: AbortSignal;
+  /** Parallel blob downloads per engine (registry engine default 4). */
+  concurrency?: number;
 }
 
 export interface BuiltBundle {
@@ -114,14 +117,38 @@ async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildR
         }),
       );
     }
-    const tasks: ListrTask[] = plan.bundles.map((bundle) => ({
+    // Bundles run at once, but each one's fetching (binaries, images) waits for the previous bundle's
+    // (turns): a blob two bundles share is fetched once and then found in the cache, and the writing of
+    // one bundle's tarball overlaps the downloads of the next.
+    // A failing bundle stops the others (their downloads abort), and cleanup waits until all have stopped.
+    const failFast = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([opts.signal, failFast.signal]) : failFast.signal;
+    const turns = fetchTurns(plan.bundles.length);
+    const running: Promise<unknown>[] = [];
+    const tasks: ListrTask[] = plan.bundles.map((bundle, index) => ({
       title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
-      task: (_ctx, parent) =>
-        parent.newListr(bundleTasks(plan, bundle, { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, progress, signal: opts.signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [] }), {
-          concurrent: false,
-        }),
+      task: (_ctx, parent) => {
+        const ctx: BundleContext = { cacheDir, templatesRoot, workRoot, engines, defaultEngine: opts.engine, progress, signal, built, staged, sbom: Boolean(opts.sbom), needs: needs.get(bundle.name) ?? [], index, turn: turns[index]!, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) };
+        const p = parent
+          .newListr(bundleTasks(plan, bundle, ctx), { concurrent: false })
+          .run()
+          .catch((e: unknown) => {
+            failFast.abort(e);
+            throw e;
+          })
+          .finally(() => turns[index]!.release());
+        running.push(p.catch(() => {}));
+        return p;
+      },
     }));
-    await runTasks(tasks, progress.renderer);
+    try {
+      await runTasks(tasks, progress.renderer, true);
+    } finally {
+      await Promise.all(running);
+    }
+    // In plan order, whichever bundle finished first (a sparse array while they ran).
+    built.splice(0, built.length, ...built.filter(Boolean));
+    staged.splice(0, staged.length, ...staged.filter(Boolean));
     const sums = await stageChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
     staged.push(sums);
     // The renames: tarballs first, the SHA256SUMS that lists them last.
@@ -129,7 +156,7 @@ async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildR
     committed = true;
     return { plan, dryRun: false, bundles: built, checksumsFile: sums.result };
   } finally {
-    if (!committed) for (const s of staged) await s.discard();
+    if (!committed) for (const s of staged) await s?.discard(); // sparse (by bundle) when a bundle failed
     for (const e of engines.values()) await e.close();
     await rm(workRoot, { recursive: true, force: true });
   }
@@ -175,6 +202,11 @@ interface BundleContext {
   sbom: boolean;
   /** The images this bundle's nodes need (recorded in bundle.json). */
   needs: ImageNeed[];
+  /** Position in the plan: where its result goes in `built`/`staged`. */
+  index: number;
+  /** This bundle's turn to fetch (see fetchTurns). */
+  turn: FetchTurn;
+  concurrency?: number;
 }
 
 function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): ListrTask[] {
@@ -186,18 +218,22 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
     {
       title: `binaries for ${bundle.name}`,
       task: async (_ctx, task) => {
+        await c.turn.wait;
+        c.signal?.throwIfAborted();
         const sink = c.progress.sink(task, 'binary', bundle.name);
         for (const b of bundle.binaries) {
           fetched.push(await fetchBinary(b, { cacheDir: c.cacheDir, progress: sink, ...(c.signal ? { signal: c.signal } : {}) }));
         }
         for (const n of bundle.notes) sink.note(bundle.name, n);
         task.title = `binaries for ${bundle.name}: ${fetched.length} (${fetched.filter((f) => f.cached).length} cached)`;
+        if (bundle.images.length === 0) c.turn.release();
       },
     },
     {
       title: `images for ${bundle.name}`,
       skip: () => (bundle.images.length === 0 ? `no images listed for the ${bundle.side} side` : false),
       task: async (_ctx, task) => {
+        try {
         const shares = [...c.engines].map(([name, engine]) => ({ engine, images: bundle.images.filter((i) => (i.engine ?? c.defaultEngine) === name).map((i) => i.ref) }));
         const pullPolicy = Object.fromEntries(bundle.images.filter((i) => i.pull).map((i) => [i.ref, i.pull as 'always' | 'never']));
         images = await archiveWithEngines(shares, {
@@ -205,11 +241,17 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           ...(Object.keys(pullPolicy).length > 0 ? { pullPolicy } : {}),
           platform: bundle.platform,
           outFile: imagesFile,
+          // An intermediate file: copied into the bundle tarball, which is fsynced, then removed.
+          durable: false,
           cacheDir: c.cacheDir,
           mtime: plan.mtime,
-          progress: c.progress.sink(task, 'image', bundle.name),
+          progress: releasingTurn(c.progress.sink(task, 'image', bundle.name), c.turn),
           ...(c.signal ? { signal: c.signal } : {}),
+          ...(c.concurrency ? { concurrency: c.concurrency } : {}),
         });
+        } finally {
+          c.turn.release();
+        }
         task.title = `images for ${bundle.name}: ${images.images.length} images, ${(images.size / 1048576).toFixed(1)} MB`;
       },
     },
@@ -227,8 +269,8 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
       title: `write ${bundle.outFile}`,
       task: async (_ctx, task) => {
         const out = await stageRepairing(fetched, { cacheDir: c.cacheDir, ...(c.signal ? { signal: c.signal } : {}) }, () => bundleFiles());
-        c.staged.push(out);
-        c.built.push({
+        c.staged[c.index] = out;
+        c.built[c.index] = {
           side: bundle.side,
           arch: bundle.arch,
           name: bundle.name,
@@ -238,7 +280,7 @@ function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContext): Lis
           images: images?.images.length ?? 0,
           binaries: fetched.length,
           notes: bundle.notes,
-        });
+        };
         task.title = `wrote ${bundle.outFile} (${(out.result.size / 1048576).toFixed(1)} MB)`;
       },
     },

@@ -30,6 +30,8 @@ export interface ImageArchiveRequest {
    * ignores it). Default `always`.
    */
   pullPolicy?: Record<string, 'always' | 'never'>;
+  /** false: an intermediate archive (the build copies it into a tarball that is fsynced): no fsync of its own. Default true. */
+  durable?: boolean;
 }
 
 export interface ArchivedImage {

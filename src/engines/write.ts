@@ -57,7 +57,7 @@ export function anotherFailed(cause?: unknown): Error {
  * each once, images in the order given by `order`). Blobs still arriving are streamed as they are
  * verified. On any failure every engine is stopped and waited for, then the root cause is thrown.
  */
-export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal' | 'progress'> & { order?: string[] }): Promise<ImageArchiveResult> {
+export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal' | 'progress' | 'durable'> & { order?: string[] }): Promise<ImageArchiveResult> {
   const all = parts.flatMap((p) => p.images);
   const byRef = new Map(all.map((i) => [i.info.ref, i]));
   const images = req.order ? req.order.map((r) => byRef.get(r) ?? missing(r)) : all;
@@ -82,7 +82,7 @@ export async function writeCollected(parts: CollectedImages[], req: Pick<ImageAr
   inside.catch(() => {}); // observed below
   try {
     // The writer stops too when the entrypoint check refuses an image (signal).
-    const written = await writeVerified(images, parts, cache, { outFile: req.outFile, mtime: req.mtime, signal });
+    const written = await writeVerified(images, parts, cache, { outFile: req.outFile, mtime: req.mtime, signal, ...(req.durable === false ? { durable: false } : {}) });
     await Promise.all(parts.map((p) => p.done));
     try {
       await inside;
@@ -108,7 +108,7 @@ async function writeVerified(
   images: CollectedImage[],
   parts: CollectedImages[],
   cache: BlobCache,
-  req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'signal'>,
+  req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'signal' | 'durable'>,
 ): Promise<Awaited<ReturnType<typeof writeOciArchive>>> {
   const repaired = new Set<string>();
   for (;;) {
@@ -124,6 +124,7 @@ async function writeVerified(
         // Blobs an engine verified in this run are not hashed twice; repaired ones were just fetched.
         verifiedByCaller: (d) => parts.some((p) => p.verifiedNow?.(d) ?? false),
         signal: req.signal,
+        ...(req.durable === false ? { durable: false } : {}),
       });
     } catch (e) {
       if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
@@ -227,7 +228,7 @@ export async function archiveWithEngines(shares: { engine: ImageEngine; images: 
     const reasons = (await Promise.all(collected.map((c) => c.stop()))).flat();
     throw rootCause([...failed, ...reasons], req.signal);
   }
-  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, progress: req.progress, order });
+  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, progress: req.progress, order, ...(req.durable === false ? { durable: false } : {}) });
 }
 
 function withoutArchive(req: ImageArchiveRequest): Omit<ImageArchiveRequest, 'outFile' | 'mtime'> {

@@ -60,6 +60,8 @@ class RegistryEngine implements ImageEngine {
   private readonly client: RegistryClient;
   private readonly resolver: ImageResolver;
   private closed = false;
+  /** Downloads by digest across this engine's collects (a build's bundles run at once): each blob fetched once. */
+  private readonly inflight = new Map<string, Promise<void>>();
 
   constructor(opts: RegistryEngineOptions) {
     this.registries = opts.registries ?? emptyRegistriesConfig();
@@ -115,12 +117,24 @@ class RegistryEngine implements ImageEngine {
 
     // 2. Blob downloads, each unique blob once (in archive order, so the writer can follow them).
     const blobs = await startDownloads(resolved, cache, progress, (img, desc, what) =>
-      limit(() => {
-        signal.throwIfAborted();
-        return this.resolver.fetchBlob(cache, img, desc, what, signal, (n) => progress.bytes(img.ref.canonical, n));
-      }).catch(fail),
+      this.once(desc.digest, () =>
+        limit(() => {
+          signal.throwIfAborted();
+          return this.resolver.fetchBlob(cache, img, desc, what, signal, (n) => progress.bytes(img.ref.canonical, n));
+        }).catch(fail),
+      ),
     );
     return this.collection(req, resolved, blobs, cache, signal, () => internal.abort(abortError()));
+  }
+
+  /** A blob already on its way (another collect of this engine: a build's bundles run at once) is shared, not fetched again. */
+  private once(digest: string, start: () => Promise<void>): Promise<void> {
+    const running = this.inflight.get(digest);
+    if (running) return running;
+    const p = start();
+    this.inflight.set(digest, p);
+    p.catch(() => this.inflight.delete(digest));
+    return p;
   }
 
   /** What `collect` hands the archive writer (see ../README.md for the protocol). */

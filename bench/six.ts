@@ -1,0 +1,69 @@
+/**
+ * The whole build: `kubeprepare build --arch amd64,arm64,arm` (six bundles, the real CLI in a child
+ * process) against the bench world (test/harness/bundle-world.ts: its versions manifest and release
+ * server) whose registry holds the shared fixtures under the manifest's image names (fixtures.py pushas).
+ * A counting proxy in front of the registry proves every blob is fetched once (blob GETs = unique blobs
+ * of all six bundles; the EdgeMesh agent is on both sides). The floor: every unique blob of the six
+ * bundles fetched once (bench/floor.ts networkFloor, directly from the registry) + writing the tarballs
+ * (their bytes copied once, 4 parallel cp). Target: build ≤ 1.3× that floor (medians).
+ */
+import { readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startBundleWorldWith } from '../test/harness/bundle-world.js';
+import { startProxy } from '../test/harness/proxy.js';
+import { copyFloor, median, networkFloor, type Check } from './floor.js';
+import { fixturesPy, must, root, run, timed } from './lib.js';
+
+interface PlanJson {
+  bundles: { side: string; arch: string; images: { ref: string }[] }[];
+}
+
+export async function sixBundles(fixtures: string, rounds: number): Promise<Check[]> {
+  const world = await startBundleWorldWith({ specs: [] });
+  const proxy = await startProxy(world.registry.url);
+  try {
+    const reg = world.registry;
+    await writeFile(join(world.work, 'registries.yaml'), `mirrors:\n  docker.io:\n    endpoint: ["${proxy.url}"]\n  registry.k8s.io:\n    endpoint: ["${proxy.url}"]\n`);
+    const cli = join(root, 'bin', 'kubeprepare.js');
+    // startBundleWorld set KP_OFFLINE=1 in this process: the CLI children inherit it (loopback only).
+    const planOut = await must(process.execPath, [cli, 'plan', '--arch', 'amd64,arm64,arm', '--manifest', world.manifestPath, '--json'], 'kubeprepare plan');
+    const plan = JSON.parse(planOut) as PlanJson;
+    const refs = [...new Set(plan.bundles.flatMap((b) => b.images.map((i) => i.ref)))];
+    await must('python3', [fixturesPy, 'pushas', fixtures, String(reg.port), String(reg.port), ...refs], 'fixtures.py pushas');
+    const local = (ref: string) => `${reg.host}/${ref.replace(/^[^/]+\//, '')}`;
+    const groups = plan.bundles.map((b) => ({ refs: b.images.map((i) => local(i.ref)), arch: b.arch }));
+    const r = { build: [] as number[], floor: [] as number[], write: [] as number[] };
+    let blobGets = 0;
+    let unique = 0;
+    for (let i = 0; i < rounds; i++) {
+      const dir = join(root, 'bench', '.work', 'six');
+      await rm(dir, { recursive: true, force: true });
+      const floor = await networkFloor(groups, join(dir, 'floor'));
+      proxy.reset();
+      const out = join(dir, 'out');
+      // KP_BENCH_TRACE=1: the build's plain progress lines with the seconds since its start (where the time goes).
+      const trace = process.env.KP_BENCH_TRACE === '1';
+      const args = [cli, 'build', ...(trace ? [] : ['-q']), '--arch', 'amd64,arm64,arm', '--manifest', world.manifestPath, '--out', out, '--cache-dir', join(dir, 'cache')];
+      const b = await timed(() => run(process.execPath, args, { stamp: trace }));
+      if (b.value.code !== 0) throw new Error(`six-bundle build failed: ${b.value.stderr}`);
+      if (trace) process.stdout.write(b.value.stderr);
+      const tarballs = (await readdir(out)).filter((f) => f.startsWith('kubeprepare-')).map((f) => join(out, f));
+      const write = await copyFloor(tarballs, join(dir, 'copy'));
+      blobGets = proxy.count('blob');
+      unique = floor.blobs.length;
+      r.build.push(b.seconds);
+      r.floor.push(floor.seconds);
+      r.write.push(write);
+      console.log(`six bundles, round ${i + 1}/${rounds}: build ${b.seconds.toFixed(2)} s · floor ${floor.seconds.toFixed(2)} s + writing ${tarballs.length} tarballs ${write.toFixed(2)} s · blob GETs ${blobGets} (unique ${unique})`);
+    }
+    const floor = median(r.floor) + median(r.write);
+    const build = median(r.build);
+    return [
+      ['six bundles: each shared blob fetched once', blobGets === unique, `${blobGets} blob GETs for ${unique} unique blobs`],
+      ['six bundles ≤ 1.3× (floor + writing)', build <= 1.3 * floor, `${(build / floor).toFixed(2)}× (${build.toFixed(2)} s vs ${median(r.floor).toFixed(2)} + ${median(r.write).toFixed(2)} s)`],
+    ];
+  } finally {
+    await proxy.close();
+    await world.stop();
+  }
+}
