@@ -98,6 +98,16 @@ export function buildDockerManifestJson(images: OciArchiveImage[]): string {
   return `${JSON.stringify(entries)}\n`;
 }
 
+type BlobEntry = { size: number; bytes?: Buffer | undefined };
+
+/** The archive's blobs: every distinct blob once, digests sorted, and the byte counts of the result. */
+interface BlobSet {
+  blobs: Map<string, BlobEntry>;
+  digests: string[];
+  uniqueBlobBytes: number;
+  totalBlobBytes: number;
+}
+
 export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
   if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { code: 'usage', hint: 'list at least one image' });
   const seenRefs = new Set<string>();
@@ -105,44 +115,8 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     if (seenRefs.has(img.ref)) throw new InternalError(`image ${img.ref} listed twice`);
     seenRefs.add(img.ref);
   }
-  // Every distinct blob once; a digest always denotes the same bytes, so sizes must agree.
-  const blobs = new Map<string, { size: number; bytes?: Buffer | undefined }>();
-  let totalBlobBytes = 0;
-  const addBlob = (b: Descriptor, bytes?: Buffer) => {
-    totalBlobBytes += b.size;
-    const prev = blobs.get(b.digest);
-    if (prev && prev.size !== b.size) throw new InternalError(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
-    if (!prev) blobs.set(b.digest, { size: b.size, bytes });
-    else if (bytes && !prev.bytes) prev.bytes = bytes;
-  };
-  for (const img of opts.images) {
-    addBlob(img.manifest, img.manifest.bytes);
-    addBlob(img.config);
-    for (const l of img.layers) addBlob(l);
-  }
-  const digests = [...blobs.keys()].sort();
-  let uniqueBlobBytes = 0;
-  for (const d of digests) uniqueBlobBytes += blobs.get(d)!.size;
-  const checkFile = async (d: string, size: number) => {
-    const file = opts.blobFile(d);
-    let actual: number;
-    try {
-      actual = (await stat(file)).size;
-    } catch (e) {
-      throw UserError.runtime('cache', `blob ${d} is missing from ${file}`, 'build again to download it', e);
-    }
-    if (actual !== size) throw UserError.runtime('cache', `blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
-  };
-  // Check every blob before the first byte is written, so a missing blob fails without a partial file
-  // (blobs still arriving through blobReady are checked when they are ready).
-  for (const d of digests) {
-    const b = blobs.get(d)!;
-    if (b.bytes) {
-      if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
-      if (sha256Digest(b.bytes) !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
-    } else if (!opts.blobReady) await checkFile(d, b.size);
-  }
-
+  const set = collectBlobs(opts.images);
+  await precheckBlobs(set, opts);
   const indexJson = buildIndexJson(opts.images);
   const manifestJson = buildDockerManifestJson(opts.images);
 
@@ -152,30 +126,7 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
     hasher.on('error', () => {});
     const tar = new TarWriter(hasher, { mtime: opts.mtime });
     try {
-      const check = () => {
-        if (opts.signal?.aborted) throw abortReason(opts.signal);
-      };
-      // Sorted order: blobs/…, index.json, manifest.json, oci-layout.
-      await tar.addDirectory('blobs');
-      await tar.addDirectory('blobs/sha256');
-      for (const d of digests) {
-        check();
-        const b = blobs.get(d)!;
-        if (b.bytes) await tar.addBuffer(blobPath(d), b.bytes);
-        else {
-          if (opts.blobReady) {
-            await opts.blobReady(d);
-            check();
-            await checkFile(d, b.size);
-          }
-          // The file (a cache entry) is hashed as it is copied: a wrong entry fails here, not in the bundle.
-          await tar.addFile(blobPath(d), opts.blobFile(d), opts.verifiedByCaller?.(d) ? {} : { sha256: digestHex(d) });
-        }
-      }
-      await tar.addBuffer('index.json', indexJson);
-      await tar.addBuffer('manifest.json', manifestJson);
-      await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
-      await tar.finish();
+      await writeLayout(tar, set, indexJson, manifestJson, opts);
       hasher.end();
       await finished(hasher);
     } catch (e) {
@@ -185,8 +136,83 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
       out.on('error', () => {});
       throw e;
     }
-    return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes, totalBlobBytes };
+    return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes: set.uniqueBlobBytes, totalBlobBytes: set.totalBlobBytes };
   }, { durable: opts.durable !== false });
+}
+
+/** Every distinct blob once; a digest always denotes the same bytes, so sizes must agree. */
+function collectBlobs(images: OciArchiveImage[]): BlobSet {
+  const blobs = new Map<string, BlobEntry>();
+  let totalBlobBytes = 0;
+  const addBlob = (b: Descriptor, bytes?: Buffer) => {
+    totalBlobBytes += b.size;
+    const prev = blobs.get(b.digest);
+    if (prev && prev.size !== b.size) throw new InternalError(`blob ${b.digest} has two sizes (${prev.size}, ${b.size})`);
+    if (!prev) blobs.set(b.digest, { size: b.size, bytes });
+    else if (bytes && !prev.bytes) prev.bytes = bytes;
+  };
+  for (const img of images) {
+    addBlob(img.manifest, img.manifest.bytes);
+    addBlob(img.config);
+    for (const l of img.layers) addBlob(l);
+  }
+  const digests = [...blobs.keys()].sort();
+  let uniqueBlobBytes = 0;
+  for (const d of digests) uniqueBlobBytes += blobs.get(d)!.size;
+  return { blobs, digests, uniqueBlobBytes, totalBlobBytes };
+}
+
+/** The blob's file exists with the descriptor's size. */
+async function checkBlobFile(opts: WriteOciArchiveOptions, d: string, size: number): Promise<void> {
+  const file = opts.blobFile(d);
+  let actual: number;
+  try {
+    actual = (await stat(file)).size;
+  } catch (e) {
+    throw UserError.runtime('cache', `blob ${d} is missing from ${file}`, 'build again to download it', e);
+  }
+  if (actual !== size) throw UserError.runtime('cache', `blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
+}
+
+/**
+ * Check every blob before the first byte is written, so a missing blob fails without a partial file
+ * (blobs still arriving through blobReady are checked when they are ready).
+ */
+async function precheckBlobs({ blobs, digests }: BlobSet, opts: WriteOciArchiveOptions): Promise<void> {
+  for (const d of digests) {
+    const b = blobs.get(d)!;
+    if (b.bytes) {
+      if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+      if (sha256Digest(b.bytes) !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
+    } else if (!opts.blobReady) await checkBlobFile(opts, d, b.size);
+  }
+}
+
+/** The layout's entries in sorted order: blobs/…, index.json, manifest.json, oci-layout; then the tar end. */
+async function writeLayout(tar: TarWriter, { blobs, digests }: BlobSet, indexJson: string, manifestJson: string, opts: WriteOciArchiveOptions): Promise<void> {
+  const check = () => {
+    if (opts.signal?.aborted) throw abortReason(opts.signal);
+  };
+  await tar.addDirectory('blobs');
+  await tar.addDirectory('blobs/sha256');
+  for (const d of digests) {
+    check();
+    const b = blobs.get(d)!;
+    if (b.bytes) await tar.addBuffer(blobPath(d), b.bytes);
+    else {
+      if (opts.blobReady) {
+        await opts.blobReady(d);
+        check();
+        await checkBlobFile(opts, d, b.size);
+      }
+      // The file (a cache entry) is hashed as it is copied: a wrong entry fails here, not in the bundle.
+      await tar.addFile(blobPath(d), opts.blobFile(d), opts.verifiedByCaller?.(d) ? {} : { sha256: digestHex(d) });
+    }
+  }
+  await tar.addBuffer('index.json', indexJson);
+  await tar.addBuffer('manifest.json', manifestJson);
+  await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
+  await tar.finish();
 }
 
 /**

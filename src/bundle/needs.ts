@@ -1,7 +1,11 @@
-import { parseAllDocuments } from 'yaml';
 import { UserError } from '../errors.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import type { Side } from '../manifest/schema.js';
+import { cloudScriptFacts, edgeScriptFacts, type CloudScriptFacts, type EdgeScriptFacts } from './script-facts.js';
+import { manifestNeeds } from './workloads.js';
+
+export { scriptVariables, cloudScriptFacts, edgeScriptFacts, type CloudScriptFacts, type EdgeScriptFacts } from './script-facts.js';
+export { NODE_LABELS, admits, manifestNeeds } from './workloads.js';
 
 /**
  * Image completeness, computed: which images the nodes of each side will run, derived from what the
@@ -10,7 +14,7 @@ import type { Side } from '../manifest/schema.js';
  * `--image-repository` of the rendered cloud install.sh, what K3s deploys with the components that
  * install.sh leaves on (its `--disable=` flags), what `keadm join` pulls (the rendered edge install.sh's
  * `--image-repository` and version) and the sandbox image edgecore is configured with. The upstream facts
- * are data below, each with its citation (docs/upstream.md has the same lines).
+ * are data below (the node labels in `./workloads.ts`), each with its citation (docs/upstream.md has the same lines).
  *
  * The build refuses a bundle that lacks a needed image (before anything is fetched), writes the list to
  * bundle.json (`needs`), and `verify` repeats the check on a tarball from bundle.json AND from the
@@ -35,16 +39,6 @@ export interface RenderedFile {
 }
 
 // ---- upstream data -------------------------------------------------------------------------------
-
-/** Labels of the two kinds of node, as far as node selection of the shipped workloads looks at them. */
-export const NODE_LABELS: Record<Side, Record<string, string>> = {
-  // K3s server node: node-role.kubernetes.io/control-plane=true and master=true (k3s-io/k3s
-  // pkg/daemons/agent or pkg/node: "node-role.kubernetes.io/control-plane": "true"), kubelet's os/arch.
-  cloud: { 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/control-plane': 'true', 'node-role.kubernetes.io/master': 'true' },
-  // Edge node registered by edgecore: node-role.kubernetes.io/edge="" (kubeedge/kubeedge
-  // common/constants/default.go @ v1.22.0: EdgeNodeRoleKey / EdgeNodeRoleValue).
-  edge: { 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/edge': '' },
-};
 
 interface K3sImage {
   ref: string;
@@ -130,74 +124,6 @@ export const EDGECORE_SANDBOX_IMAGE: Record<string, string> = { 'v1.22.0': 'kube
 /** keadm join pulls EdgeSet: installation-package only (keadm/cmd/keadm/app/cmd/util/image.go edgeComponentSet; edge/join_others.go pullImagesAndCopyResources). */
 export const KEADM_JOIN_IMAGES: Record<string, string[]> = { 'v1.22.0': ['kubeedge/installation-package'], 'v1.22.2': ['kubeedge/installation-package'] };
 
-// ---- the rendered scripts -------------------------------------------------------------------------
-
-/** `readonly NAME=value` assignments of a rendered script (scalars only), quotes removed. */
-export function scriptVariables(script: string): Map<string, string> {
-  const vars = new Map<string, string>();
-  for (const line of script.split('\n')) {
-    const m = /^\s*readonly\s+(.*)$/.exec(line);
-    if (!m?.[1] || m[1].includes('=(')) continue;
-    for (const a of m[1].matchAll(/([A-Za-z_][A-Za-z0-9_]*)=('[^']*'|"[^"]*"|[^\s'"]*)/g)) vars.set(a[1]!, unquote(a[2]!));
-  }
-  return vars;
-}
-
-function unquote(s: string): string {
-  if ((s.startsWith("'") && s.endsWith("'")) || (s.startsWith('"') && s.endsWith('"'))) return s.slice(1, -1);
-  return s;
-}
-
-function expand(value: string, vars: Map<string, string>, where: string): string {
-  const out = value.replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (all, name: string) => vars.get(name) ?? all);
-  if (out.includes('$')) throw new UserError(`${where}: cannot resolve '${value}' to a value (the images it decides cannot be derived)`, { code: 'template', hint: 'give the variable a readonly NAME=value assignment in the script' });
-  return out;
-}
-
-/** Every `<flag> VALUE` / `<flag>=VALUE` of a script, expanded. */
-function flagValues(script: string, flag: string, vars: Map<string, string>, where: string): string[] {
-  const re = new RegExp(`(?:^|\\s)${flag.replace(/-/g, '\\-')}[= ]\\s*("[^"]*"|'[^']*'|[^\\s"']+)`, 'g');
-  return [...script.matchAll(re)].map((m) => expand(unquote(m[1]!), vars, where));
-}
-
-/** What the rendered cloud install.sh gives keadm init and K3s. */
-export interface CloudScriptFacts {
-  kubeedgeVersion: string;
-  imageRepository: string;
-  sets: Record<string, string>;
-  k3sDisabled: string[];
-}
-
-export function cloudScriptFacts(script: string, where = 'install.sh (cloud)'): CloudScriptFacts {
-  const vars = scriptVariables(script);
-  const sets: Record<string, string> = {};
-  for (const s of flagValues(script, '--set', vars, where)) {
-    const i = s.indexOf('=');
-    if (i > 0) sets[s.slice(0, i)] = s.slice(i + 1);
-  }
-  const repos = [...new Set(flagValues(script, '--image-repository', vars, where))];
-  if (repos.length > 1) throw new UserError(`${where}: keadm is given several --image-repository values (${repos.join(', ')})`, { code: 'template', hint: 'give keadm init one image repository' });
-  return {
-    kubeedgeVersion: vars.get('KUBEEDGE_VERSION') ?? '',
-    imageRepository: repos[0] ?? '',
-    sets,
-    k3sDisabled: [...new Set(flagValues(script, '--disable', vars, where).flatMap((v) => v.split(',')))],
-  };
-}
-
-export interface EdgeScriptFacts {
-  kubeedgeVersion: string;
-  imageRepository: string;
-  /** The bundled sandbox image install.sh configures containerd with (or tags for the host's). */
-  sandboxImage: string;
-}
-
-export function edgeScriptFacts(script: string, where = 'install.sh (edge)'): EdgeScriptFacts {
-  const vars = scriptVariables(script);
-  const repos = [...new Set(flagValues(script, '--image-repository', vars, where))];
-  return { kubeedgeVersion: vars.get('KUBEEDGE_VERSION') ?? '', imageRepository: repos[0] ?? '', sandboxImage: vars.get('SANDBOX_IMAGE') ?? '' };
-}
-
 // ---- derivations ----------------------------------------------------------------------------------
 
 const canonical = (ref: string) => parseImageRef(ref).canonical;
@@ -247,83 +173,6 @@ export function edgeNeeds(facts: EdgeScriptFacts): ImageNeed[] {
   return out;
 }
 
-type Expr = { key?: string; operator?: string; values?: string[] };
-interface PodSpec {
-  nodeSelector?: Record<string, string>;
-  affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: { matchExpressions?: Expr[] }[] } } };
-  containers?: { name?: string; image?: string }[];
-  initContainers?: { name?: string; image?: string }[];
-}
-
-function exprMatches(e: Expr, labels: Record<string, string>): boolean {
-  const has = e.key !== undefined && Object.hasOwn(labels, e.key);
-  const v = e.key !== undefined ? labels[e.key] : undefined;
-  switch (e.operator) {
-    case 'Exists':
-      return has;
-    case 'DoesNotExist':
-      return !has;
-    case 'In':
-      return has && (e.values ?? []).includes(v ?? '');
-    case 'NotIn':
-      return !has || !(e.values ?? []).includes(v ?? '');
-    default:
-      return false;
-  }
-}
-
-/** Can a pod with this spec be placed on a node with these labels (nodeSelector and required node affinity)? */
-export function admits(spec: PodSpec, labels: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(spec.nodeSelector ?? {})) if (labels[k] !== v) return false;
-  const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
-  if (terms && terms.length > 0) return terms.some((t) => (t.matchExpressions ?? []).every((e) => exprMatches(e, labels)));
-  return true;
-}
-
-function podSpecOf(doc: Record<string, unknown>): PodSpec | undefined {
-  const spec = doc.spec as Record<string, unknown> | undefined;
-  if (!spec) return undefined;
-  switch (doc.kind) {
-    case 'Pod':
-      return spec as PodSpec;
-    case 'CronJob':
-      return ((spec.jobTemplate as { spec?: { template?: { spec?: PodSpec } } } | undefined)?.spec?.template?.spec);
-    case 'Deployment':
-    case 'DaemonSet':
-    case 'StatefulSet':
-    case 'ReplicaSet':
-    case 'Job':
-      return (spec.template as { spec?: PodSpec } | undefined)?.spec;
-    default:
-      return undefined;
-  }
-}
-
-/** Every container image of every workload in the rendered YAML files, on the sides its node selection admits. */
-export function manifestNeeds(files: RenderedFile[]): ImageNeed[] {
-  const out: ImageNeed[] = [];
-  for (const f of files) {
-    if (!/\.ya?ml$/.test(f.path)) continue;
-    for (const d of parseAllDocuments(f.content)) {
-      if (d.errors.length > 0) throw new UserError(`${f.path}: not valid YAML: ${d.errors[0]!.message}`, { code: 'template', hint: 'fix the template of this manifest' });
-      const doc = d.toJS() as Record<string, unknown> | null;
-      if (!doc || typeof doc !== 'object') continue;
-      const pod = podSpecOf(doc);
-      if (!pod) continue;
-      const meta = (doc.metadata ?? {}) as { name?: string; namespace?: string };
-      const who = `${String(doc.kind)} ${meta.namespace ? `${meta.namespace}/` : ''}${meta.name ?? '?'} (${f.path})`;
-      for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
-        if (!c.image) {
-          throw new UserError(`${who}: container ${c.name ?? '?'} has no image (the versions manifest lists none for it)`, { code: 'manifest', hint: 'list the image this container runs in the manifest, with its role' });
-        }
-        for (const side of ['cloud', 'edge'] as const) {
-          if (admits(pod, NODE_LABELS[side])) out.push({ ref: canonical(c.image), side, consumer: who });
-        }
-      }
-    }
-  }
-  return out;
-}
 
 /** All the needs, both sides, from the rendered files of the two sides and the K3s version. */
 export function deriveNeeds(cloudFiles: RenderedFile[], edgeFiles: RenderedFile[], k3sVersion: string): ImageNeed[] {

@@ -25,44 +25,8 @@ export function uuidV5(name: string, namespace = NS_URL): string {
 const hex = (digest: string) => digest.replace(/^sha256:/, '');
 
 export function makeSbom(inv: BundleInventory): object {
-  const images = inv.images.list.map((i) => {
-    const r = parseImageRef(i.ref);
-    return {
-      type: 'container',
-      'bom-ref': i.purl,
-      name: `${r.registry}/${r.repository}`,
-      version: r.tag ?? i.manifestDigest,
-      hashes: [{ alg: 'SHA-256', content: hex(i.manifestDigest) }],
-      purl: i.purl,
-      properties: [
-        { name: 'kubeprepare:ref', value: i.ref },
-        { name: 'kubeprepare:component', value: i.component },
-        ...(i.role ? [{ name: 'kubeprepare:role', value: i.role }] : []),
-        { name: 'kubeprepare:platform', value: i.platform },
-        // A lower arm variant than the bundle's (the image publishes no image for the bundle's platform).
-        ...(i.platform && i.platform !== inv.platform ? [{ name: 'kubeprepare:platformTakenFor', value: inv.platform }] : []),
-        { name: 'kubeprepare:configDigest', value: i.configDigest },
-        { name: 'kubeprepare:size', value: String(i.size) },
-        ...(i.engine ? [{ name: 'kubeprepare:engine', value: i.engine }] : []),
-        ...(inv.images.archive ? [{ name: 'kubeprepare:archive', value: inv.images.archive }] : []),
-      ],
-    };
-  });
-  const binaries = inv.binaries.map((b) => ({
-    type: 'application',
-    'bom-ref': b.purl,
-    name: b.name,
-    version: b.version,
-    hashes: [{ alg: 'SHA-256', content: b.sha256 }],
-    purl: b.purl,
-    externalReferences: [{ type: 'distribution', url: b.url, hashes: [{ alg: 'SHA-256', content: b.downloadSha256 }] }],
-    properties: [
-      { name: 'kubeprepare:component', value: b.component },
-      { name: 'kubeprepare:path', value: b.path },
-      { name: 'kubeprepare:size', value: String(b.size) },
-      ...(b.extractedFrom ? [{ name: 'kubeprepare:extractedFrom', value: b.extractedFrom }] : []),
-    ],
-  }));
+  const images = inv.images.list.map((i) => imageComponent(inv, i));
+  const binaries = inv.binaries.map(binaryComponent);
   const body = {
     bomFormat: 'CycloneDX',
     specVersion: '1.5',
@@ -90,4 +54,48 @@ export function makeSbom(inv: BundleInventory): object {
   // serialNumber first after specVersion, as CycloneDX documents usually order it.
   const { bomFormat, specVersion, ...rest } = body;
   return { bomFormat, specVersion, serialNumber: `urn:uuid:${uuidV5(`sha256:${contentHash}`)}`, ...rest };
+}
+
+/** One image of the bundle as a CycloneDX `container` component. */
+function imageComponent(inv: BundleInventory, i: BundleInventory['images']['list'][number]) {
+  const r = parseImageRef(i.ref);
+  return {
+    type: 'container',
+    'bom-ref': i.purl,
+    name: `${r.registry}/${r.repository}`,
+    version: r.tag ?? i.manifestDigest,
+    hashes: [{ alg: 'SHA-256', content: hex(i.manifestDigest) }],
+    purl: i.purl,
+    properties: [
+      { name: 'kubeprepare:ref', value: i.ref },
+      { name: 'kubeprepare:component', value: i.component },
+      ...(i.role ? [{ name: 'kubeprepare:role', value: i.role }] : []),
+      { name: 'kubeprepare:platform', value: i.platform },
+      // A lower arm variant than the bundle's (the image publishes no image for the bundle's platform).
+      ...(i.platform && i.platform !== inv.platform ? [{ name: 'kubeprepare:platformTakenFor', value: inv.platform }] : []),
+      { name: 'kubeprepare:configDigest', value: i.configDigest },
+      { name: 'kubeprepare:size', value: String(i.size) },
+      ...(i.engine ? [{ name: 'kubeprepare:engine', value: i.engine }] : []),
+      ...(inv.images.archive ? [{ name: 'kubeprepare:archive', value: inv.images.archive }] : []),
+    ],
+  };
+}
+
+/** One binary of the bundle as a CycloneDX `application` component. */
+function binaryComponent(b: BundleInventory['binaries'][number]) {
+  return {
+    type: 'application',
+    'bom-ref': b.purl,
+    name: b.name,
+    version: b.version,
+    hashes: [{ alg: 'SHA-256', content: b.sha256 }],
+    purl: b.purl,
+    externalReferences: [{ type: 'distribution', url: b.url, hashes: [{ alg: 'SHA-256', content: b.downloadSha256 }] }],
+    properties: [
+      { name: 'kubeprepare:component', value: b.component },
+      { name: 'kubeprepare:path', value: b.path },
+      { name: 'kubeprepare:size', value: String(b.size) },
+      ...(b.extractedFrom ? [{ name: 'kubeprepare:extractedFrom', value: b.extractedFrom }] : []),
+    ],
+  };
 }

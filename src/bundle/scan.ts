@@ -86,54 +86,16 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
   const strays: string[] = [];
 
   const onEntry = (h: TarEntryHeader): TarEntrySink | undefined => {
-    const clean = h.path.replace(/^\.\//, '');
-    const slash = clean.indexOf('/');
-    const top = slash === -1 ? clean : clean.slice(0, slash);
-    const rel = slash === -1 ? '' : clean.slice(slash + 1).replace(/\/$/, '');
-    if (top) topDirs.add(top);
-    else if (clean.startsWith('/')) strays.push(`${clean} (absolute name)`);
-    if (h.type === 'directory') {
-      if (slash === -1 && !clean.endsWith('/')) strays.push(clean);
-      return undefined;
-    }
-    if (rel === '' || h.type === 'symlink' || h.type === 'hardlink' || h.type === 'other') {
-      strays.push(`${clean}${h.type === 'file' ? '' : ` (${h.type}${h.linkname ? ` → ${h.linkname}` : ''})`}`);
-      if (h.type !== 'file') return undefined;
-    }
-    if (rel === '') return undefined;
+    const rel = placeEntry(h, topDirs, strays);
+    if (rel === undefined) return undefined;
     const rec: ScannedFile = { path: rel, type: h.type, size: h.size, mode: h.mode, sha256: undefined, complete: false, head: Buffer.alloc(0) };
     files.set(rel, rec);
-    const hash: Hash | undefined = hashing ? createHash('sha256') : undefined;
-    const keep: Buffer[] | undefined = (KEEP_FILES.has(rel) || KEEP_FOR_NEEDS(rel)) && h.size <= KEEP_LIMIT ? [] : undefined;
-    const heads: Buffer[] = [];
-    let headLen = 0;
     let nested: NestedImages | undefined;
     if (IMAGES_ARCHIVE.test(rel)) {
       nested = new NestedImages(rel, hashing, indexing ? pending : undefined);
       images.set(rel, nested.result);
     }
-    let got = 0;
-    return {
-      data(chunk) {
-        got += chunk.length;
-        hash?.update(chunk);
-        keep?.push(Buffer.from(chunk));
-        if (headLen < HEAD_BYTES) {
-          const part = Buffer.from(chunk.subarray(0, HEAD_BYTES - headLen));
-          heads.push(part);
-          headLen += part.length;
-        }
-        nested?.write(chunk);
-      },
-      end() {
-        rec.head = Buffer.concat(heads);
-        nested?.end();
-        if (got !== h.size) return; // cut short: no hash
-        rec.complete = true;
-        if (hash) rec.sha256 = hash.digest('hex');
-        if (keep) kept.set(rel, Buffer.concat(keep));
-      },
-    };
+    return fileSink(h, rec, hashing, nested, kept);
   };
 
   const r = await readTarball(file, onEntry);
@@ -148,6 +110,61 @@ export async function scanBundle(file: string, opts: ScanOptions = {}): Promise<
     files,
     kept,
     images,
+  };
+}
+
+/**
+ * Where an entry sits: its path under the top directory, recording the top directories and the strays
+ * (absolute names, links, anything but files and directories under the top directory); undefined when
+ * the entry is no file to scan.
+ */
+function placeEntry(h: TarEntryHeader, topDirs: Set<string>, strays: string[]): string | undefined {
+  const clean = h.path.replace(/^\.\//, '');
+  const slash = clean.indexOf('/');
+  const top = slash === -1 ? clean : clean.slice(0, slash);
+  const rel = slash === -1 ? '' : clean.slice(slash + 1).replace(/\/$/, '');
+  if (top) topDirs.add(top);
+  else if (clean.startsWith('/')) strays.push(`${clean} (absolute name)`);
+  if (h.type === 'directory') {
+    if (slash === -1 && !clean.endsWith('/')) strays.push(clean);
+    return undefined;
+  }
+  if (rel === '' || h.type === 'symlink' || h.type === 'hardlink' || h.type === 'other') {
+    strays.push(`${clean}${h.type === 'file' ? '' : ` (${h.type}${h.linkname ? ` → ${h.linkname}` : ''})`}`);
+    if (h.type !== 'file') return undefined;
+  }
+  if (rel === '') return undefined;
+  return rel;
+}
+
+/** One file's data as it streams by: hashed, its head kept, small files the checks read kept whole, an images archive fed to its nested reader. */
+function fileSink(h: TarEntryHeader, rec: ScannedFile, hashing: boolean, nested: NestedImages | undefined, kept: Map<string, Buffer>): TarEntrySink {
+  const rel = rec.path;
+  const hash: Hash | undefined = hashing ? createHash('sha256') : undefined;
+  const keep: Buffer[] | undefined = (KEEP_FILES.has(rel) || KEEP_FOR_NEEDS(rel)) && h.size <= KEEP_LIMIT ? [] : undefined;
+  const heads: Buffer[] = [];
+  let headLen = 0;
+  let got = 0;
+  return {
+    data(chunk) {
+      got += chunk.length;
+      hash?.update(chunk);
+      keep?.push(Buffer.from(chunk));
+      if (headLen < HEAD_BYTES) {
+        const part = Buffer.from(chunk.subarray(0, HEAD_BYTES - headLen));
+        heads.push(part);
+        headLen += part.length;
+      }
+      nested?.write(chunk);
+    },
+    end() {
+      rec.head = Buffer.concat(heads);
+      nested?.end();
+      if (got !== h.size) return; // cut short: no hash
+      rec.complete = true;
+      if (hash) rec.sha256 = hash.digest('hex');
+      if (keep) kept.set(rel, Buffer.concat(keep));
+    },
   };
 }
 

@@ -3,7 +3,7 @@ import { UserError } from '../errors.js';
 import { formatPlatform, type Arch, type Platform } from '../platform.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import type { LoadedManifest } from '../manifest/load.js';
-import type { BinaryRole, BinarySpec, ImageRole, Side } from '../manifest/schema.js';
+import type { BinaryRole, BinarySpec, ImageEntry, ImageRole, Side } from '../manifest/schema.js';
 import { ALL_SIDES } from '../manifest/schema.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -126,46 +126,7 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
   for (const platform of opts.platforms) {
     const arch = platform.architecture;
     for (const side of sides) {
-      const images: PlannedImage[] = [];
-      const seen = new Map<string, PlannedImage>();
-      const binaries: PlannedBinary[] = [];
-      const notes: string[] = [];
-      for (const [component, spec] of Object.entries(manifest.components)) {
-        for (const entry of spec.images?.[side] ?? []) {
-          const e = typeof entry === 'string' ? { ref: entry } : entry;
-          const ref = parseImageRef(e.ref).canonical;
-          const first = seen.get(ref);
-          if (first) {
-            // The same image listed again (another component, or another spelling) is bundled once;
-            // listed with other per-image settings, it would be unclear which hold.
-            if (first.engine !== e.engine || first.pull !== e.pull) {
-              throw new UserError(
-                `${lm.displayPath}: components.${component}.images.${side}: ${ref} is also listed by components.${first.component} with another engine/pull (${describeSettings(first)} vs ${describeSettings(e)})`,
-                { code: 'manifest', hint: 'give the image the same engine and pull settings everywhere it is listed, or list it once' },
-              );
-            }
-            continue;
-          }
-          const planned: PlannedImage = { ref, component, ...(e.role ? { role: e.role } : {}), ...(e.pull ? { pull: e.pull } : {}), ...(e.engine ? { engine: e.engine } : {}) };
-          seen.set(ref, planned);
-          images.push(planned);
-        }
-        (spec.binaries ?? []).forEach((b, i) => {
-          if (!b.sides.includes(side)) return;
-          const where = `${lm.displayPath}: components.${component}.binaries[${i}] (${b.name})`;
-          if (b.arches && !b.arches.includes(arch)) {
-            notes.push(`${b.name} ${b.version ?? spec.version}: upstream publishes no linux/${arch} build; not bundled`);
-            return;
-          }
-          binaries.push(planBinary(b, component, b.version ?? spec.version, arch, mirrors, where));
-        });
-      }
-      const dests = new Map<string, string>();
-      for (const b of binaries) {
-        const prev = dests.get(b.dest);
-        if (prev) throw new UserError(`${lm.displayPath}: binaries '${prev}' and '${b.name}' both write ${b.dest} in the ${side} bundle`, { code: 'manifest', hint: 'give one of them another dest' });
-        dests.set(b.dest, b.name);
-      }
+      const { images, binaries, notes } = planSide(lm, side, arch, mirrors);
       const name = bundleName(side, kubeedgeVersion, platform);
       bundles.push({
         side,
@@ -180,9 +141,66 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
       });
     }
   }
+  const { versions, imageRoles } = versionsAndRoles(lm);
+  return { manifestPath: lm.path, versions, mtime, mtimeSource: source, compression: opts.compression, outDir, bundles, imageRoles };
+}
+
+/** The images and binaries of one side's bundle for one arch, component by component, and the notes on what is left out. */
+function planSide(lm: LoadedManifest, side: Side, arch: Arch, mirrors: { from: string; to: string }[]): Pick<BundlePlan, 'images' | 'binaries' | 'notes'> {
+  const images: PlannedImage[] = [];
+  const seen = new Map<string, PlannedImage>();
+  const binaries: PlannedBinary[] = [];
+  const notes: string[] = [];
+  for (const [component, spec] of Object.entries(lm.manifest.components)) {
+    for (const entry of spec.images?.[side] ?? []) {
+      const planned = planImage(lm, component, side, entry, seen);
+      if (planned) images.push(planned);
+    }
+    (spec.binaries ?? []).forEach((b, i) => {
+      if (!b.sides.includes(side)) return;
+      const where = `${lm.displayPath}: components.${component}.binaries[${i}] (${b.name})`;
+      if (b.arches && !b.arches.includes(arch)) {
+        notes.push(`${b.name} ${b.version ?? spec.version}: upstream publishes no linux/${arch} build; not bundled`);
+        return;
+      }
+      binaries.push(planBinary(b, component, b.version ?? spec.version, arch, mirrors, where));
+    });
+  }
+  const dests = new Map<string, string>();
+  for (const b of binaries) {
+    const prev = dests.get(b.dest);
+    if (prev) throw new UserError(`${lm.displayPath}: binaries '${prev}' and '${b.name}' both write ${b.dest} in the ${side} bundle`, { code: 'manifest', hint: 'give one of them another dest' });
+    dests.set(b.dest, b.name);
+  }
+  return { images, binaries, notes };
+}
+
+/** One image entry of a component; undefined when the side already has it (`seen`, by canonical reference). */
+function planImage(lm: LoadedManifest, component: string, side: Side, entry: ImageEntry, seen: Map<string, PlannedImage>): PlannedImage | undefined {
+  const e = typeof entry === 'string' ? { ref: entry } : entry;
+  const ref = parseImageRef(e.ref).canonical;
+  const first = seen.get(ref);
+  if (first) {
+    // The same image listed again (another component, or another spelling) is bundled once;
+    // listed with other per-image settings, it would be unclear which hold.
+    if (first.engine !== e.engine || first.pull !== e.pull) {
+      throw new UserError(
+        `${lm.displayPath}: components.${component}.images.${side}: ${ref} is also listed by components.${first.component} with another engine/pull (${describeSettings(first)} vs ${describeSettings(e)})`,
+        { code: 'manifest', hint: 'give the image the same engine and pull settings everywhere it is listed, or list it once' },
+      );
+    }
+    return undefined;
+  }
+  const planned: PlannedImage = { ref, component, ...(e.role ? { role: e.role } : {}), ...(e.pull ? { pull: e.pull } : {}), ...(e.engine ? { engine: e.engine } : {}) };
+  seen.set(ref, planned);
+  return planned;
+}
+
+/** Each component's version, and the first image listed for each role on either side. */
+function versionsAndRoles(lm: LoadedManifest): Pick<BuildPlan, 'versions' | 'imageRoles'> {
   const versions: Record<string, string> = {};
   const imageRoles: Partial<Record<ImageRole, string>> = {};
-  for (const [k, v] of Object.entries(manifest.components)) {
+  for (const [k, v] of Object.entries(lm.manifest.components)) {
     versions[k] = v.version;
     for (const side of ALL_SIDES) {
       for (const e of v.images?.[side] ?? []) {
@@ -190,7 +208,7 @@ export function makePlan(lm: LoadedManifest, opts: PlanOptions): BuildPlan {
       }
     }
   }
-  return { manifestPath: lm.path, versions, mtime, mtimeSource: source, compression: opts.compression, outDir, bundles, imageRoles };
+  return { versions, imageRoles };
 }
 
 function planBinary(b: BinarySpec, component: string, version: string, arch: Arch, mirrors: { from: string; to: string }[], where: string): PlannedBinary {
