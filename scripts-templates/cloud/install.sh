@@ -14,6 +14,8 @@ readonly PLATFORM={{sq platform}}
 readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}} PORT_CLOUDHUB_HTTPS={{ports.cloudHubHttps}}
 readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}}
 readonly METRICS_SERVER_PORT=4443
+readonly EDGEMESH_VERSION={{sq versions.edgemesh}} METRICS_SERVER_VERSION={{sq versions.metricsServer}}
+readonly IPTABLES_MANAGER_IMAGE={{sq images.iptablesManager}}
 
 BUNDLE_DIR=$SCRIPT_DIR
 readonly BUNDLE_DIR
@@ -42,8 +44,8 @@ Installs, without any network access, on this host:
      one node), images taken from the bundle
   3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh), then checks
      that CloudCore serves them on its stream port (openssl s_client)
-  4. EdgeMesh {{versions.edgemesh}} (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
-  5. metrics-server {{versions.metricsServer}}, with the tunnel-port DNAT to CloudStream checked (iptables-manager's
+  4. EdgeMesh $EDGEMESH_VERSION (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
+  5. metrics-server $METRICS_SERVER_VERSION, with the tunnel-port DNAT to CloudStream checked (iptables-manager's
      TUNNEL-PORT) or installed where iptables-manager does not run (manifests/iptables-metrics-setup.sh)
 and prints the token and the command line for the edge nodes.
 
@@ -51,7 +53,7 @@ and prints the token and the command line for the edge nodes.
   --node-ip IP            this node's own IP if different (e.g. advertise address is a NAT/public IP);
                           default: the advertise address. Behind NAT (advertise address = the public
                           IP, --node-ip = the address on this host): the NAT must forward TCP 6443 and
-                          {{ports.cloudHubWebsocket}}-{{ports.tunnel}} to the node IP; K3s gets --node-external-ip/--tls-san for the
+                          $PORT_CLOUDHUB-$PORT_TUNNEL to the node IP; K3s gets --node-external-ip/--tls-san for the
                           advertise address and CloudCore advertises both; the stream certificate holds both
   --node-name NAME        Kubernetes node name (default: the host name, lower case)
   --edge-ips LIST         comma-separated edge node IPs to put in the stream certificate now; more
@@ -198,7 +200,7 @@ check_iptables_framework() {
     return 0
   fi
   die_preflight "iptables on this host is the nf_tables backend ($v). KubeEdge's iptables-manager in this" \
-    "bundle is the legacy-framework image ({{images.iptablesManager}}, chart default iptablesManager.framework=legacy);" \
+    "bundle is the legacy-framework image ($IPTABLES_MANAGER_IMAGE, chart default iptablesManager.framework=legacy);" \
     "the nft variant (kubeedge/iptables-manager-nft) is not in this bundle. Fix: switch this host to the legacy" \
     "backend before installing (Debian/Ubuntu: update-alternatives --set iptables /usr/sbin/iptables-legacy;" \
     "update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy), then re-run"
@@ -440,12 +442,12 @@ stream_certs() {
 }
 
 deploy_edgemesh() {
-  log "== EdgeMesh {{versions.edgemesh}} =="
+  log "== EdgeMesh $EDGEMESH_VERSION =="
   sub_script scripts/deploy-edgemesh.sh --relay-node "$NODE_NAME" --relay-address "$ADVERTISE" --timeout "$TIMEOUT"
 }
 
 deploy_metrics_server() {
-  log "== metrics-server {{versions.metricsServer}} =="
+  log "== metrics-server $METRICS_SERVER_VERSION =="
   sub_script manifests/iptables-metrics-setup.sh --cloudcore-ip "$NODE_IP" --stream-port "$PORT_STREAM" --timeout "$TIMEOUT"
   run kc apply -f "$BUNDLE_DIR/manifests/metrics-server.yaml"
   run kc -n kube-system rollout status deployment/metrics-server "--timeout=${TIMEOUT}s"

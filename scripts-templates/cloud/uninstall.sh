@@ -2,6 +2,8 @@
 # uninstall.sh (cloud): removes what install.sh installed from bundle {{bundleName}}.
 {{> shell-lib}}
 
+readonly PORT_OLD_METRICS={{ports.kubeletMetrics}}
+
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --yes [--keep-k3s] [--dry-run] [--log-file PATH] [--help]
@@ -9,7 +11,7 @@ Usage: $SCRIPT_NAME --yes [--keep-k3s] [--dry-run] [--log-file PATH] [--help]
 Reverses install.sh, in this order:
   1. metrics-server (manifests/metrics-server.yaml), and KubePrepare's own tunnel-port DNAT
      (manifests/iptables-metrics-setup.sh --remove: nat chain KUBEPREPARE-TUNNEL and its jumps, the
-     tcp/{{ports.kubeletMetrics}} rule of earlier versions, kubeprepare-tunnel-dnat.service). iptables-manager's
+     tcp/$PORT_OLD_METRICS rule of earlier versions, kubeprepare-tunnel-dnat.service). iptables-manager's
      chain TUNNEL-PORT is not ours: keadm reset does not delete it, it is gone at the next reboot
   2. EdgeMesh (manifests/edgemesh/, its ConfigMaps, the label on Service default/kubernetes)
   3. KubeEdge CloudCore: keadm reset cloud --force, then namespace kubeedge

@@ -10,6 +10,9 @@ readonly UPSTREAM_CHAIN=TUNNEL-PORT UPSTREAM_JUMP_COMMENT="kubeedge tunnel port"
 # what the scripts of earlier KubePrepare versions added (nat OUTPUT, every tcp/10350 of the host)
 readonly OLD_PORT={{ports.kubeletMetrics}} OLD_COMMENT=kubeprepare-metrics-dnat
 readonly UNIT_NAME=kubeprepare-tunnel-dnat.service
+readonly DEFAULT_STREAM_PORT={{ports.cloudStream}} TOOL_VERSION={{sq toolVersion}}
+# the first CloudCore's tunnel port (dry_run_plan)
+readonly FIRST_TUNNEL_PORT={{ports.tunnelVirtual}}
 
 usage() {
   cat <<USAGE
@@ -44,7 +47,7 @@ $OLD_COMMENT, which rewrote every tcp/$OLD_PORT the host sent) is deleted. Idemp
   --cloudcore-ip IP   the CloudCore address expected in the record (a different one is a warning:
                       the rules follow the record, as iptables-manager does). Default: NODE_IP
                       from /etc/kubeprepare/cloud.env when present.
-  --stream-port PORT  CloudStream port, the DNAT target port (default {{ports.cloudStream}})
+  --stream-port PORT  CloudStream port, the DNAT target port (default $DEFAULT_STREAM_PORT)
   --remove            delete our chain, its jumps, the old rule and $UNIT_NAME (not upstream's rules)
   --no-persist        do not install (or, with --remove, do not delete) the boot unit
   --timeout SECONDS   wait for the API, the record and upstream's rules (default 120)
@@ -58,7 +61,7 @@ USAGE
 
 RULES_MODE=auto
 CLOUDCORE_IP=""
-STREAM_PORT={{ports.cloudStream}}
+STREAM_PORT=$DEFAULT_STREAM_PORT
 REMOVE=0
 PERSIST=1
 TIMEOUT=120
@@ -295,7 +298,7 @@ verify_upstream() { # WHO
 # ---- the boot unit (our rules only) ----
 unit_text() {
   cat <<UNIT
-# Written by KubePrepare {{toolVersion}} ($BUNDLE_NAME), manifests/$SCRIPT_NAME.
+# Written by KubePrepare $TOOL_VERSION ($BUNDLE_NAME), manifests/$SCRIPT_NAME.
 # Re-applies ONLY KubePrepare's own nat chain $OUR_CHAIN (the KubeEdge tunnel-port DNAT, used when
 # iptables-manager does not run) after K3s has started; no saved ruleset is restored.
 [Unit]
@@ -348,7 +351,6 @@ fi
 # dry_run_plan: what a run would do, asking the K3s API nothing (a dry run opens no connection): the
 # rules shown are those for the record a one-node cloud gets, {"<cloudcore-ip>":FIRST_TUNNEL_PORT} (the
 # first CloudCore's tunnel port); a real run follows the record CloudCore wrote.
-readonly FIRST_TUNNEL_PORT={{ports.tunnelVirtual}}
 dry_run_plan() {
   local ip=${CLOUDCORE_IP:-<cloudcore-ip>}
   dry_read "ConfigMap kubeedge/tunnelport (its tunnel-port record), the edge nodes' kubelet ports," \

@@ -5,6 +5,8 @@
 {{> yaml-tool}}
 
 readonly PORT_TUNNEL={{ports.tunnel}}
+readonly EDGE_META_SERVER={{sq edge.metaServer}} EDGE_CLUSTER_DNS={{sq edge.clusterDNS}}
+readonly EDGE_CLUSTER_DOMAIN={{sq edge.clusterDomain}} EDGE_KUBELET_ADDRESS={{sq edge.kubeletAddress}}
 
 usage() {
   cat <<USAGE
@@ -20,10 +22,10 @@ one does not hold its value:
   modules.edgeStream.tlsTunnelCertFile                 /etc/kubeedge/certs/server.crt
   modules.edgeStream.tlsTunnelPrivateKeyFile           /etc/kubeedge/certs/server.key
   modules.metaManager.metaServer.enable                true
-  modules.metaManager.metaServer.server                {{edge.metaServer}}
-  modules.edged.tailoredKubeletConfig.clusterDNS       [{{edge.clusterDNS}}]  (EdgeMesh DNS)
-  modules.edged.tailoredKubeletConfig.clusterDomain    {{edge.clusterDomain}}
-  modules.edged.tailoredKubeletConfig.address          {{edge.kubeletAddress}}  (no external kubelet port)
+  modules.metaManager.metaServer.server                $EDGE_META_SERVER
+  modules.edged.tailoredKubeletConfig.clusterDNS       [$EDGE_CLUSTER_DNS]  (EdgeMesh DNS)
+  modules.edged.tailoredKubeletConfig.clusterDomain    $EDGE_CLUSTER_DOMAIN
+  modules.edged.tailoredKubeletConfig.address          $EDGE_KUBELET_ADDRESS  (no external kubelet port)
 Once edgecore holds its certificates (modules.edgeHub.tlsCertFile and tlsPrivateKeyFile exist), the
 join token keadm join copies into modules.edgeHub.token is cleared as well (edgecore does the same).
 Before the first change the file is copied to edgecore.yaml.bak.<timestamp> (mode 0600: it may hold
@@ -75,10 +77,10 @@ modules.edgeStream.tlsTunnelCAFile|scalar|/etc/kubeedge/ca/rootCA.crt
 modules.edgeStream.tlsTunnelCertFile|scalar|/etc/kubeedge/certs/server.crt
 modules.edgeStream.tlsTunnelPrivateKeyFile|scalar|/etc/kubeedge/certs/server.key
 modules.metaManager.metaServer.enable|scalar|true
-modules.metaManager.metaServer.server|scalar|{{edge.metaServer}}
-modules.edged.tailoredKubeletConfig.clusterDNS|list|{{edge.clusterDNS}}
-modules.edged.tailoredKubeletConfig.clusterDomain|scalar|{{edge.clusterDomain}}
-modules.edged.tailoredKubeletConfig.address|scalar|{{edge.kubeletAddress}}
+modules.metaManager.metaServer.server|scalar|$EDGE_META_SERVER
+modules.edged.tailoredKubeletConfig.clusterDNS|list|$EDGE_CLUSTER_DNS
+modules.edged.tailoredKubeletConfig.clusterDomain|scalar|$EDGE_CLUSTER_DOMAIN
+modules.edged.tailoredKubeletConfig.address|scalar|$EDGE_KUBELET_ADDRESS
 SETTINGS
   printf '%s' "$TOKEN_SETTING"
 }
