@@ -45,6 +45,7 @@ CONTAINERD_CONFIG=$(sys /etc/containerd/config.toml)
 EDGE_STATE="$KP_STATE_DIR/edge.env"
 readonly KEADM_BIN EDGECORE_BIN KUBEEDGE_DIR EDGECORE_CONFIG CONTAINERD_SOCK CONTAINERD_CONFIG EDGE_STATE
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --cloud IP:PORT --token TOKEN [--node-name NAME] [--cgroup-driver systemd|cgroupfs]
@@ -91,6 +92,7 @@ LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into CLOUD (CLOUD_IP, CLOUD_PORT), TOKEN, NODE_NAME, CGROUP_DRIVER, CHECK_CLOUD; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -128,6 +130,7 @@ parse_args() {
 # (HOST and PORT are validated before: an IPv4 address and a number.)
 tcp_probe() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" >/dev/null 2>&1; }
 
+# check_cloud_reachable: dies unless CloudHub answers on CLOUD_PORT and PORT_CLOUDHUB_HTTPS; warns when PORT_TUNNEL does not.
 check_cloud_reachable() {
   if [[ $DRY_RUN == 1 ]]; then
     _kp_emit DRY-RUN "probe TCP $CLOUD_IP:$CLOUD_PORT (CloudHub), $CLOUD_IP:$PORT_CLOUDHUB_HTTPS (certificates)" \
@@ -151,6 +154,7 @@ check_cloud_reachable() {
 
 # ---- existing KubeEdge ----
 JOINED=0
+# detect_edgecore: sets JOINED=1 when this node already joined CLOUD; dies on another cloud, version or a leftover /etc/kubeedge.
 detect_edgecore() {
   local have server
   if [[ -f $EDGECORE_CONFIG ]]; then
@@ -173,7 +177,7 @@ detect_edgecore() {
   fi
 }
 
-# The install steps still to run, whose disk needs check_disk adds up (disk.tsv).
+# disk_steps: prints the install steps still to run, whose disk needs check_disk adds up (disk.tsv).
 disk_steps() {
   printf 'images '
   [[ $JOINED == 1 ]] || printf 'join '
@@ -183,6 +187,7 @@ disk_steps() {
 # ---- container runtime ----
 RUNTIME=none # existing | ours | none
 CTR=()
+# containerd_bin: prints the path of the host's containerd binary; status 1 when there is none.
 containerd_bin() {
   local c
   for c in "$(sys /usr/local/bin/containerd)" "$(sys /usr/bin/containerd)"; do
@@ -191,6 +196,7 @@ containerd_bin() {
   [[ -z $KP_SYSROOT ]] && command -v containerd 2>/dev/null && return 0
   return 1
 }
+# config_driver: prints the cgroup driver of the containerd config, or nothing without a config.
 config_driver() { # cgroup driver of the containerd config, or nothing without a config
   [[ -f $CONTAINERD_CONFIG ]] || return 0
   if grep -Eq '^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*true' "$CONTAINERD_CONFIG"; then
@@ -200,6 +206,7 @@ config_driver() { # cgroup driver of the containerd config, or nothing without a
   fi
 }
 
+# detect_runtime: sets RUNTIME (existing, ours or none) and CGROUP_DRIVER; dies when the runtime cannot serve edgecore.
 detect_runtime() {
   local detected mark
   mark=$(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY)
@@ -369,6 +376,7 @@ runtime_start() {
   RUNTIME=ours
 }
 
+# start_runtime: starts containerd when its socket is missing, waits for it; sets CTR (the ctr command line).
 start_runtime() {
   if [[ ! -S $CONTAINERD_SOCK ]]; then
     log "containerd is installed but its socket $CONTAINERD_SOCK is missing: starting it"
@@ -387,6 +395,7 @@ start_runtime() {
   CTR+=(--address "$CONTAINERD_SOCK" -n k8s.io)
 }
 
+# import_images: imports the bundled images containerd (k8s.io) does not have yet, checks them and pins them all.
 import_images() {
   log "== images =="
   local present ref missing=()
@@ -417,6 +426,7 @@ import_images() {
   pin_images "${CTR[@]}" -- "${ALL_IMAGES[@]}"
 }
 
+# normalize_ref REF: prints REF in containerd's full form (docker.io/library/..., :latest).
 # An existing containerd starts pod sandboxes (keadm join's own, then every pod's) from the sandbox
 # image of ITS config (sandbox_image / sandbox; 1.7 defaults to registry.k8s.io/pause:3.8). With no
 # network it must already be in the image store: when it is missing, the bundled pause image is tagged
@@ -431,12 +441,14 @@ normalize_ref() {
   [[ ${r##*/} == *:* || $r == *@* ]] || r="$r:latest"
   printf '%s' "$r"
 }
+# runtime_sandbox_image: prints the sandbox image of the existing containerd's config (containerd config dump), or nothing.
 runtime_sandbox_image() {
   local bin dump
   bin=$(containerd_bin) || return 0
   dump=$("$bin" config dump 2>/dev/null) || return 0
   sed -nE "s/^[[:space:]]*(sandbox_image|sandbox)[[:space:]]*=[[:space:]]*[\"']([^\"']+)[\"'].*/\\2/p" <<<"$dump" | head -n 1
 }
+# ensure_sandbox_image: tags the bundled pause image as the existing containerd's sandbox image when that one is missing.
 ensure_sandbox_image() {
   [[ -n $SANDBOX_IMAGE && $RUNTIME == existing ]] || return 0
   local want present
@@ -462,6 +474,7 @@ ensure_sandbox_image() {
   run "${CTR[@]}" images tag "$SANDBOX_IMAGE" "$want"
 }
 
+# join: installs keadm and runs keadm join (skipped when already joined); waits for edgecore.yaml.
 join() {
   log "== keadm join =="
   install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
@@ -483,6 +496,7 @@ join() {
   wait_for "$TIMEOUT" "$EDGECORE_CONFIG written by keadm join" test -f "$EDGECORE_CONFIG"
 }
 
+# configure_edgecore: runs scripts/configure-edgecore.sh with our --dry-run / --log-file.
 configure_edgecore() {
   log "== edgecore configuration =="
   local extra=()
@@ -496,6 +510,7 @@ configure_edgecore() {
     --timeout "$TIMEOUT" "${extra[@]+"${extra[@]}"}"
 }
 
+# summary: records CLOUD, NODE_NAME, CGROUP_DRIVER in edge.env and prints what was done.
 summary() {
   local my_ip=""
   if command -v ip >/dev/null 2>&1; then
@@ -520,6 +535,7 @@ summary() {
   log "edge install finished"
 }
 
+# main ARGS...: runs the install steps in order.
 main() {
   parse_args "$@"
   log_init "$LOG_PATH"

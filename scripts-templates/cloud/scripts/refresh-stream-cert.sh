@@ -6,6 +6,7 @@
 
 readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}} PORT_TUNNEL={{ports.tunnel}} PORT_STREAM={{ports.cloudStream}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME [--add-edge-ip IP...] [--add-ip IP...] [--from-nodes] [--cert-dir DIR]
@@ -58,6 +59,7 @@ LOG_PATH=""
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into NEW_IPS, FROM_NODES, CERT_DIR, APPLY, CHECK_ONLY, STREAM_ENDPOINT; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -85,6 +87,7 @@ parse_args() {
 }
 
 
+# node_ips: prints the InternalIP and ExternalIP of every node, one a line.
 node_ips() {
   kc get nodes -o jsonpath='{range .items[*]}{range .status.addresses[*]}{.type}={.address}{"\n"}{end}{end}' |
     awk -F= '$1 == "InternalIP" || $1 == "ExternalIP" { print $2 }'
@@ -101,12 +104,14 @@ secret_matches() {
   done
 }
 
+# stream_ca: prints the path of the CA the served certificate must verify against:
 # The CA the served certificate must verify against: the K3s server CA (what kube-apiserver's
 # --kubelet-certificate-authority is on K3s) when present, else the stream CA this script signs with.
 stream_ca() {
   if [[ -f $(stream_kubelet_ca) ]]; then stream_kubelet_ca; else printf '%s' "$CERT_DIR/streamCA.crt"; fi
 }
 SAN_IPS=()
+# served_ok_now: does CloudCore serve a certificate for SAN_IPS that verifies against stream_ca?
 served_ok_now() { stream_cert_served "$(stream_endpoint)" "$(stream_ca)" "${SAN_IPS[@]}"; }
 
 # ensure_recreate: the cloudcore Deployment of the chart has strategy {} (RollingUpdate, maxSurge 25% = 1
@@ -133,6 +138,7 @@ ensure_recreate() {
   log "cloudcore Deployment strategy: Recreate"
 }
 
+# check_served: (--check) dies (exit 4) unless CloudCore serves a certificate for the recorded IPs.
 check_served() {
   local ips=() ip
   [[ -f $IPS_STATE ]] || die_usage "no IP known yet ($IPS_STATE): nothing to check against"
@@ -148,6 +154,7 @@ check_served() {
   die_verify "$STREAM_CERT_RESULT. Fix: $SCRIPT_NAME (restarts CloudCore when needed)"
 }
 
+# main ARGS...: makes the certificate for the known IPs, stores it in Secret kubeedge/cloudcore, restarts CloudCore when it serves another.
 main() {
   parse_args "$@"
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
