@@ -14,6 +14,8 @@ readonly PLATFORM={{sq platform}}
 readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}} PORT_CLOUDHUB_HTTPS={{ports.cloudHubHttps}}
 readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}}
 readonly METRICS_SERVER_PORT=4443
+readonly EDGEMESH_VERSION={{sq versions.edgemesh}} METRICS_SERVER_VERSION={{sq versions.metricsServer}}
+readonly IPTABLES_MANAGER_IMAGE={{sq images.iptablesManager}}
 
 BUNDLE_DIR=$SCRIPT_DIR
 readonly BUNDLE_DIR
@@ -30,6 +32,7 @@ KUBECONFIG_PATH=$(sys /etc/rancher/k3s/k3s.yaml)
 CLOUD_STATE="$KP_STATE_DIR/cloud.env"
 readonly K3S_BIN KEADM_BIN K3S_IMAGES_DIR KUBECONFIG_PATH CLOUD_STATE
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --advertise-address IP [--node-ip IP] [--node-name NAME] [--edge-ips IP,IP...]
@@ -42,8 +45,8 @@ Installs, without any network access, on this host:
      one node), images taken from the bundle
   3. stream certificates whose SANs hold every node IP (scripts/refresh-stream-cert.sh), then checks
      that CloudCore serves them on its stream port (openssl s_client)
-  4. EdgeMesh {{versions.edgemesh}} (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
-  5. metrics-server {{versions.metricsServer}}, with the tunnel-port DNAT to CloudStream checked (iptables-manager's
+  4. EdgeMesh $EDGEMESH_VERSION (relay node = this node, PSK kept in /etc/kubeprepare/edgemesh-psk)
+  5. metrics-server $METRICS_SERVER_VERSION, with the tunnel-port DNAT to CloudStream checked (iptables-manager's
      TUNNEL-PORT) or installed where iptables-manager does not run (manifests/iptables-metrics-setup.sh)
 and prints the token and the command line for the edge nodes.
 
@@ -51,7 +54,7 @@ and prints the token and the command line for the edge nodes.
   --node-ip IP            this node's own IP if different (e.g. advertise address is a NAT/public IP);
                           default: the advertise address. Behind NAT (advertise address = the public
                           IP, --node-ip = the address on this host): the NAT must forward TCP 6443 and
-                          {{ports.cloudHubWebsocket}}-{{ports.tunnel}} to the node IP; K3s gets --node-external-ip/--tls-san for the
+                          $PORT_CLOUDHUB-$PORT_TUNNEL to the node IP; K3s gets --node-external-ip/--tls-san for the
                           advertise address and CloudCore advertises both; the stream certificate holds both
   --node-name NAME        Kubernetes node name (default: the host name, lower case)
   --edge-ips LIST         comma-separated edge node IPs to put in the stream certificate now; more
@@ -83,6 +86,7 @@ LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into ADVERTISE, NODE_IP, NODE_NAME, EDGE_IPS, STREAM_ENDPOINT; dies (exit 2) on bad usage.
 parse_args() {
   local list ip ips=()
   normalize_args "$@"
@@ -121,6 +125,7 @@ parse_args() {
 K3S_STATE=absent      # absent | same | other
 KUBEEDGE_STATE=absent # absent | same | other | unknown (API not reachable yet)
 
+# detect_k3s: sets K3S_STATE (absent or same); dies when another K3s version is installed.
 detect_k3s() {
   local have
   [[ -x $K3S_BIN ]] || return 0
@@ -135,6 +140,7 @@ detect_k3s() {
   fi
 }
 
+# detect_kubeedge: sets KUBEEDGE_STATE from the cloudcore Deployment (unknown without the API); dies on another version.
 detect_kubeedge() {
   local image tag
   if [[ $K3S_STATE == absent ]]; then
@@ -164,6 +170,7 @@ detect_kubeedge() {
   fi
 }
 
+# check_ports: dies unless the ports of K3s, CloudCore and metrics-server are free or held by our own.
 check_ports() {
   local port owners bad=()
   local -A allowed=([6443]=k3s [$PORT_CLOUDHUB]=cloudcore [$PORT_CLOUDHUB_HTTPS]=cloudcore
@@ -182,6 +189,7 @@ check_ports() {
   ((${#bad[@]} == 0)) || die_preflight "port(s) needed by K3s/CloudCore/metrics-server are taken by other programs: ${bad[*]}"
 }
 
+# check_iptables_framework: dies on an nf_tables iptables (warns when CloudCore is already deployed).
 # The chart's iptables-manager (external mode) defaults to iptablesManager.framework=legacy: its image
 # switches iptables to iptables-legacy (build/iptablesmanager/Dockerfile). On a host whose iptables is
 # the nf_tables backend, its TUNNEL-PORT rules would land in the legacy tables beside K3s' nft rules.
@@ -198,12 +206,13 @@ check_iptables_framework() {
     return 0
   fi
   die_preflight "iptables on this host is the nf_tables backend ($v). KubeEdge's iptables-manager in this" \
-    "bundle is the legacy-framework image ({{images.iptablesManager}}, chart default iptablesManager.framework=legacy);" \
+    "bundle is the legacy-framework image ($IPTABLES_MANAGER_IMAGE, chart default iptablesManager.framework=legacy);" \
     "the nft variant (kubeedge/iptables-manager-nft) is not in this bundle. Fix: switch this host to the legacy" \
     "backend before installing (Debian/Ubuntu: update-alternatives --set iptables /usr/sbin/iptables-legacy;" \
     "update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy), then re-run"
 }
 
+# preflight: root, arch, commands, bundle files and checksums, existing K3s/KubeEdge, iptables, ports, disk.
 preflight() {
   log "== preflight =="
   need_root
@@ -225,7 +234,7 @@ preflight() {
   log "advertise address $ADVERTISE, node IP $NODE_IP, node name $NODE_NAME"
 }
 
-# The install steps still to run, whose disk needs check_disk adds up (disk.tsv).
+# disk_steps: prints the install steps still to run, whose disk needs check_disk adds up (disk.tsv).
 disk_steps() {
   [[ $K3S_STATE == same ]] || printf 'k3s '
   cmp -s -- "$BUNDLE_IMAGES" "$K3S_IMAGES_DIR/kubeprepare-cloud-images.tar" 2>/dev/null || printf 'images '
@@ -233,6 +242,7 @@ disk_steps() {
 }
 
 # ---- K3s ----
+# k3s_exec: prints the K3s server command line (INSTALL_K3S_EXEC) for these addresses.
 k3s_exec() {
   local args=(server --egress-selector-mode=disabled --disable=metrics-server
     "--advertise-address=$ADVERTISE" "--node-ip=$NODE_IP" "--node-name=$NODE_NAME")
@@ -242,6 +252,7 @@ k3s_exec() {
   printf '%s' "${args[*]}"
 }
 
+# install_k3s: installs K3s and its images (airgap install script) unless it already runs with this command line; waits for the node.
 install_k3s() {
   log "== K3s $K3S_VERSION =="
   local exec_line stamp
@@ -262,11 +273,12 @@ install_k3s() {
   wait_for "$TIMEOUT" "the K3s API server" api_up
   wait_for "$TIMEOUT" "node $NODE_NAME to be Ready" node_ready
 }
+# node_ready: is node NODE_NAME Ready?
 node_ready() {
   [[ $(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
-# The images reach containerd when K3s starts (agent/images); import what is still missing.
+# ensure_images: imports the bundled images K3s containerd does not have yet (agent/images brings them at start) and pins them all.
 ensure_images() {
   local present ref missing=()
   if [[ $DRY_RUN == 1 ]]; then
@@ -295,6 +307,7 @@ ensure_images() {
 # the nodes where it is "true". Labelling this node keeps svclb off every edge node, also off edge nodes
 # joined before the edge taint existed (docs/scheduling.md).
 readonly SERVICELB_LABEL=svccontroller.k3s.cattle.io/enablelb
+# pin_servicelb: labels this node SERVICELB_LABEL=true (read back) so that svclb pods run on it only.
 pin_servicelb() {
   local have=""
   if [[ $DRY_RUN == 0 ]]; then
@@ -312,10 +325,12 @@ pin_servicelb() {
 }
 
 # ---- KubeEdge CloudCore ----
+# advertise_list: prints the --advertise-address list of keadm init (ADVERTISE, and NODE_IP when it differs).
 advertise_list() {
   if [[ $NODE_IP != "$ADVERTISE" ]]; then printf '%s,%s' "$ADVERTISE" "$NODE_IP"; else printf '%s' "$ADVERTISE"; fi
 }
 
+# install_kubeedge: keadm init of CloudCore (skipped when the same version is deployed), waits for its rollout, checks its config.
 install_kubeedge() {
   log "== KubeEdge CloudCore $KUBEEDGE_VERSION =="
   install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
@@ -356,6 +371,7 @@ install_kubeedge() {
   check_cloudcore_config
 }
 
+# clear_failed_init: removes the Helm release a failed keadm init left (keadm reset cloud) and waits for namespace kubeedge to go.
 # keadm init is helm install with Wait (60 s) and no Atomic: when it fails, the Helm release cloudcore
 # stays (status failed) with what it had created, and every later keadm init refuses ("the cloudcore
 # release already exists"). Once CloudCore's Deployment exists a rerun skips keadm init (detect_kubeedge);
@@ -370,9 +386,10 @@ clear_failed_init() {
   run "$KEADM_BIN" reset cloud --kube-config "$KUBECONFIG_PATH" --force
   wait_for "$TIMEOUT" "namespace kubeedge to be deleted (keadm reset cloud)" namespace_gone kubeedge
 }
+# namespace_gone NAME: is namespace NAME gone?
 namespace_gone() { ! kc get namespace "$1" >/dev/null 2>&1; }
 
-# cloudStream and dynamicController must be on (logs/exec, metaServer, EdgeMesh).
+# check_cloudcore_config: dies unless cloudStream and dynamicController are on (logs/exec, metaServer, EdgeMesh) with our ports.
 check_cloudcore_config() {
   local cfg tmp v bad=()
   if [[ $DRY_RUN == 1 ]]; then
@@ -399,6 +416,7 @@ check_cloudcore_config() {
   log "CloudCore config: cloudStream and dynamicController enabled (stream $PORT_STREAM, tunnel $PORT_TUNNEL)"
 }
 
+# check_tunnelport: logs the tunnel-port record of ConfigMap kubeedge/tunnelport; warns when it is not there yet.
 # CloudCore creates ConfigMap kubeedge/tunnelport and records the negotiated tunnel port of each
 # CloudCore IP in its annotation; iptables-manager builds the TUNNEL-PORT DNAT rules from it.
 check_tunnelport() {
@@ -420,6 +438,7 @@ check_tunnelport() {
 }
 
 # ---- stream certificates, EdgeMesh, metrics-server: helper scripts of the bundle ----
+# sub_script PATH ARGS...: runs a bundle script with our --dry-run / --log-file.
 sub_script() { # path args...: runs a bundle script with our --dry-run / --log-file
   local script=$1
   shift
@@ -429,6 +448,7 @@ sub_script() { # path args...: runs a bundle script with our --dry-run / --log-f
   "$BUNDLE_DIR/$script" "$@" "${extra[@]+"${extra[@]}"}"
 }
 
+# stream_certs: makes and applies the stream certificate for the cloud addresses and EDGE_IPS (scripts/refresh-stream-cert.sh).
 stream_certs() {
   log "== stream certificates =="
   local args=(--add-ip "$ADVERTISE") ip
@@ -439,13 +459,15 @@ stream_certs() {
   sub_script scripts/refresh-stream-cert.sh "${args[@]}" --timeout "$TIMEOUT"
 }
 
+# deploy_edgemesh: deploys EdgeMesh with this node as relay (scripts/deploy-edgemesh.sh).
 deploy_edgemesh() {
-  log "== EdgeMesh {{versions.edgemesh}} =="
+  log "== EdgeMesh $EDGEMESH_VERSION =="
   sub_script scripts/deploy-edgemesh.sh --relay-node "$NODE_NAME" --relay-address "$ADVERTISE" --timeout "$TIMEOUT"
 }
 
+# deploy_metrics_server: the tunnel-port DNAT, then metrics-server; waits for the metrics API.
 deploy_metrics_server() {
-  log "== metrics-server {{versions.metricsServer}} =="
+  log "== metrics-server $METRICS_SERVER_VERSION =="
   sub_script manifests/iptables-metrics-setup.sh --cloudcore-ip "$NODE_IP" --stream-port "$PORT_STREAM" --timeout "$TIMEOUT"
   run kc apply -f "$BUNDLE_DIR/manifests/metrics-server.yaml"
   run kc -n kube-system rollout status deployment/metrics-server "--timeout=${TIMEOUT}s"
@@ -453,10 +475,12 @@ deploy_metrics_server() {
     wait_for "$TIMEOUT" "the metrics API (APIService v1beta1.metrics.k8s.io Available)" metrics_api_available
   fi
 }
+# metrics_api_available: is APIService v1beta1.metrics.k8s.io Available?
 metrics_api_available() {
   [[ $(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) == True ]]
 }
 
+# save_state: records the addresses, node name and bundle in cloud.env (other keys kept).
 save_state() {
   [[ $DRY_RUN == 1 ]] && return 0
   {
@@ -466,6 +490,7 @@ save_state() {
   } | sort | write_file "$CLOUD_STATE" 0600
 }
 
+# print_join: prints the edge token and the commands to run on each edge node.
 print_join() {
   local token
   log "== edge nodes =="
@@ -492,6 +517,7 @@ print_join() {
   log "install finished (the token is printed on the terminal only)"
 }
 
+# main ARGS...: runs the install steps in order.
 main() {
   parse_args "$@"
   log_init "$LOG_PATH"

@@ -2,6 +2,9 @@
 # uninstall.sh (cloud): removes what install.sh installed from bundle {{bundleName}}.
 {{> shell-lib}}
 
+readonly PORT_OLD_METRICS={{ports.kubeletMetrics}}
+
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --yes [--keep-k3s] [--dry-run] [--log-file PATH] [--help]
@@ -9,7 +12,7 @@ Usage: $SCRIPT_NAME --yes [--keep-k3s] [--dry-run] [--log-file PATH] [--help]
 Reverses install.sh, in this order:
   1. metrics-server (manifests/metrics-server.yaml), and KubePrepare's own tunnel-port DNAT
      (manifests/iptables-metrics-setup.sh --remove: nat chain KUBEPREPARE-TUNNEL and its jumps, the
-     tcp/{{ports.kubeletMetrics}} rule of earlier versions, kubeprepare-tunnel-dnat.service). iptables-manager's
+     tcp/$PORT_OLD_METRICS rule of earlier versions, kubeprepare-tunnel-dnat.service). iptables-manager's
      chain TUNNEL-PORT is not ours: keadm reset does not delete it, it is gone at the next reboot
   2. EdgeMesh (manifests/edgemesh/, its ConfigMaps, the label on Service default/kubernetes)
   3. KubeEdge CloudCore: keadm reset cloud --force, then namespace kubeedge
@@ -36,6 +39,7 @@ BUNDLE_DIR=$SCRIPT_DIR
 
 readonly KP_COMMON_OPTS="--dry-run --log-file"
 
+# parse_args ARGS...: reads --yes and --keep-k3s; dies (exit 2) without --yes (unless --dry-run).
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -52,6 +56,7 @@ parse_args() {
 }
 
 
+# sub_script PATH ARGS...: runs a bundle script with our --dry-run / --log-file.
 sub_script() {
   local script=$1 extra=()
   shift
@@ -60,6 +65,7 @@ sub_script() {
   "$BUNDLE_DIR/$script" "$@" "${extra[@]+"${extra[@]}"}"
 }
 
+# remove_cluster_objects: removes metrics-server, EdgeMesh and KubeEdge CloudCore from the cluster (when the API answers).
 remove_cluster_objects() {
   if [[ $DRY_RUN == 1 ]]; then
     dry_read "whether the K3s API answers; when it does, these objects are removed:"
@@ -95,6 +101,7 @@ remove_cluster_objects() {
   fi
 }
 
+# main ARGS...: runs the uninstall steps, in the reverse order of install.sh.
 main() {
   parse_args "$@"
   log_init "$LOG_PATH"

@@ -2,6 +2,7 @@
 # verify.sh: checks every file of this bundle ({{bundleName}}) against SHA256SUMS.
 {{> shell-lib}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME [--quiet] [--help]

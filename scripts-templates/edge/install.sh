@@ -10,6 +10,10 @@ readonly ALL_IMAGES=({{#each images.all}}{{sq this}} {{/each}})
 readonly PLATFORM={{sq platform}}
 readonly RUNTIME_BUNDLED={{#if runtimeBundled}}1{{else}}0{{/if}}
 readonly PORT_CLOUDHUB_HTTPS={{ports.cloudHubHttps}} PORT_TUNNEL={{ports.tunnel}}
+readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}}
+# edgecore settings keadm join is given (and summary prints)
+readonly EDGE_META_SERVER={{sq edge.metaServer}} EDGE_CLUSTER_DNS={{sq edge.clusterDNS}}
+readonly EDGE_CLUSTER_DOMAIN={{sq edge.clusterDomain}} EDGE_KUBELET_ADDRESS={{sq edge.kubeletAddress}}
 
 BUNDLE_DIR=$SCRIPT_DIR
 readonly BUNDLE_DIR
@@ -17,14 +21,20 @@ readonly BUNDLE_KEADM="$BUNDLE_DIR/{{files.keadm}}"
 readonly BUNDLE_IMAGES="$BUNDLE_DIR/{{files.imagesArchive}}"
 # The bundled pause image: sandbox image of the bundled containerd, or tagged for an existing one.
 readonly SANDBOX_IMAGE={{sq images.pause}}
+# The runtime installed on hosts without one (install_runtime); all empty when the bundle carries
+# none (RUNTIME_BUNDLED=0: containerd publishes no build for this arch).
 {{#if runtimeBundled}}
 readonly BUNDLE_CONTAINERD="$BUNDLE_DIR/{{files.containerdTarball}}"
 readonly BUNDLE_RUNC="$BUNDLE_DIR/{{files.runc}}"
 readonly BUNDLE_CNI="$BUNDLE_DIR/{{files.cniPluginsTarball}}"
+readonly CONTAINERD_VERSION={{sq versions.containerd}} RUNC_VERSION={{sq versions.runc}} CNI_PLUGINS_VERSION={{sq versions.cniPlugins}}
+{{else}}
+readonly BUNDLE_CONTAINERD="" BUNDLE_RUNC="" BUNDLE_CNI=""
+readonly CONTAINERD_VERSION="" RUNC_VERSION="" CNI_PLUGINS_VERSION=""
+{{/if}}
 CNI_CONF_DIR=$(sys /etc/cni/net.d)
 RUNTIME_FILES="$KP_STATE_DIR/edge-runtime-files"
 readonly CNI_CONF_DIR RUNTIME_FILES
-{{/if}}
 
 KEADM_BIN=$(sys /usr/local/bin/keadm)
 EDGECORE_BIN=$(sys /usr/local/bin/edgecore)
@@ -35,6 +45,7 @@ CONTAINERD_CONFIG=$(sys /etc/containerd/config.toml)
 EDGE_STATE="$KP_STATE_DIR/edge.env"
 readonly KEADM_BIN EDGECORE_BIN KUBEEDGE_DIR EDGECORE_CONFIG CONTAINERD_SOCK CONTAINERD_CONFIG EDGE_STATE
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --cloud IP:PORT --token TOKEN [--node-name NAME] [--cgroup-driver systemd|cgroupfs]
@@ -49,7 +60,7 @@ Joins this host to the KubeEdge cloud without network access beyond the cloud no
      (scripts/configure-edgecore.sh: edgecore stopped, backup, structured edit, started, read back twice;
      the join token is cleared once edgecore has its certificates)
 
-  --cloud IP:PORT          CloudHub address of the cloud node, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}}  [required]
+  --cloud IP:PORT          CloudHub address of the cloud node, e.g. 192.168.1.10:$PORT_CLOUDHUB  [required]
   --token TOKEN            output of 'keadm gettoken' on the cloud node                       [required]
   --node-name NAME         node name in Kubernetes (default: the host name, lower case)
   --cgroup-driver DRIVER   systemd or cgroupfs. With an existing containerd it must match it (default:
@@ -81,6 +92,7 @@ LOG_PATH=$(sys /var/log/kubeprepare-install.log)
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into CLOUD (CLOUD_IP, CLOUD_PORT), TOKEN, NODE_NAME, CGROUP_DRIVER, CHECK_CLOUD; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -94,7 +106,7 @@ parse_args() {
       *) common_arg "$@"; shift "$KP_SHIFT" ;;
     esac
   done
-  [[ -n $CLOUD ]] || die_usage "--cloud is required (IP:PORT of CloudHub, e.g. 192.168.1.10:{{ports.cloudHubWebsocket}})"
+  [[ -n $CLOUD ]] || die_usage "--cloud is required (IP:PORT of CloudHub, e.g. 192.168.1.10:$PORT_CLOUDHUB)"
   [[ -n $TOKEN || $CHECK_CLOUD == 1 ]] || die_usage "--token is required (run 'keadm gettoken' on the cloud node)"
   [[ $CLOUD == *:* ]] || die_usage "--cloud: '$CLOUD' has no port; expected IP:PORT"
   CLOUD_IP=${CLOUD%:*}
@@ -118,6 +130,7 @@ parse_args() {
 # (HOST and PORT are validated before: an IPv4 address and a number.)
 tcp_probe() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" >/dev/null 2>&1; }
 
+# check_cloud_reachable: dies unless CloudHub answers on CLOUD_PORT and PORT_CLOUDHUB_HTTPS; warns when PORT_TUNNEL does not.
 check_cloud_reachable() {
   if [[ $DRY_RUN == 1 ]]; then
     _kp_emit DRY-RUN "probe TCP $CLOUD_IP:$CLOUD_PORT (CloudHub), $CLOUD_IP:$PORT_CLOUDHUB_HTTPS (certificates)" \
@@ -141,6 +154,7 @@ check_cloud_reachable() {
 
 # ---- existing KubeEdge ----
 JOINED=0
+# detect_edgecore: sets JOINED=1 when this node already joined CLOUD; dies on another cloud, version or a leftover /etc/kubeedge.
 detect_edgecore() {
   local have server
   if [[ -f $EDGECORE_CONFIG ]]; then
@@ -163,7 +177,7 @@ detect_edgecore() {
   fi
 }
 
-# The install steps still to run, whose disk needs check_disk adds up (disk.tsv).
+# disk_steps: prints the install steps still to run, whose disk needs check_disk adds up (disk.tsv).
 disk_steps() {
   printf 'images '
   [[ $JOINED == 1 ]] || printf 'join '
@@ -173,6 +187,7 @@ disk_steps() {
 # ---- container runtime ----
 RUNTIME=none # existing | ours | none
 CTR=()
+# containerd_bin: prints the path of the host's containerd binary; status 1 when there is none.
 containerd_bin() {
   local c
   for c in "$(sys /usr/local/bin/containerd)" "$(sys /usr/bin/containerd)"; do
@@ -181,6 +196,7 @@ containerd_bin() {
   [[ -z $KP_SYSROOT ]] && command -v containerd 2>/dev/null && return 0
   return 1
 }
+# config_driver: prints the cgroup driver of the containerd config, or nothing without a config.
 config_driver() { # cgroup driver of the containerd config, or nothing without a config
   [[ -f $CONTAINERD_CONFIG ]] || return 0
   if grep -Eq '^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*true' "$CONTAINERD_CONFIG"; then
@@ -190,6 +206,7 @@ config_driver() { # cgroup driver of the containerd config, or nothing without a
   fi
 }
 
+# detect_runtime: sets RUNTIME (existing, ours or none) and CGROUP_DRIVER; dies when the runtime cannot serve edgecore.
 detect_runtime() {
   local detected mark
   mark=$(state_get "$EDGE_STATE" RUNTIME_INSTALLED_BY)
@@ -224,12 +241,27 @@ detect_runtime() {
     "as it is (cgroup driver $CGROUP_DRIVER)"
 }
 
-{{#if runtimeBundled}}
+# install_runtime: installs the bundled containerd, runc and CNI plugins when the host has no runtime
+# (RUNTIME=none); dies when this bundle carries none. Marks the runtime ours (edge.env) and starts it.
 install_runtime() {
   [[ $RUNTIME == none ]] || return 0
-  log "== installing containerd {{versions.containerd}}, runc {{versions.runc}}, CNI plugins {{versions.cniPlugins}} =="
-  local prefix files=() f default_cfg cni_conf=0
-  prefix=$(sys /usr/local)
+  [[ $RUNTIME_BUNDLED == 1 ]] || die_preflight "no container runtime and none in this bundle"
+  log "== installing containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, CNI plugins $CNI_PLUGINS_VERSION =="
+  runtime_mark_files
+  runtime_extract
+  runtime_write_config
+  runtime_write_unit
+  if ((RUNTIME_CNI_CONF)); then
+    runtime_write_cni_conf
+  fi
+  runtime_start
+}
+
+# runtime_mark_files: writes the list of every file the bundled runtime installs ($RUNTIME_FILES) and
+# the mark kubeprepare-incomplete; sets RUNTIME_CNI_CONF=1 when the host has no CNI network config.
+RUNTIME_CNI_CONF=0
+runtime_mark_files() {
+  local files=() f
   while IFS= read -r f; do
     [[ $f == */ ]] || files+=("/usr/local/${f#./}")
   done < <(tar -tzf "$BUNDLE_CONTAINERD")
@@ -240,38 +272,51 @@ install_runtime() {
   files+=(/etc/containerd/config.toml /etc/systemd/system/containerd.service)
   # Without a CNI network the kubelet in edgecore reports the node NotReady.
   if [[ -z $(find "$CNI_CONF_DIR" -maxdepth 1 \( -name '*.conf' -o -name '*.conflist' \) 2>/dev/null) ]]; then
-    cni_conf=1
+    RUNTIME_CNI_CONF=1
     files+=(/etc/cni/net.d/10-kubeprepare-bridge.conflist)
   fi
   # The file list and the mark "kubeprepare-incomplete" are written before anything else: a run that
   # stops halfway is then known as ours, the next run installs the runtime again (detect_runtime),
-  # and uninstall.sh removes what was written. The mark becomes "kubeprepare" once all is in place.
+  # and uninstall.sh removes what was written. The mark becomes "kubeprepare" once all is in place
+  # (runtime_start).
   printf '%s\n' "${files[@]}" | sort -u | write_file "$RUNTIME_FILES" 0600
   [[ $DRY_RUN == 1 ]] || state_put "$EDGE_STATE" RUNTIME_INSTALLED_BY kubeprepare-incomplete
+}
+
+# runtime_extract: unpacks containerd into /usr/local, installs runc, unpacks the CNI plugins into /opt/cni/bin.
+runtime_extract() {
+  local prefix
+  prefix=$(sys /usr/local)
   run mkdir -p -- "$prefix"
   run tar -C "$prefix" -xzf "$BUNDLE_CONTAINERD"
   install_file "$BUNDLE_RUNC" "$(sys /usr/local/sbin/runc)" 0755
   run mkdir -p -- "$(sys /opt/cni/bin)"
   run tar -C "$(sys /opt/cni/bin)" -xzf "$BUNDLE_CNI"
+}
 
-  # config.toml: containerd's own defaults, with the runc cgroup driver keadm join is given and
-  # the bundled pause image as sandbox image (edgecore starts pod sandboxes before any pull).
+# runtime_write_config: writes $CONTAINERD_CONFIG: containerd's own defaults, with the runc cgroup
+# driver keadm join is given and the bundled pause image as sandbox image (edgecore starts pod
+# sandboxes before any pull); dies when the cgroup driver could not be set.
+runtime_write_config() {
   if [[ $DRY_RUN == 1 ]]; then
     _kp_emit DRY-RUN "containerd config default > $CONTAINERD_CONFIG (SystemdCgroup for $CGROUP_DRIVER, sandbox $SANDBOX_IMAGE)"
-  else
-    default_cfg=$("$(sys /usr/local/bin/containerd)" config default)
-    local want=false
-    [[ $CGROUP_DRIVER == systemd ]] && want=true
-    local edits=(-e "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\\1$want/")
-    if [[ -n $SANDBOX_IMAGE ]]; then
-      edits+=(-e "s#^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*#\\1\"$SANDBOX_IMAGE\"#"
-        -e "s#^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*#\\1'$SANDBOX_IMAGE'#")
-    fi
-    printf '%s\n' "$default_cfg" | sed -E "${edits[@]}" | write_file "$CONTAINERD_CONFIG" 0644
-    [[ $(config_driver) == "$CGROUP_DRIVER" ]] ||
-      die "could not set the cgroup driver $CGROUP_DRIVER in $CONTAINERD_CONFIG (no SystemdCgroup key in containerd's default config)"
+    return 0
   fi
+  local default_cfg want=false
+  default_cfg=$("$(sys /usr/local/bin/containerd)" config default)
+  [[ $CGROUP_DRIVER == systemd ]] && want=true
+  local edits=(-e "s/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*).*/\\1$want/")
+  if [[ -n $SANDBOX_IMAGE ]]; then
+    edits+=(-e "s#^([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*).*#\\1\"$SANDBOX_IMAGE\"#"
+      -e "s#^([[:space:]]*sandbox[[:space:]]*=[[:space:]]*).*#\\1'$SANDBOX_IMAGE'#")
+  fi
+  printf '%s\n' "$default_cfg" | sed -E "${edits[@]}" | write_file "$CONTAINERD_CONFIG" 0644
+  [[ $(config_driver) == "$CGROUP_DRIVER" ]] ||
+    die "could not set the cgroup driver $CGROUP_DRIVER in $CONTAINERD_CONFIG (no SystemdCgroup key in containerd's default config)"
+}
 
+# runtime_write_unit: writes the systemd unit containerd.service of the bundled containerd.
+runtime_write_unit() {
   write_file "$(sys /etc/systemd/system/containerd.service)" 0644 <<UNIT
 # Installed by KubePrepare ($BUNDLE_NAME); removed by its uninstall.sh.
 [Unit]
@@ -295,9 +340,11 @@ OOMScoreAdj=-999
 [Install]
 WantedBy=multi-user.target
 UNIT
+}
 
-  if ((cni_conf)); then
-    write_file "$CNI_CONF_DIR/10-kubeprepare-bridge.conflist" 0644 <<'CNI'
+# runtime_write_cni_conf: writes the bridge network 10-kubeprepare-bridge.conflist into $CNI_CONF_DIR.
+runtime_write_cni_conf() {
+  write_file "$CNI_CONF_DIR/10-kubeprepare-bridge.conflist" 0644 <<'CNI'
 {
   "cniVersion": "1.0.0",
   "name": "kubeprepare-bridge",
@@ -319,20 +366,17 @@ UNIT
   ]
 }
 CNI
-  fi
+}
 
+# runtime_start: marks the runtime ours ("kubeprepare", once all is in place), enables and starts it.
+runtime_start() {
   [[ $DRY_RUN == 1 ]] || state_put "$EDGE_STATE" RUNTIME_INSTALLED_BY kubeprepare
   run systemctl daemon-reload
   run systemctl enable --now containerd
   RUNTIME=ours
 }
-{{else}}
-install_runtime() {
-  [[ $RUNTIME == none ]] || return 0
-  die_preflight "no container runtime and none in this bundle"
-}
-{{/if}}
 
+# start_runtime: starts containerd when its socket is missing, waits for it; sets CTR (the ctr command line).
 start_runtime() {
   if [[ ! -S $CONTAINERD_SOCK ]]; then
     log "containerd is installed but its socket $CONTAINERD_SOCK is missing: starting it"
@@ -351,6 +395,7 @@ start_runtime() {
   CTR+=(--address "$CONTAINERD_SOCK" -n k8s.io)
 }
 
+# import_images: imports the bundled images containerd (k8s.io) does not have yet, checks them and pins them all.
 import_images() {
   log "== images =="
   local present ref missing=()
@@ -381,6 +426,7 @@ import_images() {
   pin_images "${CTR[@]}" -- "${ALL_IMAGES[@]}"
 }
 
+# normalize_ref REF: prints REF in containerd's full form (docker.io/library/..., :latest).
 # An existing containerd starts pod sandboxes (keadm join's own, then every pod's) from the sandbox
 # image of ITS config (sandbox_image / sandbox; 1.7 defaults to registry.k8s.io/pause:3.8). With no
 # network it must already be in the image store: when it is missing, the bundled pause image is tagged
@@ -395,12 +441,14 @@ normalize_ref() {
   [[ ${r##*/} == *:* || $r == *@* ]] || r="$r:latest"
   printf '%s' "$r"
 }
+# runtime_sandbox_image: prints the sandbox image of the existing containerd's config (containerd config dump), or nothing.
 runtime_sandbox_image() {
   local bin dump
   bin=$(containerd_bin) || return 0
   dump=$("$bin" config dump 2>/dev/null) || return 0
   sed -nE "s/^[[:space:]]*(sandbox_image|sandbox)[[:space:]]*=[[:space:]]*[\"']([^\"']+)[\"'].*/\\2/p" <<<"$dump" | head -n 1
 }
+# ensure_sandbox_image: tags the bundled pause image as the existing containerd's sandbox image when that one is missing.
 ensure_sandbox_image() {
   [[ -n $SANDBOX_IMAGE && $RUNTIME == existing ]] || return 0
   local want present
@@ -426,6 +474,7 @@ ensure_sandbox_image() {
   run "${CTR[@]}" images tag "$SANDBOX_IMAGE" "$want"
 }
 
+# join: installs keadm and runs keadm join (skipped when already joined); waits for edgecore.yaml.
 join() {
   log "== keadm join =="
   install_file "$BUNDLE_KEADM" "$KEADM_BIN" 0755
@@ -442,11 +491,12 @@ join() {
     --image-repository "$KUBEEDGE_IMAGE_REPOSITORY" \
     --set "Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Key=node-role.kubernetes.io/edge,Modules.Edged.TailoredKubeletConfig.RegisterWithTaints[0].Effect=NoSchedule" \
     --set "Modules.EdgeStream.Enable=true,Modules.EdgeStream.TunnelServer=$CLOUD_IP:$PORT_TUNNEL" \
-    --set "Modules.MetaManager.MetaServer.Enable=true,Modules.MetaManager.MetaServer.Server={{edge.metaServer}}" \
-    --set "Modules.Edged.TailoredKubeletConfig.ClusterDNS[0]={{edge.clusterDNS}},Modules.Edged.TailoredKubeletConfig.ClusterDomain={{edge.clusterDomain}},Modules.Edged.TailoredKubeletConfig.Address={{edge.kubeletAddress}}"
+    --set "Modules.MetaManager.MetaServer.Enable=true,Modules.MetaManager.MetaServer.Server=$EDGE_META_SERVER" \
+    --set "Modules.Edged.TailoredKubeletConfig.ClusterDNS[0]=$EDGE_CLUSTER_DNS,Modules.Edged.TailoredKubeletConfig.ClusterDomain=$EDGE_CLUSTER_DOMAIN,Modules.Edged.TailoredKubeletConfig.Address=$EDGE_KUBELET_ADDRESS"
   wait_for "$TIMEOUT" "$EDGECORE_CONFIG written by keadm join" test -f "$EDGECORE_CONFIG"
 }
 
+# configure_edgecore: runs scripts/configure-edgecore.sh with our --dry-run / --log-file.
 configure_edgecore() {
   log "== edgecore configuration =="
   local extra=()
@@ -460,6 +510,7 @@ configure_edgecore() {
     --timeout "$TIMEOUT" "${extra[@]+"${extra[@]}"}"
 }
 
+# summary: records CLOUD, NODE_NAME, CGROUP_DRIVER in edge.env and prints what was done.
 summary() {
   local my_ip=""
   if command -v ip >/dev/null 2>&1; then
@@ -477,12 +528,14 @@ summary() {
   printf '  cloud           %s\n' "$CLOUD"
   printf '  runtime         containerd (%s), cgroup driver %s\n' "$RUNTIME" "$CGROUP_DRIVER"
   printf '  keadm join      %s\n' "$([[ $JOINED == 1 ]] && printf 'already joined (skipped)' || printf 'done')"
-  printf '  edgecore        edgeStream -> %s:%s, metaServer {{edge.metaServer}}, clusterDNS {{edge.clusterDNS}}, kubelet on {{edge.kubeletAddress}}\n' "$CLOUD_IP" "$PORT_TUNNEL"
+  printf '  edgecore        edgeStream -> %s:%s, metaServer %s, clusterDNS %s, kubelet on %s\n' "$CLOUD_IP" "$PORT_TUNNEL" \
+    "$EDGE_META_SERVER" "$EDGE_CLUSTER_DNS" "$EDGE_KUBELET_ADDRESS"
   printf 'On the cloud node, add this node to the stream certificate (kubectl logs/exec):\n'
   printf '  sudo <cloud bundle>/scripts/refresh-stream-cert.sh --add-edge-ip %s\n\n' "${my_ip:-<this node IP>}"
   log "edge install finished"
 }
 
+# main ARGS...: runs the install steps in order.
 main() {
   parse_args "$@"
   log_init "$LOG_PATH"

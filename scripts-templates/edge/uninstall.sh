@@ -2,6 +2,7 @@
 # uninstall.sh (edge): removes what install.sh installed from bundle {{bundleName}}.
 {{> shell-lib}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --yes [--purge-runtime-data] [--dry-run] [--log-file PATH] [--help]
@@ -33,6 +34,7 @@ RUNTIME_FILES="$KP_STATE_DIR/edge-runtime-files"
 
 readonly KP_COMMON_OPTS="--dry-run --log-file"
 
+# parse_args ARGS...: reads --yes and --purge-runtime-data; dies (exit 2) without --yes (unless --dry-run).
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -48,6 +50,7 @@ parse_args() {
   fi
 }
 
+# reset_edge: keadm reset edge (or edgecore stopped by hand), then /etc/kubeedge removed.
 reset_edge() {
   log "== KubeEdge edge =="
   if [[ ! -e $EDGECORE_UNIT && ! -d $KUBEEDGE_DIR ]]; then
@@ -66,6 +69,7 @@ reset_edge() {
   return 0
 }
 
+# remove_runtime: removes the bundled containerd (the files of RUNTIME_FILES) when KubePrepare installed it.
 remove_runtime() {
   log "== container runtime =="
   local mark
@@ -89,6 +93,7 @@ remove_runtime() {
   fi
 }
 
+# main ARGS...: runs the uninstall steps.
 main() {
   parse_args "$@"
   log_init "$LOG_PATH"

@@ -4,6 +4,7 @@
 // them, and the result already holds every setting configure-edgecore.sh enforces afterwards.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -40,7 +41,12 @@ test('the config keadm writes from those --set values already holds every config
   const body = /\ndesired\(\) \{\n {2}cat <<SETTINGS\n([\s\S]*?)\nSETTINGS\n/.exec(script)?.[1];
   assert.ok(body, 'desired() settings not found in configure-edgecore.sh');
   const cfg = parse(readFileSync(join(UPSTREAM_FIXTURES, 'edgecore-v1.22.0-join-set.yaml'), 'utf8'));
-  const wanted = body.replaceAll('$CLOUD_IP', CLOUD_IP).replaceAll('$PORT_TUNNEL', port).split('\n');
+  // the settings name the script's readonly header values ($EDGE_META_SERVER...): bash expands them
+  const readonlys = script.split('\n').filter((l) => /^readonly [A-Z_]+=/.test(l) && !l.includes('$')).join('\n');
+  const r = spawnSync('bash', ['-c', `set -eu\n${readonlys}\nCLOUD_IP=${CLOUD_IP}\ncat <<SETTINGS\n${body}\nSETTINGS\n`], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const wanted = r.stdout.replace(/\n$/, '').split('\n');
+  assert.ok(wanted.some((l) => l.endsWith(`|${CLOUD_IP}:${port}`)), 'edgeStream.server uses PORT_TUNNEL of install.sh');
   assert.ok(wanted.length >= 8);
   for (const line of wanted) {
     const [path, kind, value] = line.split('|') as [string, string, string];

@@ -10,7 +10,11 @@ readonly UPSTREAM_CHAIN=TUNNEL-PORT UPSTREAM_JUMP_COMMENT="kubeedge tunnel port"
 # what the scripts of earlier KubePrepare versions added (nat OUTPUT, every tcp/10350 of the host)
 readonly OLD_PORT={{ports.kubeletMetrics}} OLD_COMMENT=kubeprepare-metrics-dnat
 readonly UNIT_NAME=kubeprepare-tunnel-dnat.service
+readonly DEFAULT_STREAM_PORT={{ports.cloudStream}} TOOL_VERSION={{sq toolVersion}}
+# the first CloudCore's tunnel port (dry_run_plan)
+readonly FIRST_TUNNEL_PORT={{ports.tunnelVirtual}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME [--rules auto|upstream|ours] [--cloudcore-ip IP] [--stream-port PORT]
@@ -44,7 +48,7 @@ $OLD_COMMENT, which rewrote every tcp/$OLD_PORT the host sent) is deleted. Idemp
   --cloudcore-ip IP   the CloudCore address expected in the record (a different one is a warning:
                       the rules follow the record, as iptables-manager does). Default: NODE_IP
                       from /etc/kubeprepare/cloud.env when present.
-  --stream-port PORT  CloudStream port, the DNAT target port (default {{ports.cloudStream}})
+  --stream-port PORT  CloudStream port, the DNAT target port (default $DEFAULT_STREAM_PORT)
   --remove            delete our chain, its jumps, the old rule and $UNIT_NAME (not upstream's rules)
   --no-persist        do not install (or, with --remove, do not delete) the boot unit
   --timeout SECONDS   wait for the API, the record and upstream's rules (default 120)
@@ -58,7 +62,7 @@ USAGE
 
 RULES_MODE=auto
 CLOUDCORE_IP=""
-STREAM_PORT={{ports.cloudStream}}
+STREAM_PORT=$DEFAULT_STREAM_PORT
 REMOVE=0
 PERSIST=1
 TIMEOUT=120
@@ -106,6 +110,7 @@ chain_rules() {
   out=$("${IPT[@]}" -S "$1" 2>/dev/null) || return 0
   awk -v c="$1" '$1 == "-A" && $2 == c' <<<"$out"
 }
+# chain_exists CHAIN: does nat CHAIN exist?
 chain_exists() { "${IPT[@]}" -S "$1" >/dev/null 2>&1; }
 
 # delete_rule_line LINE: deletes a rule given as an "-A CHAIN ..." line of iptables -S.
@@ -122,18 +127,22 @@ delete_rule_line() {
 # ---- the record and the nodes ----
 RECORD=""
 ENTRIES=() # "ip port" for each CloudCore of the record
+# read_record: reads the tunnel-port record of ConfigMap kubeedge/tunnelport into RECORD; status 1 when there is none.
 read_record() {
   RECORD=$(kc -n kubeedge get configmap tunnelport -o jsonpath='{.metadata.annotations.tunnelportrecord\.kubeedge\.io}' 2>/dev/null) || RECORD=""
   [[ -n $RECORD ]]
 }
+# parse_record: fills ENTRIES ("ip port" per CloudCore) from RECORD; dies when it cannot be read.
 parse_record() {
   local e
   ENTRIES=()
   e=$(tunnelport_entries "$RECORD") || die_verify "ConfigMap kubeedge/tunnelport: cannot read the record '$RECORD'"
   mapfile -t ENTRIES <<<"$e"
 }
+# record_ports: prints the tunnel port of each entry of ENTRIES, one a line.
 record_ports() { local e; for e in "${ENTRIES[@]}"; do printf '%s\n' "${e#* }"; done; }
 
+# check_nodes: warns for each edge node whose kubelet port is not a recorded tunnel port.
 check_nodes() {
   local line name port ports
   ports=" $(record_ports | paste -sd' ' -) "
@@ -170,6 +179,7 @@ upstream_manages() {
 }
 
 # ---- rules ----
+# remove_old_rule: deletes the tcp/OLD_PORT DNAT of earlier KubePrepare versions; warns about saved rulesets holding it.
 remove_old_rule() {
   local line found=0
   while IFS= read -r line; do
@@ -194,6 +204,7 @@ remove_old_rule() {
   return 0
 }
 
+# ensure_rule CHAIN RULE...: appends RULE to nat CHAIN unless iptables -C finds it (read back).
 ensure_rule() { # CHAIN RULE...: appends RULE to CHAIN unless iptables -C finds it
   local chain=$1
   shift
@@ -206,8 +217,10 @@ ensure_rule() { # CHAIN RULE...: appends RULE to CHAIN unless iptables -C finds 
   fi
 }
 
+# our_rule IP PORT: prints the words of our DNAT rule tcp/PORT -> IP:STREAM_PORT, one a line.
 our_rule() { printf '%s\n' -p tcp -m tcp --dport "$2" -m comment --comment "$OUR_COMMENT" -j DNAT --to-destination "$1:$STREAM_PORT"; }
 
+# install_ours: fills our chain OUR_CHAIN with the DNAT of each entry (stale rules removed) and jumps to it.
 install_ours() {
   local e ip port line want=() rule=() keep
   log "installing the tunnel-port DNAT in nat $OUR_CHAIN (jumped to from OUTPUT and PREROUTING)"
@@ -236,6 +249,7 @@ install_ours() {
   ensure_rule PREROUTING -m comment --comment "$OUR_COMMENT" -j "$OUR_CHAIN"
 }
 
+# remove_ours: deletes the jumps to OUR_CHAIN, its rules and the chain.
 remove_ours() {
   local chain line
   for chain in OUTPUT PREROUTING; do
@@ -253,6 +267,7 @@ remove_ours() {
   fi
 }
 
+# upstream_has_all: does UPSTREAM_CHAIN hold the DNAT of every entry, and is it jumped to? (quiet)
 upstream_has_all() { # quiet: does TUNNEL-PORT hold every recorded rule, and is it jumped to?
   local e ip port
   for e in "${ENTRIES[@]}"; do
@@ -263,6 +278,7 @@ upstream_has_all() { # quiet: does TUNNEL-PORT hold every recorded rule, and is 
   "${IPT[@]}" -C PREROUTING -m comment --comment "$UPSTREAM_JUMP_COMMENT" -j "$UPSTREAM_CHAIN" 2>/dev/null || return 1
 }
 
+# verify_upstream WHO: waits up to TIMEOUT for WHO to fill UPSTREAM_CHAIN; dies naming the missing rules.
 verify_upstream() { # WHO
   local e ip port
   if [[ $DRY_RUN == 1 ]]; then
@@ -293,9 +309,10 @@ verify_upstream() { # WHO
 }
 
 # ---- the boot unit (our rules only) ----
+# unit_text: prints the boot unit UNIT_NAME that re-applies our rules after K3s starts.
 unit_text() {
   cat <<UNIT
-# Written by KubePrepare {{toolVersion}} ($BUNDLE_NAME), manifests/$SCRIPT_NAME.
+# Written by KubePrepare $TOOL_VERSION ($BUNDLE_NAME), manifests/$SCRIPT_NAME.
 # Re-applies ONLY KubePrepare's own nat chain $OUR_CHAIN (the KubeEdge tunnel-port DNAT, used when
 # iptables-manager does not run) after K3s has started; no saved ruleset is restored.
 [Unit]
@@ -314,6 +331,7 @@ WantedBy=multi-user.target
 UNIT
 }
 
+# persist_ours: installs the boot copy of this script and its unit, enabled (skipped with --no-persist).
 persist_ours() {
   [[ $PERSIST == 1 ]] || { log "not installing $UNIT_NAME (--no-persist)"; return 0; }
   install_file "$0" "$BOOT_COPY" 0755
@@ -326,6 +344,7 @@ persist_ours() {
   fi
 }
 
+# unpersist: disables and removes the boot unit and the boot copy.
 unpersist() {
   [[ $PERSIST == 1 ]] || return 0
   if [[ -f $UNIT_FILE ]]; then
@@ -348,7 +367,6 @@ fi
 # dry_run_plan: what a run would do, asking the K3s API nothing (a dry run opens no connection): the
 # rules shown are those for the record a one-node cloud gets, {"<cloudcore-ip>":FIRST_TUNNEL_PORT} (the
 # first CloudCore's tunnel port); a real run follows the record CloudCore wrote.
-readonly FIRST_TUNNEL_PORT={{ports.tunnelVirtual}}
 dry_run_plan() {
   local ip=${CLOUDCORE_IP:-<cloudcore-ip>}
   dry_read "ConfigMap kubeedge/tunnelport (its tunnel-port record), the edge nodes' kubelet ports," \

@@ -7,6 +7,7 @@
 
 readonly PORT_STREAM={{ports.cloudStream}} PORT_TUNNEL={{ports.tunnel}} PORT_OLD_METRICS={{ports.kubeletMetrics}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME [--timeout SECONDS] [--dry-run] [--log-file PATH] [--help]
@@ -47,6 +48,7 @@ DETAIL=""
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the common options; dies (exit 2) on anything else.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -79,6 +81,7 @@ check() {
 }
 
 CLOUDCORE_YAML=""
+# cloudcore_yaml: prints the path of a temporary copy of cloudcore.yaml (ConfigMap kubeedge/cloudcore), read once.
 cloudcore_yaml() {
   if [[ -z $CLOUDCORE_YAML ]]; then
     CLOUDCORE_YAML=$(mktemp "${TMPDIR:-/tmp}/kp-cloudcore.XXXXXX")
@@ -86,8 +89,10 @@ cloudcore_yaml() {
   fi
   printf '%s' "$CLOUDCORE_YAML"
 }
+# cleanup: removes the temporary copy of cloudcore.yaml.
 cleanup() { [[ -z $CLOUDCORE_YAML ]] || rm -f -- "$CLOUDCORE_YAML"; }
 
+# c_egress: does the K3s unit run with --egress-selector-mode=disabled?
 c_egress() {
   local unit
   unit=$(sys /etc/systemd/system/k3s.service)
@@ -96,13 +101,16 @@ c_egress() {
   DETAIL="--egress-selector-mode=disabled missing from $unit"
   return 1
 }
+# pods_running NAMESPACE SELECTOR: is a pod of SELECTOR Running? (DETAIL: the phases)
 pods_running() { # namespace selector
   local phases
   phases=$(kc -n "$1" get pods -l "$2" -o jsonpath='{.items[*].status.phase}' 2>/dev/null) || phases=""
   DETAIL="phases: ${phases:-none}"
   [[ " $phases " == *" Running "* ]]
 }
+# c_cloudcore: is the CloudCore pod Running?
 c_cloudcore() { pods_running kubeedge kubeedge=cloudcore; }
+# c_cloudstream: is cloudStream enabled on PORT_STREAM/PORT_TUNNEL?
 c_cloudstream() {
   local f e s t
   f=$(cloudcore_yaml)
@@ -112,12 +120,14 @@ c_cloudstream() {
   DETAIL="enable=${e:-?} streamPort=${s:-default} tunnelPort=${t:-default}"
   [[ $e == true && ${s:-$PORT_STREAM} == "$PORT_STREAM" && ${t:-$PORT_TUNNEL} == "$PORT_TUNNEL" ]]
 }
+# c_dynamic: is dynamicController enabled?
 c_dynamic() {
   local e
   e=$(yaml_get "$(cloudcore_yaml)" modules.dynamicController.enable) || e=""
   DETAIL="enable=${e:-?}"
   [[ $e == true ]]
 }
+# c_ports: does something listen on PORT_STREAM and PORT_TUNNEL?
 c_ports() {
   local p missing=()
   for p in "$PORT_STREAM" "$PORT_TUNNEL"; do
@@ -128,6 +138,7 @@ c_ports() {
 }
 # The record CloudCore writes at its start, keyed by its own IP; TUNNEL_IP/TUNNEL_PORT: CloudCore's entry.
 TUNNEL_IP="" TUNNEL_PORT=""
+# c_tunnelport: does the tunnel-port record hold CloudCore's pod IP? Sets TUNNEL_IP/TUNNEL_PORT.
 c_tunnelport() {
   local rec entries ips e
   kc -n kubeedge get configmap tunnelport >/dev/null 2>&1 ||
@@ -147,11 +158,13 @@ c_tunnelport() {
   DETAIL="record $rec has no entry for CloudCore's IP ($ips): CloudCore re-negotiates at its next start"
   return 1
 }
+# c_iptables_manager: is iptables-manager Running? (SKIP when it is not deployed)
 c_iptables_manager() {
   kc -n kubeedge get daemonset cloud-iptables-manager >/dev/null 2>&1 ||
     { DETAIL="not deployed: the DNAT is KubePrepare's own (manifests/iptables-metrics-setup.sh)"; return 2; }
   pods_running kubeedge k8s-app=iptables-manager
 }
+# c_dnat: is the DNAT tunnel port -> CloudCore:PORT_STREAM in TUNNEL-PORT or KUBEPREPARE-TUNNEL?
 c_dnat() {
   [[ -n $TUNNEL_PORT ]] || { DETAIL="no tunnel port known (see the record check)"; return 1; }
   local to="$TUNNEL_IP:$PORT_STREAM"
@@ -165,6 +178,7 @@ c_dnat() {
     return 1
   fi
 }
+# c_old_rule: is the tcp/PORT_OLD_METRICS rewrite of earlier versions gone from nat OUTPUT?
 c_old_rule() {
   local rules
   rules=$(iptables -w -t nat -S OUTPUT 2>/dev/null | grep -- '--comment kubeprepare-metrics-dnat') || rules=""
@@ -172,6 +186,7 @@ c_old_rule() {
   DETAIL="nat OUTPUT still rewrites every tcp/$PORT_OLD_METRICS (run manifests/iptables-metrics-setup.sh to remove it)"
   return 1
 }
+# c_stream_sans: does the stream certificate in Secret kubeedge/cloudcore cover every node InternalIP?
 c_stream_sans() {
   local crt sans ip missing=()
   crt=$(kc -n kubeedge get secret cloudcore -o jsonpath='{.data.stream\.crt}' 2>/dev/null | base64 -d 2>/dev/null) || crt=""
@@ -188,6 +203,7 @@ c_stream_sans() {
   DETAIL="SANs cover every node InternalIP"
 }
 EDGE_NODES=()
+# c_edge_nodes: are all edge nodes Ready? Fills EDGE_NODES (SKIP without any).
 c_edge_nodes() {
   local line not_ready=()
   mapfile -t EDGE_NODES < <(kc get nodes -l node-role.kubernetes.io/edge -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null | grep -v '^$')
@@ -198,6 +214,7 @@ c_edge_nodes() {
   if ((${#not_ready[@]})); then DETAIL="not Ready: ${not_ready[*]}"; return 1; fi
   DETAIL="${#EDGE_NODES[@]} Ready: ${EDGE_NODES[*]}"
 }
+# c_kubelet_ports: is each edge node's kubeletEndpoint port the tunnel port?
 c_kubelet_ports() {
   ((${#EDGE_NODES[@]})) || { DETAIL="no edge node joined yet"; return 2; }
   [[ -n $TUNNEL_PORT ]] || { DETAIL="no tunnel port known (see the record check)"; return 1; }
@@ -212,12 +229,14 @@ c_kubelet_ports() {
   fi
   DETAIL="all $TUNNEL_PORT"
 }
+# c_metrics_api: is APIService v1beta1.metrics.k8s.io Available?
 c_metrics_api() {
   local s
   s=$(kc get apiservice v1beta1.metrics.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) || s=""
   DETAIL="Available=${s:-unknown}"
   [[ $s == True ]]
 }
+# c_top: does kubectl top node give metrics for every edge node?
 c_top() {
   ((${#EDGE_NODES[@]})) || { DETAIL="no edge node joined yet"; return 2; }
   local node out missing=()
@@ -228,6 +247,7 @@ c_top() {
   DETAIL="${#EDGE_NODES[@]} edge node(s) with metrics"
 }
 EDGE_POD=""
+# find_edge_pod: sets EDGE_POD (namespace/name) to a Running pod on an edge node; status 1 when none.
 find_edge_pod() {
   local node
   [[ -n $EDGE_POD ]] && return 0
@@ -238,12 +258,14 @@ find_edge_pod() {
   done
   return 1
 }
+# c_logs: does kubectl logs work on an edge pod?
 c_logs() {
   find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
   local out
   out=$(kc logs -n "${EDGE_POD%%/*}" "${EDGE_POD#*/}" --tail=1 2>&1) || { DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"; return 1; }
   DETAIL="kubectl logs $EDGE_POD"
 }
+# c_exec: does kubectl exec work on an edge pod?
 c_exec() {
   find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
   local out
@@ -255,6 +277,7 @@ c_exec() {
   DETAIL="$EDGE_POD: $(printf '%s' "$out" | head -n 1)"
   return 1
 }
+# c_top_pod: does kubectl top pod work on an edge pod?
 c_top_pod() {
   find_edge_pod || { DETAIL="no Running pod on an edge node"; return 2; }
   local out
@@ -262,6 +285,7 @@ c_top_pod() {
   DETAIL="kubectl top pod $EDGE_POD"
 }
 
+# main ARGS...: runs every check, prints the counts; exit 1 on a FAIL.
 main() {
   parse_args "$@"
   KC_OPTS=(--request-timeout="${TIMEOUT}s")

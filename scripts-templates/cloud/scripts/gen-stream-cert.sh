@@ -2,6 +2,7 @@
 # gen-stream-cert.sh: makes CloudCore's stream certificate with openssl (bundle {{bundleName}}).
 {{> shell-lib}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --cert-dir DIR --ip IP [--ip IP...] [--dns NAME...]
@@ -44,6 +45,7 @@ LOG_PATH=""
 
 readonly KP_COMMON_OPTS="--dry-run --log-file"
 
+# parse_args ARGS...: reads the options into CERT_DIR, IPS, DNS_NAMES, the CA files and DAYS; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -71,13 +73,14 @@ parse_args() {
   fi
 }
 
-# The SANs of a certificate, one per line, as IP:a.b.c.d / DNS:name, sorted.
+# cert_sans CRT: prints the SANs of CRT, one per line, as IP:a.b.c.d / DNS:name, sorted.
 cert_sans() {
   openssl x509 -in "$1" -noout -text 2>/dev/null |
     awk '/X509v3 Subject Alternative Name/ { getline; print; exit }' |
     tr ',' '\n' | sed -e 's/^[[:space:]]*//' -e 's/^IP Address:/IP:/' -e 's/[[:space:]]*$//' |
     grep -v '^$' | LC_ALL=C sort -u
 }
+# wanted_sans: prints the SANs asked for (IPS, DNS_NAMES) as cert_sans does.
 wanted_sans() {
   local x
   {
@@ -85,9 +88,12 @@ wanted_sans() {
     for x in "${DNS_NAMES[@]+"${DNS_NAMES[@]}"}"; do printf 'DNS:%s\n' "$x"; done
   } | LC_ALL=C sort -u
 }
+# pubkey_of_cert CRT: prints the public key of CRT.
 pubkey_of_cert() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
+# pubkey_of_key KEY: prints the public key of the private key KEY.
 pubkey_of_key() { openssl pkey -in "$1" -pubout 2>/dev/null; }
 
+# cert_is_current CA: is stream.crt signed by CA, with the wanted SANs, matching stream.key, valid 30 days more?
 cert_is_current() {
   local crt=$CERT_DIR/stream.crt key=$CERT_DIR/stream.key ca=$1
   [[ -f $crt && -f $key ]] || return 1
@@ -97,6 +103,7 @@ cert_is_current() {
   openssl x509 -in "$crt" -noout -checkend $((30 * 24 * 3600)) >/dev/null 2>&1 || { log "existing stream.crt expires within 30 days"; return 1; }
 }
 
+# make_ca: makes a new stream CA (streamCA.key, streamCA.crt) in CERT_DIR.
 make_ca() {
   local cnf
   cnf=$(mktemp "${TMPDIR:-/tmp}/kp-ca.XXXXXX")
@@ -118,6 +125,7 @@ CNF
   log "created a new stream CA: $CERT_DIR/streamCA.crt"
 }
 
+# make_cert CA_CERT CA_KEY: makes stream.key and stream.crt (the wanted SANs, DAYS) signed by the CA, atomically.
 make_cert() {
   local ca_cert=$1 ca_key=$2 cnf key csr crt san x
   san=""
@@ -153,6 +161,7 @@ CNF
   log "wrote $CERT_DIR/stream.crt (SANs: $san; ${DAYS} days)"
 }
 
+# main ARGS...: makes the CA and certificate unless current, installs streamCA.crt; verifies the result.
 main() {
   parse_args "$@"
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"

@@ -4,6 +4,9 @@
 {{> shell-lib}}
 {{> stream-cert-check}}
 
+readonly PORT_CLOUDHUB={{ports.cloudHubWebsocket}} PORT_TUNNEL={{ports.tunnel}} PORT_STREAM={{ports.cloudStream}}
+
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME [--add-edge-ip IP...] [--add-ip IP...] [--from-nodes] [--cert-dir DIR]
@@ -19,9 +22,9 @@ edge node IP (and the cloud addresses). This script:
      cloudcore Deployment mounts) with kubectl create --dry-run=client | kubectl apply
   4. restarts the cloudcore Deployment so it loads them (CloudCore reads them only when it starts).
      Before any restart the Deployment's strategy is made Recreate (kubectl patch, once): its pod uses
-     the host network with host ports {{ports.cloudHubWebsocket}}-{{ports.tunnel}}, so the extra pod of a RollingUpdate can never be
+     the host network with host ports $PORT_CLOUDHUB-$PORT_TUNNEL, so the extra pod of a RollingUpdate can never be
      scheduled on a one-node cloud and the restart would never finish
-  5. reads the certificate CloudCore serves on IP:{{ports.cloudStream}} (openssl s_client) and waits until it holds
+  5. reads the certificate CloudCore serves on IP:$PORT_STREAM (openssl s_client) and waits until it holds
      every IP and verifies against the K3s server CA (the CA the API server checks kubelets with)
 Steps 3-4 are skipped when the Secret already holds these files AND CloudCore already serves them.
 
@@ -33,7 +36,7 @@ Steps 3-4 are skipped when the Secret already holds these files AND CloudCore al
   --check            only check the certificate CloudCore serves (step 5, no wait); change nothing
   --stream-endpoint IP:PORT
                      where this host reaches CloudCore's stream port (default: the node IP recorded
-                     by install.sh, port {{ports.cloudStream}})
+                     by install.sh, port $PORT_STREAM)
   --timeout SECONDS  wait for the restarted cloudcore and for it to serve the certificate (default 300)
   --dry-run          print what would be done
   --log-file PATH    also append the log to PATH
@@ -56,6 +59,7 @@ LOG_PATH=""
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into NEW_IPS, FROM_NODES, CERT_DIR, APPLY, CHECK_ONLY, STREAM_ENDPOINT; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -83,6 +87,7 @@ parse_args() {
 }
 
 
+# node_ips: prints the InternalIP and ExternalIP of every node, one a line.
 node_ips() {
   kc get nodes -o jsonpath='{range .items[*]}{range .status.addresses[*]}{.type}={.address}{"\n"}{end}{end}' |
     awk -F= '$1 == "InternalIP" || $1 == "ExternalIP" { print $2 }'
@@ -99,12 +104,14 @@ secret_matches() {
   done
 }
 
+# stream_ca: prints the path of the CA the served certificate must verify against:
 # The CA the served certificate must verify against: the K3s server CA (what kube-apiserver's
 # --kubelet-certificate-authority is on K3s) when present, else the stream CA this script signs with.
 stream_ca() {
   if [[ -f $(stream_kubelet_ca) ]]; then stream_kubelet_ca; else printf '%s' "$CERT_DIR/streamCA.crt"; fi
 }
 SAN_IPS=()
+# served_ok_now: does CloudCore serve a certificate for SAN_IPS that verifies against stream_ca?
 served_ok_now() { stream_cert_served "$(stream_endpoint)" "$(stream_ca)" "${SAN_IPS[@]}"; }
 
 # ensure_recreate: the cloudcore Deployment of the chart has strategy {} (RollingUpdate, maxSurge 25% = 1
@@ -124,13 +131,14 @@ ensure_recreate() {
     return 0
   fi
   log "cloudcore Deployment strategy is ${type:-RollingUpdate}: its surge pod could never be scheduled on a one-node cloud" \
-    "(host ports {{ports.cloudHubWebsocket}}-{{ports.tunnel}}); patching it to Recreate"
+    "(host ports $PORT_CLOUDHUB-$PORT_TUNNEL); patching it to Recreate"
   run kc -n kubeedge patch deployment cloudcore --type merge -p "$patch"
   type=$(kc -n kubeedge get deployment cloudcore -o jsonpath='{.spec.strategy.type}') || type=""
   [[ $type == Recreate ]] || die "deployment kubeedge/cloudcore still has strategy '${type}' after the patch"
   log "cloudcore Deployment strategy: Recreate"
 }
 
+# check_served: (--check) dies (exit 4) unless CloudCore serves a certificate for the recorded IPs.
 check_served() {
   local ips=() ip
   [[ -f $IPS_STATE ]] || die_usage "no IP known yet ($IPS_STATE): nothing to check against"
@@ -146,6 +154,7 @@ check_served() {
   die_verify "$STREAM_CERT_RESULT. Fix: $SCRIPT_NAME (restarts CloudCore when needed)"
 }
 
+# main ARGS...: makes the certificate for the known IPs, stores it in Secret kubeedge/cloudcore, restarts CloudCore when it serves another.
 main() {
   parse_args "$@"
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
@@ -153,9 +162,9 @@ main() {
   need_cmd openssl awk sort sha256sum base64
   if [[ -z $(stream_endpoint) ]]; then
     if [[ $DRY_RUN == 1 ]]; then
-      STREAM_ENDPOINT="<node IP>:{{ports.cloudStream}}"
+      STREAM_ENDPOINT="<node IP>:$PORT_STREAM"
     elif ((APPLY == 1)); then
-      die_usage "the cloud node IP is not known ($KP_STATE_DIR/cloud.env has no NODE_IP): give --stream-endpoint IP:{{ports.cloudStream}}"
+      die_usage "the cloud node IP is not known ($KP_STATE_DIR/cloud.env has no NODE_IP): give --stream-endpoint IP:$PORT_STREAM"
     fi
   fi
   if ((CHECK_ONLY == 1)); then

@@ -5,7 +5,10 @@
 {{> yaml-tool}}
 
 readonly PORT_TUNNEL={{ports.tunnel}}
+readonly EDGE_META_SERVER={{sq edge.metaServer}} EDGE_CLUSTER_DNS={{sq edge.clusterDNS}}
+readonly EDGE_CLUSTER_DOMAIN={{sq edge.clusterDomain}} EDGE_KUBELET_ADDRESS={{sq edge.kubeletAddress}}
 
+# usage: prints the help text.
 usage() {
   cat <<USAGE
 Usage: $SCRIPT_NAME --cloud-ip IP [--config PATH] [--no-restart] [--timeout SECONDS]
@@ -20,10 +23,10 @@ one does not hold its value:
   modules.edgeStream.tlsTunnelCertFile                 /etc/kubeedge/certs/server.crt
   modules.edgeStream.tlsTunnelPrivateKeyFile           /etc/kubeedge/certs/server.key
   modules.metaManager.metaServer.enable                true
-  modules.metaManager.metaServer.server                {{edge.metaServer}}
-  modules.edged.tailoredKubeletConfig.clusterDNS       [{{edge.clusterDNS}}]  (EdgeMesh DNS)
-  modules.edged.tailoredKubeletConfig.clusterDomain    {{edge.clusterDomain}}
-  modules.edged.tailoredKubeletConfig.address          {{edge.kubeletAddress}}  (no external kubelet port)
+  modules.metaManager.metaServer.server                $EDGE_META_SERVER
+  modules.edged.tailoredKubeletConfig.clusterDNS       [$EDGE_CLUSTER_DNS]  (EdgeMesh DNS)
+  modules.edged.tailoredKubeletConfig.clusterDomain    $EDGE_CLUSTER_DOMAIN
+  modules.edged.tailoredKubeletConfig.address          $EDGE_KUBELET_ADDRESS  (no external kubelet port)
 Once edgecore holds its certificates (modules.edgeHub.tlsCertFile and tlsPrivateKeyFile exist), the
 join token keadm join copies into modules.edgeHub.token is cleared as well (edgecore does the same).
 Before the first change the file is copied to edgecore.yaml.bak.<timestamp> (mode 0600: it may hold
@@ -51,6 +54,7 @@ LOG_PATH=""
 
 readonly KP_COMMON_OPTS="--timeout --dry-run --log-file"
 
+# parse_args ARGS...: reads the options into CLOUD_IP, CONFIG, RESTART; dies (exit 2) on bad usage.
 parse_args() {
   normalize_args "$@"
   set -- "${NORM_ARGS[@]+"${NORM_ARGS[@]}"}"
@@ -66,7 +70,7 @@ parse_args() {
   is_host_ipv4 "$CLOUD_IP" || die_usage "--cloud-ip: '$CLOUD_IP' is not a usable IPv4 address"
 }
 
-# path|kind|value: the fixed settings, then the token line when decide_token set one.
+# desired: prints path|kind|value: the fixed settings, then the token line when decide_token set one.
 desired() {
   cat <<SETTINGS
 modules.edgeStream.enable|scalar|true
@@ -75,14 +79,15 @@ modules.edgeStream.tlsTunnelCAFile|scalar|/etc/kubeedge/ca/rootCA.crt
 modules.edgeStream.tlsTunnelCertFile|scalar|/etc/kubeedge/certs/server.crt
 modules.edgeStream.tlsTunnelPrivateKeyFile|scalar|/etc/kubeedge/certs/server.key
 modules.metaManager.metaServer.enable|scalar|true
-modules.metaManager.metaServer.server|scalar|{{edge.metaServer}}
-modules.edged.tailoredKubeletConfig.clusterDNS|list|{{edge.clusterDNS}}
-modules.edged.tailoredKubeletConfig.clusterDomain|scalar|{{edge.clusterDomain}}
-modules.edged.tailoredKubeletConfig.address|scalar|{{edge.kubeletAddress}}
+modules.metaManager.metaServer.server|scalar|$EDGE_META_SERVER
+modules.edged.tailoredKubeletConfig.clusterDNS|list|$EDGE_CLUSTER_DNS
+modules.edged.tailoredKubeletConfig.clusterDomain|scalar|$EDGE_CLUSTER_DOMAIN
+modules.edged.tailoredKubeletConfig.address|scalar|$EDGE_KUBELET_ADDRESS
 SETTINGS
   printf '%s' "$TOKEN_SETTING"
 }
 
+# decide_token: sets TOKEN_SETTING to one more desired line (an empty token) once edgecore has its certificates.
 # The join token, once edgecore no longer needs it (its certificates exist): sets TOKEN_SETTING to
 # one more desired line, or leaves it empty.
 decide_token() {
@@ -99,7 +104,7 @@ decide_token() {
   fi
 }
 
-# Every key from the file on disk; dies naming those that do not hold their value.
+# read_back WHEN: reads every desired key from CONFIG on disk; dies (exit 4) naming those that do not hold their value.
 read_back() { # when
   local path kind value old bad=()
   while IFS='|' read -r path kind value; do
@@ -110,10 +115,10 @@ read_back() { # when
   log "read back $1: all settings present in $CONFIG"
 }
 
-# Does the value read back (yaml_get removes quotes) hold the wanted one?
+# holds VALUE WANTED: does VALUE read back (yaml_get removes quotes) hold WANTED?
 holds() { [[ $1 == "$2" || ($2 == '""' && -z $1) ]]; }
 
-# A value as it may appear in the log: never the token itself.
+# shown PATH VALUE: prints VALUE as it may appear in the log: never the token itself.
 shown() { # path value
   if [[ $1 == modules.edgeHub.token && -n $2 && $2 != '""' ]]; then printf '<join token>'; else printf '%s' "$2"; fi
 }
@@ -122,8 +127,10 @@ WORK=""
 NEXT=""
 BACKUP=""
 TOKEN_SETTING=""
+# cleanup: removes the temporary files WORK and NEXT.
 cleanup() { rm -f -- "$WORK" "$NEXT"; }
 
+# main ARGS...: edits a copy of CONFIG, and when it changed: stops edgecore, backs up, installs it, restarts, reads back.
 main() {
   parse_args "$@"
   [[ -n $LOG_PATH ]] && log_init "$LOG_PATH"
