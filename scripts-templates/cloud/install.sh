@@ -283,18 +283,18 @@ ensure_images() {
   local present ref missing=()
   if [[ $DRY_RUN == 1 ]]; then
     dry_read "the images in K3s containerd (k3s ctr -n k8s.io images ls)"
-    _kp_emit DRY-RUN "import $BUNDLE_IMAGES unless all ${#ALL_IMAGES[@]} bundled images are there, then pin them"
-    return 0
-  fi
-  present=$("$K3S_BIN" ctr -n k8s.io images ls -q 2>/dev/null) || present=""
-  for ref in "${ALL_IMAGES[@]}"; do
-    grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
-  done
-  if ((${#missing[@]} == 0)); then
-    log "all ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
+    _kp_emit DRY-RUN "import $BUNDLE_IMAGES unless all ${#ALL_IMAGES[@]} bundled images are there"
   else
-    log "${#missing[@]} bundled image(s) not imported yet (${missing[0]}...): importing $BUNDLE_IMAGES"
-    run "$K3S_BIN" ctr -n k8s.io images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+    present=$("$K3S_BIN" ctr -n k8s.io images ls -q 2>/dev/null) || present=""
+    for ref in "${ALL_IMAGES[@]}"; do
+      grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
+    done
+    if ((${#missing[@]} == 0)); then
+      log "all ${#ALL_IMAGES[@]} bundled images are in K3s containerd"
+    else
+      log "${#missing[@]} bundled image(s) not imported yet (${missing[0]}...): importing $BUNDLE_IMAGES"
+      run "$K3S_BIN" ctr -n k8s.io images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+    fi
   fi
   # K3s pins what it imports from agent/images (labelImages), not what ctr imports, and clears its own
   # pins at each start before re-pinning: label them here too, so the kubelet's image GC keeps them.

@@ -67,17 +67,10 @@ sub_script() {
 
 # remove_cluster_objects: removes metrics-server, EdgeMesh and KubeEdge CloudCore from the cluster (when the API answers).
 remove_cluster_objects() {
+  # A dry run asks the API nothing: it shows every removal, as for objects that all exist.
   if [[ $DRY_RUN == 1 ]]; then
     dry_read "whether the K3s API answers; when it does, these objects are removed:"
-    run kc delete -f "$BUNDLE_DIR/manifests/metrics-server.yaml" --ignore-not-found
-    run kc delete -f "$BUNDLE_DIR/manifests/edgemesh" --ignore-not-found
-    run kc -n kubeedge delete configmap edgemesh-agent-cfg edgemesh-agent-psk --ignore-not-found
-    run kc -n default label service kubernetes service.edgemesh.kubeedge.io/service-proxy-name-
-    run "$KEADM_BIN" reset cloud --kube-config "$KUBECONFIG_PATH" --force
-    run kc delete namespace kubeedge --ignore-not-found
-    return 0
-  fi
-  if ! api_up; then
+  elif ! api_up; then
     log "the K3s API is not reachable: no Kubernetes objects to remove"
     return 0
   fi
@@ -86,12 +79,12 @@ remove_cluster_objects() {
   log "== EdgeMesh =="
   run kc delete -f "$BUNDLE_DIR/manifests/edgemesh" --ignore-not-found
   run kc -n kubeedge delete configmap edgemesh-agent-cfg edgemesh-agent-psk --ignore-not-found
-  if kc -n default get service kubernetes -o jsonpath='{.metadata.labels}' 2>/dev/null |
+  if [[ $DRY_RUN == 1 ]] || kc -n default get service kubernetes -o jsonpath='{.metadata.labels}' 2>/dev/null |
     grep -q 'service.edgemesh.kubeedge.io/service-proxy-name'; then
     run kc -n default label service kubernetes service.edgemesh.kubeedge.io/service-proxy-name-
   fi
   log "== KubeEdge CloudCore =="
-  if kc get namespace kubeedge >/dev/null 2>&1; then
+  if [[ $DRY_RUN == 1 ]] || kc get namespace kubeedge >/dev/null 2>&1; then
     if [[ -x $KEADM_BIN ]]; then
       run "$KEADM_BIN" reset cloud --kube-config "$KUBECONFIG_PATH" --force
     fi

@@ -398,32 +398,36 @@ start_runtime() {
 # import_images: imports the bundled images containerd (k8s.io) does not have yet, checks them and pins them all.
 import_images() {
   log "== images =="
-  local present ref missing=()
   if [[ $DRY_RUN == 1 ]]; then
     dry_read "the images in containerd (k8s.io)"
     run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
-    _kp_emit DRY-RUN "(the import is skipped when all ${#ALL_IMAGES[@]} bundled images are there), then they are pinned"
-    return 0
+    _kp_emit DRY-RUN "(the import is skipped when all ${#ALL_IMAGES[@]} bundled images are there)"
+  else
+    import_missing_images
   fi
+  # As K3s does for its agent/images imports (labelImages): edged's image GC must never remove them.
+  pin_images "${CTR[@]}" -- "${ALL_IMAGES[@]}"
+}
+
+# import_missing_images: imports the bundle's images unless containerd (k8s.io) has them all, then
+# checks that each one is there.
+import_missing_images() {
+  local present ref missing=()
   present=$("${CTR[@]}" images ls -q 2>/dev/null) || present=""
   for ref in "${ALL_IMAGES[@]}"; do
     grep -qxF -- "$ref" <<<"$present" || missing+=("$ref")
   done
   if ((${#missing[@]} == 0)); then
     log "all ${#ALL_IMAGES[@]} bundled images are already in containerd (k8s.io)"
-  else
-    log "importing ${#ALL_IMAGES[@]} images ($PLATFORM) from $BUNDLE_IMAGES; missing now: ${missing[*]}"
-    run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
-    if [[ $DRY_RUN == 0 ]]; then
-      present=$("${CTR[@]}" images ls -q)
-      for ref in "${ALL_IMAGES[@]}"; do
-        grep -qxF -- "$ref" <<<"$present" || die_verify "image $ref is still missing after the import"
-      done
-      log "all ${#ALL_IMAGES[@]} images imported"
-    fi
+    return 0
   fi
-  # As K3s does for its agent/images imports (labelImages): edged's image GC must never remove them.
-  pin_images "${CTR[@]}" -- "${ALL_IMAGES[@]}"
+  log "importing ${#ALL_IMAGES[@]} images ($PLATFORM) from $BUNDLE_IMAGES; missing now: ${missing[*]}"
+  run "${CTR[@]}" images import --platform "$PLATFORM" "$BUNDLE_IMAGES"
+  present=$("${CTR[@]}" images ls -q)
+  for ref in "${ALL_IMAGES[@]}"; do
+    grep -qxF -- "$ref" <<<"$present" || die_verify "image $ref is still missing after the import"
+  done
+  log "all ${#ALL_IMAGES[@]} images imported"
 }
 
 # normalize_ref REF: prints REF in containerd's full form (docker.io/library/..., :latest).
