@@ -5,12 +5,7 @@
 load helpers/common
 
 setup() {
-  export KP_STUB_DIR=$KP_REPO/test/bats/stubs
-  export KP_STUB_LOG=$BATS_TEST_TMPDIR/calls.log
-  export KP_STUB_STATE=$BATS_TEST_TMPDIR/state
-  export KP_SYSROOT=$BATS_TEST_TMPDIR/root
-  mkdir -p "$KP_STUB_STATE" "$KP_SYSROOT"
-  : >"$KP_STUB_LOG"
+  kp_stub_env
   . "$KP_STUB_DIR/_lib.sh"
 }
 

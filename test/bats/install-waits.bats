@@ -161,7 +161,7 @@ import_breaks_off() {
 
 @test "cloud: applying metrics-server fails halfway (API server error) -> the install stops naming it; a rerun converges" {
   cloud_setup
-  KP_FAKE_APPLY_FAILS=metrics-server.yaml run cloud_install
+  KP_FAKE_KUBECTL_FAILS=manifests/metrics-server.yaml run cloud_install
   status_is 1
   output_has "Error from server (InternalError)"
   output_has "metrics-server.yaml"
@@ -226,13 +226,13 @@ import_breaks_off() {
   run cloud_install
   status_is 0
   called "rollout restart deployment cloudcore"
-  fake_cloudcore_served | openssl x509 -noout -ext subjectAltName | grep -q 'IP Address:192.168.10.10'
+  fake_cloudcore_serves_new 192.168.10.10
   output_has "cloud install complete"
 }
 
 @test "cloud: EdgeMesh fails halfway (its manifests refused by the API) -> the rerun applies them, keeps the PSK, and goes on" {
   cloud_setup
-  KP_FAKE_APPLY_FAILS=manifests/edgemesh run cloud_install
+  KP_FAKE_KUBECTL_FAILS=manifests/edgemesh run cloud_install
   status_is 1
   output_has "Error from server (InternalError)"
   not_called "apply -f $BUNDLE/manifests/metrics-server.yaml"

@@ -116,8 +116,7 @@ sans_of() { openssl x509 -in "$1" -noout -ext subjectAltName | tail -n +2; }
   called "-n kubeedge rollout restart deployment cloudcore"
   cmp "$KP_STUB_STATE/secret-cloudcore/stream.crt" "$KP_SYSROOT/etc/kubeprepare/stream-certs/stream.crt"
   # what CloudCore serves after the restart: the new certificate, signed by the K3s server CA
-  [[ $(served_sans) == *"IP Address:192.168.10.21"* ]]
-  [[ $(served_issuer) == *k3s-server-ca* ]]
+  fake_cloudcore_serves_new 192.168.10.21
   reset_calls
   run "$REFRESH" --stream-endpoint "$FAKE_CC_ENDPOINT" --timeout 10
   status_is 0
@@ -251,8 +250,7 @@ known_ips() { printf '192.168.10.10\n192.168.10.21\n' >"$KP_SYSROOT/etc/kubeprep
   # the stub refuses a Recreate merge patch that keeps rollingUpdate (as the API server does)
   [[ $(cat "$KP_STUB_STATE/cloudcore-strategy") == Recreate ]]
   called "rollout status deployment/cloudcore --timeout=10s"
-  [[ $(served_sans) == *"IP Address:192.168.10.21"* ]]
-  [[ $(served_issuer) == *k3s-server-ca* ]]
+  fake_cloudcore_serves_new 192.168.10.21
   # idempotent: the next run reads Recreate and patches nothing
   reset_calls
   run "$REFRESH" --stream-endpoint "$FAKE_CC_ENDPOINT" --timeout 10
@@ -276,8 +274,7 @@ known_ips() { printf '192.168.10.10\n192.168.10.21\n' >"$KP_SYSROOT/etc/kubeprep
   not_called "create secret"
   called "patch deployment cloudcore --type merge"
   called "rollout restart deployment cloudcore"
-  [[ $(served_sans) == *"IP Address:192.168.10.10"* ]]
-  [[ $(served_issuer) == *k3s-server-ca* ]]
+  fake_cloudcore_serves_new 192.168.10.10
 }
 
 @test "a CloudCore that never serves the new certificate: exit 5 naming what is missing" {

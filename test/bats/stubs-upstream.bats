@@ -6,14 +6,9 @@
 load helpers/common
 
 setup() {
-  export KP_STUB_DIR=$KP_REPO/test/bats/stubs
-  export KP_STUB_LOG=$BATS_TEST_TMPDIR/calls.log
-  export KP_STUB_STATE=$BATS_TEST_TMPDIR/state
-  export KP_SYSROOT=$BATS_TEST_TMPDIR/root
+  kp_stub_env
   export KP_FAKE_EDGECORE_YAML=$KP_REPO/test/fixtures/payload/edgecore-v1.22.yaml
   export PATH="$KP_STUB_DIR:$PATH"
-  mkdir -p "$KP_STUB_STATE" "$KP_SYSROOT"
-  : >"$KP_STUB_LOG"
 }
 teardown() { rm -f "$KP_STUB_STATE/svc-edgecore-active"; } # ends the emulated edgecore
 

@@ -53,6 +53,16 @@ kp_require_sandbox() {
     return 1
   fi
 }
+# kp_stub_env: the stubs' world of one test: a fake root (KP_SYSROOT), the stubs (KP_STUB_DIR), an
+# empty call log (KP_STUB_LOG) and the stubs' state (KP_STUB_STATE). PATH is the caller's choice.
+kp_stub_env() {
+  export KP_SYSROOT=$BATS_TEST_TMPDIR/root
+  export KP_STUB_DIR=$KP_REPO/test/bats/stubs
+  export KP_STUB_LOG=$BATS_TEST_TMPDIR/calls.log
+  export KP_STUB_STATE=$BATS_TEST_TMPDIR/state
+  mkdir -p "$KP_SYSROOT" "$KP_STUB_STATE"
+  : >"$KP_STUB_LOG"
+}
 kp_setup() {
   local side=$1 arch=${2:-} src real_var
   kp_require_sandbox
@@ -68,15 +78,10 @@ kp_setup() {
   export KP_CONTEXT=$src.context.json
   rm -rf "$BUNDLE"
   cp -a "$src" "$BUNDLE"
-  export KP_SYSROOT=$BATS_TEST_TMPDIR/root
-  export KP_STUB_DIR=$KP_REPO/test/bats/stubs
-  export KP_STUB_LOG=$BATS_TEST_TMPDIR/calls.log
-  export KP_STUB_STATE=$BATS_TEST_TMPDIR/state
+  kp_stub_env
   export KP_SKIP_ROOT_CHECK=1
   export KP_POLL_INTERVAL=0
   export PATH="$KP_STUB_DIR:$PATH"
-  mkdir -p "$KP_SYSROOT" "$KP_STUB_STATE"
-  : >"$KP_STUB_LOG"
   # the images the stub importers "import": the bundle's list
   KP_FAKE_IMAGES=$(node -e 'const i = require(process.argv[1]).images; console.log((Array.isArray(i) ? i : i.list.map((x) => x.ref)).join(" "))' "$BUNDLE/bundle.json")
   export KP_FAKE_IMAGES

@@ -68,6 +68,15 @@ fake_cloudcore_start() {
 # the certificate the fake CloudCore serves right now (PEM)
 fake_cloudcore_served() { openssl s_client -connect "$FAKE_CC_ENDPOINT" </dev/null 2>/dev/null | openssl x509; }
 
+# fake_cloudcore_serves_new IP: the fake CloudCore serves the bundle's stream certificate now: one that
+# holds IP and is signed by the K3s server CA (not the chart's, from cloudcore-ca).
+fake_cloudcore_serves_new() {
+  local cert
+  cert=$(fake_cloudcore_served)
+  [[ $(openssl x509 -noout -ext subjectAltName <<<"$cert") == *"IP Address:$1"* ]] &&
+    [[ $(openssl x509 -noout -issuer <<<"$cert") == *k3s-server-ca* ]]
+}
+
 fake_cloudcore_stop() {
   [[ -n ${FAKE_CC_LOOP-} ]] || return 0
   touch "$KP_STUB_STATE/fake-cloudcore.stop"
