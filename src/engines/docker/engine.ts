@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
-import { InternalError, UserError, abortError, abortReason, fsError, isAbort, isMachineFailure } from '../../errors.js';
-import { debug } from '../../util/debug.js';
+import { InternalError, UserError, abortReason } from '../../errors.js';
 import { parseImageRefs, type ImageRef } from '../../manifest/image-ref.js';
 import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
