@@ -123,12 +123,17 @@ function valuesFor<C extends CommandName>(command: C, raw: Record<string, unknow
   return out as CliOptions<C>;
 }
 
+/** Help text width: fixed, so that src/fast-path.ts can print the text built at `npm run build`. */
+export const HELP_WIDTH = 80;
+
 export function makeProgram(io: Io = defaultIo): Command {
   const program = new Command('kubeprepare')
     .description(PROGRAM_HELP.description)
     .version(TOOL_VERSION, '-V, --version');
   for (const spec of optionsOf('global')) program.addOption(toOption(spec));
   program
+    // 80 columns in every terminal: the help is the same text everywhere (README, dist/help.json).
+    .configureHelp({ helpWidth: HELP_WIDTH })
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride()
@@ -136,7 +141,7 @@ export function makeProgram(io: Io = defaultIo): Command {
 
   for (const name of COMMANDS) {
     const help = COMMAND_HELP[name];
-    const cmd = program.command(name).description(help.description);
+    const cmd = program.command(name).description(help.description).configureHelp({ helpWidth: HELP_WIDTH });
     for (const [spec, description] of help.args ?? []) cmd.argument(spec, description);
     for (const spec of optionsOf(name)) cmd.addOption(toOption(spec));
     cmd.addHelpText('after', help.examples).action(async (...a: unknown[]) => {
