@@ -43,7 +43,9 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
       const out = join(dir, 'out');
       // KP_BENCH_TRACE=1: the build's plain progress lines with the seconds since its start (where the time goes).
       const trace = process.env.KP_BENCH_TRACE === '1';
-      const args = [cli, 'build', ...(trace ? [] : ['-q']), '--arch', 'amd64,arm64,arm', '--manifest', world.manifestPath, '--out', out, '--cache-dir', join(dir, 'cache')];
+      // KP_BENCH_PROF=dir: the build under node --cpu-prof, its profile written to dir (bench/profile.ts reads such files).
+      const prof = process.env.KP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KP_BENCH_PROF}`] : [];
+      const args = [...prof, cli, 'build', ...(trace ? [] : ['-q']), '--arch', 'amd64,arm64,arm', '--manifest', world.manifestPath, '--out', out, '--cache-dir', join(dir, 'cache')];
       const b = await timed(() => run(process.execPath, args, { stamp: trace }));
       if (b.value.code !== 0) throw new Error(`six-bundle build failed: ${b.value.stderr}`);
       if (trace) process.stdout.write(b.value.stderr);
