@@ -36,11 +36,7 @@ describe('docker engine and the daemon state', () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  async function must(args: string[]): Promise<string> {
-    const r = await dk.docker(args);
-    assert.equal(r.code, 0, `docker ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout.trim();
-  }
+  const must = (args: string[]) => dk.must(args);
   /** Every image with its tags and digest references, as the user sees them. */
   async function state(): Promise<string> {
     const ids = (await must(['images', '-a', '-q', '--no-trunc'])).split('\n').filter(Boolean);
@@ -51,7 +47,7 @@ describe('docker engine and the daemon state', () => {
     }
     return rows.sort().join('\n');
   }
-  const idOf = async (ref: string) => must(['image', 'inspect', '--format', '{{.Id}}', ref]);
+  const idOf = (ref: string) => dk.idOf(ref);
   const build = (images: string[], arch: string, name: string, pullPolicy?: Record<string, 'always' | 'never'>) =>
     engine.archive({ images, platform: parseArch(arch), outFile: join(work, `${name}.tar`), cacheDir: join(work, 'cache'), mtime: 0, ...(pullPolicy ? { pullPolicy } : {}) });
   const fixtureConfig = (repo: string, platform: string) => fx.image(repo).platforms.find((p) => p.platform === platform)!.config.digest;

@@ -9,6 +9,10 @@ export interface TestDockerd {
   host: string;
   /** Runs the docker CLI against this daemon (own DOCKER_CONFIG; the real ~/.docker is not touched). */
   docker(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** The same, failing unless the CLI exits 0; its stdout, trimmed. */
+  must(args: string[]): Promise<string>;
+  /** The image ID (`sha256:…`) `ref` names in the daemon. */
+  idOf(ref: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -48,9 +52,16 @@ export async function startDockerd(opts: { insecureRegistries?: string[]; regist
     await proc.stop();
     throw e;
   }
+  const must = async (a: string[]) => {
+    const r = await docker(a);
+    if (r.code !== 0) throw new Error(`docker ${a.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
   return {
     host,
     docker,
+    must,
+    idOf: (ref) => must(['image', 'inspect', '--format', '{{.Id}}', ref]),
     async stop() {
       await proc.stop();
       await rm(dir, { recursive: true, force: true });

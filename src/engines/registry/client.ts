@@ -1,11 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { debug, safeUrl } from '../../util/debug.js';
-import type { Credential, CredentialStore } from '../../oci/credentials.js';
+import type { CredentialStore } from '../../oci/credentials.js';
 import { basicHeader, parseWwwAuthenticate, type Challenge } from './challenge.js';
-import { isLoopbackHost, type Endpoint } from './mirrors.js';
+import type { Endpoint } from './mirrors.js';
 import { DEFAULT_RETRY, isRetryableNetworkError, isRetryableStatus, retryDelayMs, sleep, type RetryOptions } from '../../util/retry.js';
-import { AgentPool, drain, readBody, send } from './http.js';
+import { AgentPool, checkHostAllowed, drain, readBody, send } from './http.js';
+import { RegistryAuthError, RegistryHttpError, summarize } from './errors.js';
+import { TokenCache } from './token.js';
 
 export interface RegistryClientOptions {
   credentials: CredentialStore;
@@ -17,25 +19,6 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
 }
 
-/** An HTTP status the registry answered that is not success; carries enough to build a UserError. */
-export class RegistryHttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly url: string,
-    readonly body: string,
-  ) {
-    super(`HTTP ${status} from ${url}${body ? `: ${summarize(body)}` : ''}`);
-  }
-}
-
-/** Authentication failed at an endpoint (a later mirror endpoint may still work). */
-export class RegistryAuthError extends UserError {
-  constructor(message: string, hint: string) {
-    super(message, { code: 'auth', kind: 'runtime', hint });
-    this.name = 'RegistryAuthError';
-  }
-}
-
 export interface GetOptions {
   accept?: string;
   /** Ask for bytes from this offset on (`Range: bytes=N-`). */
@@ -43,11 +26,6 @@ export interface GetOptions {
   signal?: AbortSignal | undefined;
   /** `HEAD` instead of `GET`. */
   head?: boolean;
-}
-
-interface CachedToken {
-  token: string;
-  expiresAt: number;
 }
 
 const MAX_REDIRECTS = 5;
@@ -62,11 +40,12 @@ export class RegistryClient {
   private readonly opts: RegistryClientOptions;
   private readonly pool = new AgentPool();
   private readonly challenges = new Map<string, Challenge>();
-  private readonly tokens = new Map<string, Promise<CachedToken>>();
+  private readonly tokens: TokenCache;
 
   constructor(opts: RegistryClientOptions) {
     this.opts = opts;
     this.retry = { ...DEFAULT_RETRY, ...(opts.retry ?? {}) };
+    this.tokens = new TokenCache({ pool: this.pool, retry: this.retry, offline: opts.offline, userAgent: opts.userAgent, timeoutMs: opts.timeoutMs });
   }
 
   close(): void {
@@ -142,7 +121,7 @@ export class RegistryClient {
         const h = { ...headers };
         // Credentials go only to the endpoint's own origin, never to a redirect target elsewhere.
         if (auth && url.origin === origin) h.authorization = auth;
-        this.checkHostAllowed(url, `${ep.apiBase}${path}`);
+        checkHostAllowed(this.opts.offline, url, `${ep.apiBase}${path}`);
         res = await send(this.pool, url, {
           method: opts.head ? 'HEAD' : 'GET',
           headers: h,
@@ -203,113 +182,6 @@ export class RegistryClient {
     if (cred?.registryToken) return `Bearer ${cred.registryToken}`;
     const realm = ch.params.realm;
     if (!realm) throw UserError.runtime('auth', `registry ${ep.host} sent a Bearer challenge without a realm`, 'the registry is misconfigured');
-    const key = `${ep.host}|${realm}|${ch.params.service ?? ''}|${scope}`;
-    const cached = this.tokens.get(key);
-    if (cached && !forceRefresh) {
-      try {
-        const t = await cached;
-        if (t.expiresAt > Date.now() + 5_000) return `Bearer ${t.token}`;
-      } catch {
-        // fall through to a new fetch
-      }
-    }
-    const p = this.fetchToken(ep, realm, ch.params.service, scope, cred, signal);
-    this.tokens.set(key, p);
-    p.catch(() => {
-      if (this.tokens.get(key) === p) this.tokens.delete(key);
-    });
-    return `Bearer ${(await p).token}`;
+    return this.tokens.bearer({ ep, realm, service: ch.params.service, scope, cred }, forceRefresh, signal);
   }
-
-  private async fetchToken(ep: Endpoint, realm: string, service: string | undefined, scope: string, cred: Credential | undefined, signal?: AbortSignal): Promise<CachedToken> {
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw UserError.runtime('auth', `registry ${ep.host} sent an invalid token realm '${realm}'`);
-    }
-    this.checkHostAllowed(url, `token service of ${ep.host}`);
-    debug('auth', `token for ${ep.host}: realm ${safeUrl(realm)}, service ${service ?? '-'}, scope ${scope}, ${cred ? `credentials from ${cred.source}` : 'anonymous'}`);
-    const headers: Record<string, string> = { 'user-agent': this.opts.userAgent ?? 'kubeprepare' };
-    let method = 'GET';
-    let body: string | undefined;
-    if (cred?.identityToken) {
-      // OAuth2 refresh-token grant (what Docker does with an identity token).
-      method = 'POST';
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.identityToken, client_id: 'kubeprepare', scope });
-      if (service) form.set('service', service);
-      body = form.toString();
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-    } else {
-      if (service) url.searchParams.set('service', service);
-      url.searchParams.set('scope', scope);
-      const b = cred ? basicHeader(cred) : undefined;
-      if (b) headers.authorization = b;
-    }
-    let attempt = 0;
-    for (;;) {
-      attempt++;
-      try {
-        const res = await sendWithBody(this.pool, url, method, headers, body, signal, this.opts.timeoutMs);
-        const status = res.statusCode ?? 0;
-        if (status === 200) {
-          const raw = await readBody(res, 1 << 20);
-          let j: { token?: string; access_token?: string; expires_in?: number };
-          try {
-            j = JSON.parse(raw.toString('utf8')) as typeof j;
-          } catch {
-            throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned something that is not JSON`);
-          }
-          const token = j.token ?? j.access_token;
-          if (!token) throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} returned no token`);
-          const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
-          debug('auth', `token for ${ep.host} (${scope}) obtained from ${url.origin}, valid ${ttl}s`);
-          return { token, expiresAt: Date.now() + ttl * 1000 };
-        }
-        const text = await drain(res);
-        if (isRetryableStatus(status) && attempt < this.retry.attempts) {
-          debug('retry', `token service ${url.origin}: HTTP ${status}; try ${attempt + 1} of ${this.retry.attempts}`);
-          await sleep(retryDelayMs(this.retry, attempt, res.headers['retry-after']), signal);
-          continue;
-        }
-        if (status === 401 || status === 403) {
-          throw new RegistryAuthError(
-            `token service ${url.origin} refused ${cred ? `the credentials from ${cred.source}` : 'anonymous access'} for ${scope} on ${ep.host} (HTTP ${status})${text ? `: ${summarize(text)}` : ''}`,
-            cred ? `check the credentials for ${ep.host}` : `log in with \`docker login ${ep.host}\` or set configs."${ep.host}".auth in registries.yaml`,
-          );
-        }
-        throw UserError.runtime('auth', `token service ${url.origin} for ${ep.host} answered HTTP ${status}${text ? `: ${summarize(text)}` : ''}`);
-      } catch (e) {
-        if (isRetryableNetworkError(e) && attempt < this.retry.attempts && !signal?.aborted) {
-          debug('retry', `token service ${url.origin}: ${(e as Error).message}; try ${attempt + 1} of ${this.retry.attempts}`);
-          await sleep(retryDelayMs(this.retry, attempt), signal);
-          continue;
-        }
-        throw e;
-      }
-    }
-  }
-
-  private checkHostAllowed(url: URL, what: string): void {
-    if (this.opts.offline && !isLoopbackHost(url.hostname)) {
-      throw UserError.runtime('offline', `offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
-    }
-  }
-}
-
-async function sendWithBody(pool: AgentPool, url: URL, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<IncomingMessage> {
-  if (body === undefined) return send(pool, url, { method, headers, signal, timeoutMs });
-  const { request } = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: pool.agentFor(url, undefined) });
-    req.setTimeout(timeoutMs ?? 60_000, () => req.destroy(new Error('timed out')));
-    req.on('response', resolve);
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function summarize(body: string): string {
-  const s = body.replace(/\s+/g, ' ').trim();
-  return s.length > 300 ? `${s.slice(0, 300)}…` : s;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { UserError, abortError, abortReason } from '../../errors.js';
 import { debug, safeUrl, since } from '../../util/debug.js';
 import { TransientNetworkError } from '../../util/retry.js';
-import type { RegistryTlsConfig } from './mirrors.js';
+import { isLoopbackHost, type RegistryTlsConfig } from './mirrors.js';
 
 export interface SendOptions {
   method?: string;
@@ -93,6 +93,26 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
     });
     req.end();
   });
+}
+
+/** A request with a body (the token service's POST form); without one, `send`. */
+export function sendWithBody(pool: AgentPool, url: URL, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number | undefined): Promise<IncomingMessage> {
+  if (body === undefined) return send(pool, url, { method, headers, signal, timeoutMs });
+  const { request } = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: pool.agentFor(url, undefined) });
+    req.setTimeout(timeoutMs ?? 60_000, () => req.destroy(new Error('timed out')));
+    req.on('response', resolve);
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Offline mode: refuses `url` unless its host is a loopback one (`what` names what it is for). */
+export function checkHostAllowed(offline: boolean | undefined, url: URL, what: string): void {
+  if (offline && !isLoopbackHost(url.hostname)) {
+    throw UserError.runtime('offline', `offline mode: refusing to contact ${url.origin} (${what})`, 'offline builds (KP_OFFLINE=1 or offline: true) only talk to loopback mirrors; configure one in registries.yaml');
+  }
 }
 
 /** Reads a whole (small) body, refusing more than `limit` bytes. */

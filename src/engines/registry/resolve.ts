@@ -7,7 +7,8 @@ import type { BlobRef, Descriptor } from '../../oci/descriptor.js';
 import { isDigest, sha256Digest, type Digest } from '../../oci/digest.js';
 import { configPlatform, formatPlatform, platformMatches, type Platform as ImagePlatform } from '../../oci/platform.js';
 import type { Platform } from '../../platform.js';
-import { RegistryAuthError, RegistryHttpError, type RegistryClient } from './client.js';
+import type { RegistryClient } from './client.js';
+import { RegistryAuthError, RegistryHttpError } from './errors.js';
 import { MANIFEST_ACCEPT, parseManifest, platformError, selectPlatform, type ParsedManifest } from './manifest.js';
 import { resolveEndpoints, type Endpoint, type RegistriesConfig } from './mirrors.js';
 
