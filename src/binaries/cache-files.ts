@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { mkdirp } from '../util/fs.js';
@@ -30,7 +31,8 @@ export async function writeJsonAtomic(p: string, v: unknown): Promise<void> {
 /** Writes `text` to a temp file beside `p`, then renames it; a failed write leaves no temp file. */
 export async function writeFileAtomic(p: string, text: string): Promise<void> {
   await mkdirp(dirname(p));
-  const tmp = `${p}.${process.pid}.tmp`;
+  // Unique per call: bundles of one build may write the same entry at once.
+  const tmp = `${p}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, text);
     await rename(tmp, p);

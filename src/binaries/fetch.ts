@@ -88,9 +88,12 @@ async function fetchOnce(b: PlannedBinary, opts: FetchOptions): Promise<FetchedB
   if (!entry || !(await usable(entry))) {
     cached = false;
     entry = await withFileLock(join(opts.cacheDir, 'partial', `${key(b.url)}.lock`), async () => {
-      // Another build may have finished it while we waited for the lock.
+      // Another build (or bundle of this build) may have finished it while we waited for the lock.
       const again = await readJson<UrlIndexEntry>(indexPath);
-      if (again && (await usable(again))) return again;
+      if (again && (await usable(again))) {
+        cached = true;
+        return again;
+      }
       const got = await download(b, expected, opts, progress);
       await mkdirp(blobDir);
       await rename(got.partial, join(blobDir, got.sha256));

@@ -13,11 +13,30 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The callers in this process waiting for or holding each lock, chained: they take turns. */
+const inProcess = new Map<string, Promise<void>>();
+
 /**
  * A lock file holding the owner's PID, for work two builds may start at once on the same cache entry
  * (a resumable partial download). A lock whose owner is dead is taken over. Waits up to `timeoutMs`.
+ * Callers in the same process (bundles of one build fetching the same file) take turns before that.
  */
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30 * 60_000): Promise<T> {
+  const previous = inProcess.get(lockPath) ?? Promise.resolve();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const mine = previous.then(() => gate);
+  inProcess.set(lockPath, mine);
+  await previous;
+  try {
+    return await withLockFile(lockPath, fn, timeoutMs);
+  } finally {
+    release();
+    if (inProcess.get(lockPath) === mine) inProcess.delete(lockPath);
+  }
+}
+
+async function withLockFile<T>(lockPath: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
   await mkdirp(dirname(lockPath));
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -64,6 +64,18 @@ test('downloads, verifies against a sha256sum file, caches; a second fetch makes
   assert.equal(n1 - n0, 2, 'one checksum file + one download');
 });
 
+test('two fetches of the same binary at once in one process (bundles of one build): one download, both get it', async () => {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'kp-cache-'));
+  const n0 = server.count();
+  const [a, b] = await Promise.all([fetchBinary(binary(), { cacheDir }), fetchBinary(binary(), { cacheDir })]);
+  assert.equal(a.sha256, sha256(big));
+  assert.equal(b.sha256, sha256(big));
+  assert.deepEqual([a.cached, b.cached].sort(), [false, true], 'one downloaded it, the other found it in the cache');
+  // Two checksum-file reads (each fetch checks its own) and one download.
+  assert.equal(server.count() - n0, 3);
+  assert.deepEqual(await readdir(join(cacheDir, 'partial')), [], 'no lock or partial file left');
+});
+
 test('SHA-512 bare-digest checksum files (KubeEdge) and extracting one member', async () => {
   const cacheDir = await mkdtemp(join(tmpdir(), 'kp-cache-'));
   const f = await fetchBinary(
