@@ -62,6 +62,8 @@ class RegistryEngine implements ImageEngine {
   private closed = false;
   /** Downloads by digest across this engine's collects (a build's bundles run at once): each blob fetched once. */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Blobs this engine downloaded (and hashed on the way in) in this run: the archive writer does not hash them again. */
+  private readonly fetchedNow = new Set<string>();
 
   constructor(opts: RegistryEngineOptions) {
     this.registries = opts.registries ?? emptyRegistriesConfig();
@@ -133,7 +135,7 @@ class RegistryEngine implements ImageEngine {
     if (running) return running;
     const p = start();
     this.inflight.set(digest, p);
-    p.catch(() => this.inflight.delete(digest));
+    p.then(() => this.fetchedNow.add(digest), () => this.inflight.delete(digest));
     return p;
   }
 
@@ -175,7 +177,8 @@ class RegistryEngine implements ImageEngine {
       },
       // Downloaded (hashed on the way in) or, manifests and configs, hashed as they were read in step 1:
       // only layers taken from an earlier build's cache are hashed again by the archive writer.
-      verifiedNow: (d: string) => verifiedNow.has(d) || downloads.has(d),
+      // A blob another collect of this engine downloaded in this run (a build's other bundle) counts too.
+      verifiedNow: (d: string) => verifiedNow.has(d) || downloads.has(d) || this.fetchedNow.has(d),
     };
   }
 }
