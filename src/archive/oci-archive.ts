@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import { InternalError, UserError, abortReason } from '../errors.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { writeAtomically } from '../util/fs.js';
-import { TarWriter } from './tar-writer.js';
+import { END_BYTES, TarWriter, entryBytes } from './tar-writer.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { blobPath, digestHex, sha256Digest } from '../oci/digest.js';
 import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MT } from '../oci/media-types.js';
@@ -108,36 +108,65 @@ interface BlobSet {
   totalBlobBytes: number;
 }
 
-export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
-  if (opts.images.length === 0) throw new UserError(`no images to archive into ${opts.outFile}`, { code: 'usage', hint: 'list at least one image' });
+/**
+ * The archive's layout, decided before a byte is written: its blobs, its JSON documents and its exact
+ * size (the bundle tarball announces that size in the entry it streams the archive into).
+ */
+export interface OciLayout {
+  set: BlobSet;
+  indexJson: string;
+  manifestJson: string;
+  /** Bytes of the whole archive. */
+  size: number;
+}
+
+const OCI_LAYOUT_FILE = '{"imageLayoutVersion":"1.0.0"}\n';
+
+export function planOciArchive(images: OciArchiveImage[], shownAs: string): OciLayout {
+  if (images.length === 0) throw new UserError(`no images to archive into ${shownAs}`, { code: 'usage', hint: 'list at least one image' });
   const seenRefs = new Set<string>();
-  for (const img of opts.images) {
+  for (const img of images) {
     if (seenRefs.has(img.ref)) throw new InternalError(`image ${img.ref} listed twice`);
     seenRefs.add(img.ref);
   }
-  const set = collectBlobs(opts.images);
-  await precheckBlobs(set, opts);
-  const indexJson = buildIndexJson(opts.images);
-  const manifestJson = buildDockerManifestJson(opts.images);
+  const set = collectBlobs(images);
+  checkGivenBytes(set);
+  const indexJson = buildIndexJson(images);
+  const manifestJson = buildDockerManifestJson(images);
+  let size = entryBytes('blobs/', 0) + entryBytes('blobs/sha256/', 0) + END_BYTES;
+  for (const d of set.digests) size += entryBytes(blobPath(d), set.blobs.get(d)!.size);
+  for (const [name, text] of [['index.json', indexJson], ['manifest.json', manifestJson], ['oci-layout', OCI_LAYOUT_FILE]] as const) size += entryBytes(name, Buffer.byteLength(text));
+  return { set, indexJson, manifestJson, size };
+}
 
-  return writeAtomically(opts.outFile, async (out) => {
-    const hasher = new HashingForwarder(out);
-    // Errors surface through the awaited writes and `finished` below; never as an uncaught event.
-    hasher.on('error', () => {});
-    const tar = new TarWriter(hasher, { mtime: opts.mtime });
-    try {
-      await writeLayout(tar, set, indexJson, manifestJson, opts);
-      hasher.end();
-      await finished(hasher);
-    } catch (e) {
-      // Stop forwarding before writeAtomically destroys the file stream; a write still in flight then
-      // ends in ERR_STREAM_DESTROYED, which must not become an uncaught 'error' (we fail with `e`).
-      hasher.destroy();
-      out.on('error', () => {});
-      throw e;
-    }
-    return { file: opts.outFile, sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes: set.uniqueBlobBytes, totalBlobBytes: set.totalBlobBytes };
-  }, { durable: opts.durable !== false });
+export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<OciArchiveWriteResult> {
+  const layout = planOciArchive(opts.images, opts.outFile);
+  await precheckFiles(layout.set, opts);
+  return writeAtomically(opts.outFile, async (out) => ({ file: opts.outFile, ...(await writeOciArchiveTo(out, layout, opts)) }), { durable: opts.durable !== false });
+}
+
+/**
+ * Writes the archive `layout` into `out` (which it does not end): blobs in digest order, each as it is
+ * ready (blobReady), the archive hashed on the way. Returns its digest and sizes.
+ */
+export async function writeOciArchiveTo(out: Writable, layout: OciLayout, opts: Omit<WriteOciArchiveOptions, 'outFile' | 'images' | 'durable'>): Promise<Omit<OciArchiveWriteResult, 'file'>> {
+  const hasher = new HashingForwarder(out);
+  // Errors surface through the awaited writes and `finished` below; never as an uncaught event.
+  hasher.on('error', () => {});
+  const tar = new TarWriter(hasher, { mtime: opts.mtime });
+  try {
+    await writeLayout(tar, layout, opts);
+    hasher.end();
+    await finished(hasher);
+  } catch (e) {
+    // Stop forwarding before the caller destroys `out`; a write still in flight then ends in
+    // ERR_STREAM_DESTROYED, which must not become an uncaught 'error' (we fail with `e`).
+    hasher.destroy();
+    out.on('error', () => {});
+    throw e;
+  }
+  if (tar.bytesWritten !== layout.size) throw new InternalError(`images archive: ${tar.bytesWritten} bytes written, ${layout.size} planned`);
+  return { sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes: layout.set.uniqueBlobBytes, totalBlobBytes: layout.set.totalBlobBytes };
 }
 
 /** Every distinct blob once; a digest always denotes the same bytes, so sizes must agree. */
@@ -163,7 +192,7 @@ function collectBlobs(images: OciArchiveImage[]): BlobSet {
 }
 
 /** The blob's file exists with the descriptor's size. */
-async function checkBlobFile(opts: WriteOciArchiveOptions, d: string, size: number): Promise<void> {
+async function checkBlobFile(opts: Pick<WriteOciArchiveOptions, 'blobFile'>, d: string, size: number): Promise<void> {
   const file = opts.blobFile(d);
   let actual: number;
   try {
@@ -174,22 +203,30 @@ async function checkBlobFile(opts: WriteOciArchiveOptions, d: string, size: numb
   if (actual !== size) throw UserError.runtime('cache', `blob ${d} in ${file} has ${actual} bytes, expected ${size}`, 'remove the file and build again');
 }
 
-/**
- * Check every blob before the first byte is written, so a missing blob fails without a partial file
- * (blobs still arriving through blobReady are checked when they are ready).
- */
-async function precheckBlobs({ blobs, digests }: BlobSet, opts: WriteOciArchiveOptions): Promise<void> {
+/** The blobs given in memory match their descriptors (a bug otherwise): checked when the layout is planned. */
+function checkGivenBytes({ blobs, digests }: BlobSet): void {
   for (const d of digests) {
     const b = blobs.get(d)!;
-    if (b.bytes) {
-      if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
-      if (sha256Digest(b.bytes) !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
-    } else if (!opts.blobReady) await checkBlobFile(opts, d, b.size);
+    if (!b.bytes) continue;
+    if (b.bytes.length !== b.size) throw new InternalError(`blob ${d}: ${b.bytes.length} bytes given, descriptor says ${b.size}`);
+    if (sha256Digest(b.bytes) !== d) throw new InternalError(`blob ${d}: the bytes given do not match the digest`);
+  }
+}
+
+/**
+ * Without blobReady every file must be there: each is checked before the first byte is written, so a
+ * missing blob fails without a partial file (blobs arriving through blobReady are checked when ready).
+ */
+async function precheckFiles({ blobs, digests }: BlobSet, opts: WriteOciArchiveOptions): Promise<void> {
+  if (opts.blobReady) return;
+  for (const d of digests) {
+    const b = blobs.get(d)!;
+    if (!b.bytes) await checkBlobFile(opts, d, b.size);
   }
 }
 
 /** The layout's entries in sorted order: blobs/…, index.json, manifest.json, oci-layout; then the tar end. */
-async function writeLayout(tar: TarWriter, { blobs, digests }: BlobSet, indexJson: string, manifestJson: string, opts: WriteOciArchiveOptions): Promise<void> {
+async function writeLayout(tar: TarWriter, { set: { blobs, digests }, indexJson, manifestJson }: OciLayout, opts: Pick<WriteOciArchiveOptions, 'signal' | 'blobReady' | 'blobFile' | 'verifiedByCaller'>): Promise<void> {
   const check = () => {
     if (opts.signal?.aborted) throw abortReason(opts.signal);
   };
@@ -211,7 +248,7 @@ async function writeLayout(tar: TarWriter, { blobs, digests }: BlobSet, indexJso
   }
   await tar.addBuffer('index.json', indexJson);
   await tar.addBuffer('manifest.json', manifestJson);
-  await tar.addBuffer('oci-layout', '{"imageLayoutVersion":"1.0.0"}\n');
+  await tar.addBuffer('oci-layout', OCI_LAYOUT_FILE);
   await tar.finish();
 }
 

@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { ContentMismatchError } from '../util/hash.js';
@@ -89,6 +90,29 @@ export class TarWriter {
     await this.pad(size);
   }
 
+  /**
+   * An entry of exactly `size` bytes that `body` writes into the stream it is given (not ended by body),
+   * with backpressure: a nested archive written straight into this one, without a file of its own.
+   * Fewer or more bytes than `size` is an error (the output is then unusable: callers write to a temp file).
+   */
+  async addStreamed(path: string, size: number, body: (out: Writable) => Promise<void>, opts: TarEntryOptions = {}): Promise<void> {
+    await this.writeHeader(path, size, opts.mode ?? 0o644, '0');
+    let given = 0;
+    const sink = new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        given += chunk.length;
+        if (given > size) cb(new Error(`${path}: more than the ${size} bytes announced`));
+        else this.write(chunk).then(() => cb(), cb);
+      },
+    });
+    sink.on('error', () => {}); // surfaces through body's writes and `finished` below
+    await body(sink);
+    sink.end();
+    await finished(sink);
+    if (given !== size) throw new Error(`${path}: ${given} bytes written, ${size} announced`);
+    await this.pad(size);
+  }
+
   /** Writes the two zero blocks that end an archive. Does not end the underlying stream. */
   async finish(): Promise<void> {
     if (this.finished) return;
@@ -111,21 +135,35 @@ export class TarWriter {
 
   private async writeHeader(path: string, size: number, mode: number, type: '0' | '5'): Promise<void> {
     if (this.finished) throw new Error('tar archive already finished');
-    if (path.startsWith('/') || path.split('/').includes('..')) throw new Error(`unsafe tar path: ${path}`);
-    const split = splitUstarName(path);
-    if (!split || size > 0o77777777777) {
-      // PAX extended header carrying the full path (and size, for files over 8 GiB).
-      const records = [paxRecord('path', path)];
-      if (size > 0o77777777777) records.push(paxRecord('size', String(size)));
-      const body = Buffer.from(records.join(''), 'utf8');
-      const paxName = `PaxHeaders/${path.replace(/\/$/, '').split('/').pop() ?? 'entry'}`.slice(0, 99);
-      await this.write(ustarHeader(paxName, '', body.length, 0o644, 'x', this.mtime));
-      await this.write(body);
-      await this.pad(body.length);
-    }
-    const [name, prefix] = split ?? [truncateName(path), ''];
-    await this.write(ustarHeader(name, prefix, size > 0o77777777777 ? 0 : size, mode, type, this.mtime));
+    for (const b of headerBlocks(path, size, mode, type, this.mtime)) await this.write(b);
   }
+}
+
+/** Bytes a file entry of `size` bytes at `path` takes in the archive: its header block(s) and padded content. */
+export function entryBytes(path: string, size: number): number {
+  return headerBlocks(path, size, 0o644, '0', 0).reduce((n, b) => n + b.length, 0) + Math.ceil(size / BLOCK) * BLOCK;
+}
+
+/** Bytes of the end of an archive (finish()). */
+export const END_BYTES = 2 * BLOCK;
+
+/** The header of one entry: a ustar header, preceded by a PAX header (padded) when the path does not fit. */
+function headerBlocks(path: string, size: number, mode: number, type: '0' | '5', mtime: number): Buffer[] {
+  if (path.startsWith('/') || path.split('/').includes('..')) throw new Error(`unsafe tar path: ${path}`);
+  const split = splitUstarName(path);
+  const blocks: Buffer[] = [];
+  if (!split || size > 0o77777777777) {
+    // PAX extended header carrying the full path (and size, for files over 8 GiB).
+    const records = [paxRecord('path', path)];
+    if (size > 0o77777777777) records.push(paxRecord('size', String(size)));
+    const body = Buffer.from(records.join(''), 'utf8');
+    const paxName = `PaxHeaders/${path.replace(/\/$/, '').split('/').pop() ?? 'entry'}`.slice(0, 99);
+    blocks.push(ustarHeader(paxName, '', body.length, 0o644, 'x', mtime), body);
+    if (body.length % BLOCK !== 0) blocks.push(ZERO_BLOCK.subarray(0, BLOCK - (body.length % BLOCK)));
+  }
+  const [name, prefix] = split ?? [truncateName(path), ''];
+  blocks.push(ustarHeader(name, prefix, size > 0o77777777777 ? 0 : size, mode, type, mtime));
+  return blocks;
 }
 
 function paxRecord(key: string, value: string): string {

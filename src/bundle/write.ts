@@ -1,4 +1,6 @@
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { InternalError } from '../errors.js';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';
@@ -9,8 +11,11 @@ import { hashingTap, sha256 } from '../util/hash.js';
 export interface BundleFile {
   path: string;
   mode: number;
-  /** Content from a file on disk (cache blob, images archive) or from memory (rendered template). */
-  source: { file: string } | { content: Buffer };
+  /**
+   * Content from a file on disk (a cached binary), from memory (a rendered template), or (in what
+   * stageBundleTarball reports as written) streamed into the tarball (see StreamedFile).
+   */
+  source: { file: string } | { content: Buffer } | { stream: true };
   sha256: string;
   size: number;
 }
@@ -32,10 +37,30 @@ export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * A file of a bundle whose bytes are written straight into the tarball as they are produced (the images
+ * archive, as its blobs arrive): its size is known before, its digest only once it was written.
+ */
+export interface StreamedFile {
+  path: string;
+  mode: number;
+  size: number;
+  /** Writes exactly `size` bytes into `out` (not ending it) and resolves with their SHA-256 (hex). */
+  write(out: Writable): Promise<string>;
+}
+
 export interface WriteBundleOptions {
   /** Top directory inside the tarball. */
   topDir: string;
   files: BundleFile[];
+  /** Written in path order among `files`. */
+  streamed?: StreamedFile[];
+  /**
+   * The files that describe the others (bundle.json, SHA256SUMS, the SBOM), made once every file before
+   * them is written (a streamed file's digest is known then) from all of those; they come last, in path
+   * order, and must sit in the top directory or a directory another file has.
+   */
+  trailer?: (written: BundleFile[]) => BundleFile[];
   mtime: number;
   compression: Compression;
   outFile: string;
@@ -48,8 +73,9 @@ export interface WrittenBundle {
 }
 
 /**
- * Writes `<topDir>/…` as a tarball: directories first, all entries sorted by path, fixed mtime, uid/gid
- * 0, no owner names; compressed as asked; to a temp name renamed into place only when complete.
+ * Writes `<topDir>/…` as a tarball: directories first, all entries sorted by path (the trailer's after
+ * them, in its own order), fixed mtime, uid/gid 0, no owner names; compressed as asked; to a temp name renamed into place
+ * only when complete.
  */
 export async function writeBundleTarball(opts: WriteBundleOptions): Promise<WrittenBundle> {
   const staged = await stageBundleTarball(opts);
@@ -57,22 +83,25 @@ export async function writeBundleTarball(opts: WriteBundleOptions): Promise<Writ
   return staged.result;
 }
 
+type Entry = { path: string; dir: true } | { path: string; dir: false; file: BundleFile } | { path: string; dir: false; streamed: StreamedFile };
+
 /**
  * The tarball as a complete temp file beside `outFile`, renamed by `commit()` (the build commits all of
- * its outputs together). Every file taken from disk (cache entries, the images archive) is hashed as
- * it is copied and must match the `sha256` the bundle records for it (in SHA256SUMS and bundle.json):
- * otherwise this throws ContentMismatchError naming the file, and the temp file is gone.
+ * its outputs together). Every file taken from disk (cache entries) is hashed as it is copied and must
+ * match the `sha256` the bundle records for it (in SHA256SUMS and bundle.json): otherwise this throws
+ * ContentMismatchError naming the file, and the temp file is gone.
  */
 export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Staged<WrittenBundle>> {
   const dirs = new Set<string>([opts.topDir]);
-  for (const f of opts.files) {
+  for (const f of [...opts.files, ...(opts.streamed ?? [])]) {
     const parts = f.path.split('/');
     for (let i = 1; i < parts.length; i++) dirs.add(`${opts.topDir}/${parts.slice(0, i).join('/')}`);
   }
-  type Entry = { path: string; dir: true } | { path: string; dir: false; file: BundleFile };
+  const inTop = (path: string) => `${opts.topDir}/${path}`;
   const entries: Entry[] = [
     ...[...dirs].map((d) => ({ path: `${d}/`, dir: true as const })),
-    ...opts.files.map((f) => ({ path: `${opts.topDir}/${f.path}`, dir: false as const, file: f })),
+    ...opts.files.map((f) => ({ path: inTop(f.path), dir: false as const, file: f })),
+    ...(opts.streamed ?? []).map((f) => ({ path: inTop(f.path), dir: false as const, streamed: f })),
   ].sort((a, b) => cmp(a.path, b.path));
 
   return writeStaged(opts.outFile, async (out) => {
@@ -80,17 +109,23 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
     const counter = hashingTap();
     const sink = pipeline(compressor.output, counter.stream, out, { end: false });
     const tw = new TarWriter(compressor.input, { mtime: opts.mtime });
-    try {
-      let n = 0;
-      for (const e of entries) {
-        if (e.dir) await tw.addDirectory(e.path, { mode: 0o755 });
-        else if ('file' in e.file.source) await tw.addFile(e.path, e.file.source.file, { mode: e.file.mode, sha256: e.file.sha256 });
-        else await tw.addBuffer(e.path, e.file.source.content, { mode: e.file.mode });
-        if (++n === Math.ceil(entries.length / 2)) await testFaultPoint('bundle-tarball');
+    // A failure of the file (ENOSPC, EROFS at its open) ends the writing at once: the entries' writes
+    // would otherwise wait for a drain that never comes (and the rejection be unhandled meanwhile).
+    const fileFailed = new Promise<never>((_, reject) => sink.catch(reject));
+    fileFailed.catch(() => {});
+    const body = async () => {
+      const written = await writeEntries(tw, entries);
+      for (const f of opts.trailer?.(written) ?? []) {
+        const dir = f.path.includes('/') ? inTop(f.path.slice(0, f.path.lastIndexOf('/'))) : opts.topDir;
+        if (!dirs.has(dir)) throw new InternalError(`bundle trailer file ${f.path} is in a directory the tarball does not have`);
+        await writeEntry(tw, { path: inTop(f.path), dir: false, file: f });
       }
       await tw.finish();
       compressor.input.end();
       await Promise.all([sink, compressor.done]);
+    };
+    try {
+      await Promise.race([body(), fileFailed]);
     } catch (e) {
       // Stop the compressor (a zstd child) and the pipe into the temp file, which the caller removes.
       compressor.input.destroy();
@@ -100,4 +135,34 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
     }
     return { file: opts.outFile, sha256: counter.hex(), size: counter.bytes() };
   });
+}
+
+/** The entries in order; returns the files written (a streamed one with the digest it was written with). */
+async function writeEntries(tw: TarWriter, entries: Entry[]): Promise<BundleFile[]> {
+  const written: BundleFile[] = [];
+  let n = 0;
+  for (const e of entries) {
+    const f = await writeEntry(tw, e);
+    if (f) written.push(f);
+    if (++n === Math.ceil(entries.length / 2)) await testFaultPoint('bundle-tarball');
+  }
+  return written;
+}
+
+async function writeEntry(tw: TarWriter, e: Entry): Promise<BundleFile | undefined> {
+  if (e.dir) {
+    await tw.addDirectory(e.path, { mode: 0o755 });
+    return undefined;
+  }
+  if ('streamed' in e) {
+    const s = e.streamed;
+    let sha = '';
+    await tw.addStreamed(e.path, s.size, async (out) => void (sha = await s.write(out)), { mode: s.mode });
+    return { path: s.path, mode: s.mode, size: s.size, sha256: sha, source: { stream: true } };
+  }
+  const f = e.file;
+  if ('file' in f.source) await tw.addFile(e.path, f.source.file, { mode: f.mode, sha256: f.sha256 });
+  else if ('content' in f.source) await tw.addBuffer(e.path, f.source.content, { mode: f.mode });
+  else throw new InternalError(`bundle file ${f.path}: a streamed file given as a file`);
+  return f;
 }

@@ -5,12 +5,14 @@ import { formatPlatform, platformExact, type Platform as ImagePlatform } from '.
 import type { ProgressSink } from '../progress/sink.js';
 import { checkEntrypoint, type ImageConfigLike } from './entrypoint.js';
 import { indexLayerFile } from './layer-index.js';
-import { writeOciArchive, type OciArchiveImage } from '../archive/oci-archive.js';
+import { planOciArchive, writeOciArchiveTo, type OciArchiveImage, type OciArchiveWriteResult, type OciLayout } from '../archive/oci-archive.js';
+import { writeAtomically } from '../util/fs.js';
+import type { Writable } from 'node:stream';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from '../oci/blob-cache.js';
 import { digestFromHex } from '../oci/digest.js';
 import { ContentMismatchError } from '../util/hash.js';
-import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageEngine } from './types.js';
+import type { CollectedImage, CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from './types.js';
 
 /** A collected image from what the archive stores; the reported info (digests, size) follows from it. */
 export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'docker'): CollectedImage {
@@ -52,21 +54,59 @@ export function anotherFailed(cause?: unknown): Error {
   return abortError('another image of this archive failed', cause);
 }
 
+/** What writing an archive of collected images needs besides the collections. */
+export type CollectedWriteRequest = Pick<ImageArchiveRequest, 'mtime' | 'cacheDir' | 'signal' | 'progress'>;
+
+/** The collected images in archive order (`order`: canonical references; default as collected) and the archive's layout. */
+export function layoutCollected(parts: CollectedImages[], order: string[] | undefined, shownAs: string): { images: CollectedImage[]; layout: OciLayout } {
+  const all = parts.flatMap((p) => p.images);
+  const byRef = new Map(all.map((i) => [i.info.ref, i]));
+  const images = order ? order.map((r) => byRef.get(r) ?? missing(r)) : all;
+  return { images, layout: planOciArchive(images.map((i) => i.archive), shownAs) };
+}
+
 /**
  * Writes one images archive from the collections of one or more engines (blobs from the shared cache,
  * each once, images in the order given by `order`). Blobs still arriving are streamed as they are
- * verified. On any failure every engine is stopped and waited for, then the root cause is thrown.
+ * verified. A corrupt cached blob is repaired (repairBlob) and the archive written again from the start.
+ * On any failure every engine is stopped and waited for, then the root cause is thrown.
  */
-export async function writeCollected(parts: CollectedImages[], req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'cacheDir' | 'signal' | 'progress' | 'durable'> & { order?: string[] }): Promise<ImageArchiveResult> {
-  const all = parts.flatMap((p) => p.images);
-  const byRef = new Map(all.map((i) => [i.info.ref, i]));
-  const images = req.order ? req.order.map((r) => byRef.get(r) ?? missing(r)) : all;
+export async function writeCollected(parts: CollectedImages[], req: CollectedWriteRequest & Pick<ImageArchiveRequest, 'outFile' | 'durable'> & { order?: string[] }): Promise<ImageArchiveResult> {
+  try {
+    const { images, layout } = layoutCollected(parts, req.order, req.outFile);
+    const repaired = new Set<string>();
+    for (;;) {
+      try {
+        const written = await writeAtomically(req.outFile, (out) => streamCollected(parts, images, layout, out, req), { durable: req.durable !== false });
+        return { file: req.outFile, ...written, images: images.map((i) => i.info) };
+      } catch (e) {
+        if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
+        await repairBlob(e, images, parts, repaired);
+      }
+    }
+  } catch (e) {
+    return stopParts(parts, e, req.signal);
+  }
+}
+
+/** Stops every engine's remaining work, waits for it, and throws the root cause among the failures. */
+export async function stopParts(parts: CollectedImages[], e: unknown, callerSignal: AbortSignal | undefined): Promise<never> {
+  const reasons = (await Promise.all(parts.map((p) => p.stop()))).flat();
+  throw rootCause([...reasons, e], callerSignal);
+}
+
+/**
+ * Writes the archive of `images` (laid out as `layout`) into `out`, which it does not end: each blob as
+ * it arrives, hashed as it is copied unless an engine verified it in this run; what is inside each image
+ * (its entrypoint against its platform) is checked alongside, and a refusal stops the writing. Resolves
+ * once every engine is done. A cached blob that does not match its digest throws ContentMismatchError
+ * (the caller repairs it with repairBlob and writes again from the start).
+ */
+export async function streamCollected(parts: CollectedImages[], images: CollectedImage[], layout: OciLayout, out: Writable, req: CollectedWriteRequest): Promise<Omit<OciArchiveWriteResult, 'file'>> {
   const cache = new BlobCache(req.cacheDir);
   const blobReady = async (d: string) => {
     await Promise.all(parts.map((p) => p.blobReady(d)));
   };
-  // What is inside: each image's entrypoint binary against its platform, checked as its blobs arrive
-  // (alongside the writing); a refusal stops the writer.
   const refused = new AbortController();
   const signal = req.signal ? AbortSignal.any([req.signal, refused.signal]) : refused.signal;
   const inside = checkImagesInside(images, cache, blobReady, signal, req.progress).then((problems) => {
@@ -81,86 +121,58 @@ export async function writeCollected(parts: CollectedImages[], req: Pick<ImageAr
   });
   inside.catch(() => {}); // observed below
   try {
-    // The writer stops too when the entrypoint check refuses an image (signal).
-    const written = await writeVerified(images, parts, cache, { outFile: req.outFile, mtime: req.mtime, signal, ...(req.durable === false ? { durable: false } : {}) });
+    const written = await writeOciArchiveTo(out, layout, {
+      mtime: req.mtime,
+      blobFile: (d) => cache.path(d),
+      blobReady,
+      // Blobs an engine verified in this run are not hashed twice; repaired ones were just fetched.
+      verifiedByCaller: (d) => parts.some((p) => p.verifiedNow?.(d) ?? false),
+      signal,
+    });
     await Promise.all(parts.map((p) => p.done));
-    try {
-      await inside;
-    } catch (e) {
-      await rm(req.outFile, { force: true });
-      throw e;
-    }
-    return { ...written, images: images.map((i) => i.info) };
+    await inside;
+    return written;
   } catch (e) {
-    const reasons = (await Promise.all(parts.map((p) => p.stop()))).flat();
-    const why = refused.signal.aborted ? refused.signal.reason : e;
-    throw rootCause([...reasons, why], req.signal);
+    if (refused.signal.aborted) throw refused.signal.reason;
+    // This attempt's check stops with it (a repaired attempt checks again).
+    refused.abort(abortError('the images archive is written again'));
+    await inside.catch(() => {});
+    throw e;
   }
 }
 
 /**
- * The archive, each cached blob hashed as it is copied. A cached blob that does not match its digest
- * (a corrupted or tampered cache entry) is evicted and fetched again by the engine that owns it, and the
- * archive is written again from the start (its temp file was discarded); each blob is repaired at most
- * once. When no engine can fetch it again the build fails naming the blob, its cache path and the fix.
+ * A cached blob that did not match its digest (a corrupted or tampered cache entry, found while an
+ * archive was written): evicts it and has the engine that owns it fetch it again; each blob is repaired
+ * at most once. When no engine can fetch it again this throws a UserError naming the blob, its cache
+ * path and the fix.
  */
-async function writeVerified(
-  images: CollectedImage[],
-  parts: CollectedImages[],
-  cache: BlobCache,
-  req: Pick<ImageArchiveRequest, 'outFile' | 'mtime' | 'signal' | 'durable'>,
-): Promise<Awaited<ReturnType<typeof writeOciArchive>>> {
-  const repaired = new Set<string>();
-  for (;;) {
+export async function repairBlob(e: ContentMismatchError, images: CollectedImage[], parts: CollectedImages[], repaired: Set<string>): Promise<void> {
+  const digest = digestFromHex(e.expected);
+  const owners = images.filter((i) => [i.archive.manifest, i.archive.config, ...i.archive.layers].some((b) => b.digest === digest)).map((i) => i.info.ref);
+  const what = `cached blob ${digest} (of ${owners.join(', ') || 'this archive'}) at ${e.file} does not match its digest: got sha256:${e.actual} (${e.size} bytes)`;
+  await rm(e.file, { force: true });
+  if (repaired.has(digest)) {
+    throw UserError.runtime('cache', `${what}, again after it was fetched anew`, `something rewrites the cache while builds run; check the disk, then build again with an empty --cache-dir`);
+  }
+  repaired.add(digest);
+  let failure: unknown;
+  for (const p of parts) {
+    if (!p.refetch) continue;
     try {
-      return await writeOciArchive({
-        outFile: req.outFile,
-        mtime: req.mtime,
-        images: images.map((i) => i.archive),
-        blobFile: (d) => cache.path(d),
-        blobReady: async (d) => {
-          await Promise.all(parts.map((p) => p.blobReady(d)));
-        },
-        // Blobs an engine verified in this run are not hashed twice; repaired ones were just fetched.
-        verifiedByCaller: (d) => parts.some((p) => p.verifiedNow?.(d) ?? false),
-        signal: req.signal,
-        ...(req.durable === false ? { durable: false } : {}),
-      });
-    } catch (e) {
-      if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
-      const digest = digestFromHex(e.expected);
-      const owners = images.filter((i) => [i.archive.manifest, i.archive.config, ...i.archive.layers].some((b) => b.digest === digest)).map((i) => i.info.ref);
-      const what = `cached blob ${digest} (of ${owners.join(', ') || 'this archive'}) at ${e.file} does not match its digest: got sha256:${e.actual} (${e.size} bytes)`;
-      await rm(e.file, { force: true });
-      if (repaired.has(digest)) {
-        throw UserError.runtime('cache', `${what}, again after it was fetched anew`, `something rewrites the cache while builds run; check the disk, then build again with an empty --cache-dir`);
-      }
-      repaired.add(digest);
-      let again = false;
-      let failure: unknown;
-      for (const p of parts) {
-        if (!p.refetch) continue;
-        try {
-          if (await p.refetch(digest)) {
-            again = true;
-            break;
-          }
-        } catch (err) {
-          failure = err;
-          break;
-        }
-      }
-      if (!again) {
-        const why = failure instanceof Error ? `; fetching it again failed: ${failure.message}` : '';
-        throw UserError.runtime(
-          'cache',
-          `${what}; it was removed from the cache${why}`,
-          `build again (it is fetched anew${failure ? ' once the registry is reachable' : ''}), or remove ${e.file} / run with an empty --cache-dir`,
-          failure ?? e,
-        );
-      }
+      if (await p.refetch(digest)) return;
+    } catch (err) {
+      failure = err;
+      break;
     }
   }
+  const why = failure instanceof Error ? `; fetching it again failed: ${failure.message}` : '';
+  throw UserError.runtime(
+    'cache',
+    `${what}; it was removed from the cache${why}`,
+    `build again (it is fetched anew${failure ? ' once the registry is reachable' : ''}), or remove ${e.file} / run with an empty --cache-dir`,
+    failure ?? e,
+  );
 }
 
 /**
@@ -211,16 +223,32 @@ function missing(ref: string): never {
 export async function archiveWithEngines(shares: { engine: ImageEngine; images: string[] }[], req: ImageArchiveRequest): Promise<ImageArchiveResult> {
   const used = shares.filter((s) => s.images.length > 0);
   if (used.length === 1) return used[0]!.engine.archive({ ...req, images: used[0]!.images });
-  const order = parseImageRefs(req.images).map((r) => r.ref.canonical);
+  const collected = await collectShares(used, withoutArchive(req));
+  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, progress: req.progress, order: archiveOrder(req.images), ...(req.durable === false ? { durable: false } : {}) });
+}
+
+/** The canonical references of `images`, in order: the order of an archive's images. */
+export function archiveOrder(images: string[]): string[] {
+  return parseImageRefs(images).map((r) => r.ref.canonical);
+}
+
+/**
+ * Each engine collects its share of the images (all at once; shares without images are skipped). When
+ * one fails, the others are stopped and the root cause is thrown; else the collections (blobs may still
+ * be arriving: give them to writeCollected/streamCollected, or stopParts).
+ */
+export async function collectShares(shares: { engine: ImageEngine; images: string[] }[], req: ImageCollectRequest): Promise<CollectedImages[]> {
   const internal = new AbortController();
   const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
   const settled = await Promise.allSettled(
-    used.map((s) =>
-      s.engine.collect({ ...withoutArchive(req), images: s.images, signal }).catch((e: unknown) => {
-        internal.abort(anotherFailed());
-        throw e;
-      }),
-    ),
+    shares
+      .filter((s) => s.images.length > 0)
+      .map((s) =>
+        s.engine.collect({ ...req, images: s.images, signal }).catch((e: unknown) => {
+          internal.abort(anotherFailed());
+          throw e;
+        }),
+      ),
   );
   const collected = settled.filter((x): x is PromiseFulfilledResult<CollectedImages> => x.status === 'fulfilled').map((x) => x.value);
   const failed = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
@@ -228,7 +256,7 @@ export async function archiveWithEngines(shares: { engine: ImageEngine; images: 
     const reasons = (await Promise.all(collected.map((c) => c.stop()))).flat();
     throw rootCause([...failed, ...reasons], req.signal);
   }
-  return writeCollected(collected, { outFile: req.outFile, mtime: req.mtime, cacheDir: req.cacheDir, signal: req.signal, progress: req.progress, order, ...(req.durable === false ? { durable: false } : {}) });
+  return collected;
 }
 
 function withoutArchive(req: ImageArchiveRequest): Omit<ImageArchiveRequest, 'outFile' | 'mtime'> {

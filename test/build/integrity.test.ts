@@ -11,7 +11,7 @@ import { flipByte, startProxy, type TestProxy } from '../harness/proxy.js';
 /**
  * Issue 12 items 4 and 5, end to end on real bundles: a cache entry changed in place (same size) is
  * repaired or fails the build, and never ends up in a bundle that `verify` rejects; a build that fails
- * or is SIGKILLed while images.tar, a bundle tarball or SHA256SUMS is being written leaves no file that
+ * or is SIGKILLed while the images archive (streamed into its bundle tarball), a bundle tarball or SHA256SUMS is being written leaves no file that
  * looks finished, no temp file once the next build ran, and the previous output of the same names as it was.
  */
 let world: BundleWorld;
@@ -222,15 +222,17 @@ async function interrupted(name: string, interrupt: (out: string, cache: string)
 }
 
 for (const mode of ['fail', 'kill'] as const) {
-  test(`images.tar: a build that ${mode === 'fail' ? 'fails' : 'is SIGKILLed'} while writing it (registry stalls/refuses a blob)`, async () => {
+  test(`images archive: a build that ${mode === 'fail' ? 'fails' : 'is SIGKILLed'} while streaming it into a tarball (registry stalls/refuses a blob)`, async () => {
     await interrupted(`images-${mode}`, async (out, cache) => {
-      // The edge bundle's images.tar, once the cloud tarball is staged. Its archive writes blobs in digest
-      // order as they arrive: stall (or refuse) the last of the blobs only the edge side has, so the
-      // others are in the temp images.tar. A cold cache, so that the blobs come through the proxy.
+      // The edge bundle's images archive, streamed into its tarball as the blobs arrive, in digest order:
+      // stall (or refuse) the last of the blobs only the edge side has, so that the others are in the
+      // temp tarball. A cold cache, so that the blobs come through the proxy.
       const cloud = new Set([...(await bundleLayers(cache, out)).values()].flat());
       const last = [...new Set([...(await bundleLayers(cache, out, EDGE)).values()].flat())].filter((d) => !cloud.has(d)).sort().at(-1)!;
+      let stalled = false;
       proxy.setRule((req) => {
         if (req.method !== 'GET' || !req.url?.endsWith(`/blobs/sha256:${last}`)) return undefined;
+        stalled = true;
         return mode === 'kill' ? { type: 'hang' } : { type: 'respond', status: 404, body: '{"errors":[{"code":"BLOB_UNKNOWN"}]}' };
       });
       try {
@@ -240,8 +242,16 @@ for (const mode of ['fail', 'kill'] as const) {
           assert.match(b.log(), /not found at http:\/\/127\.0\.0\.1:\d+\/v2\/.*\/blobs\/sha256:/);
           return { killed: false, partial: /images\.tar/ };
         }
-        const partial = /\.kubeprepare-work-\d+\/\.kubeprepare-edge-.*-images\.tar\.\d+\.[a-f0-9]{8}\.partial$/;
-        await until('a partial images.tar with blobs in it', async () => (await temps(out)).some((t) => partial.test(t.path) && t.size > 2048), b.log);
+        const partial = new RegExp(`/\\.${EDGE}\\.tar\\.\\d+\\.[a-f0-9]{8}\\.partial$`);
+        // Stalled, and the temp tarball has stopped growing: it holds the edge blobs before the stalled one.
+        let seen = -1;
+        await until('a partial edge tarball that stopped at the stalled blob', async () => {
+          const size = (await temps(out)).find((t) => partial.test(t.path))?.size ?? -1;
+          const still = stalled && size > 2048 && size === seen;
+          seen = size;
+          if (!still) await new Promise((r) => setTimeout(r, 200));
+          return still;
+        }, b.log);
         b.child.kill('SIGKILL');
         await b.exit;
         return { killed: true, partial };

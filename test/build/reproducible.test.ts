@@ -99,7 +99,10 @@ function checkEntries(file: string, epoch: number): Facts {
   const inv = JSON.parse(execFileSync('tar', ['-xOf', file, `${top}bundle.json`], { maxBuffer: 1 << 26 }).toString('utf8')) as { sourceDateEpoch: number; files: { path: string; mode: string }[] };
   assert.equal(inv.sourceDateEpoch, epoch, 'bundle.json records the epoch used');
   const modes = new Map(inv.files.map((x) => [`${top}${x.path}`, `0o${Number.parseInt(x.mode, 8).toString(8)}`]));
-  const check = (entries: Entry[], where: string, modeOf: (e: Entry) => string | undefined) => {
+  // The files that describe the others come last (their digests include the images archive's, known once it is written).
+  const trailerOrder = ['bundle.json', 'sbom.cdx.json', 'SHA256SUMS'].map((n) => `${top}${n}`);
+  const trailer = new Set(trailerOrder);
+  const check = (entries: Entry[], where: string, modeOf: (e: Entry) => string | undefined, last: Set<string> = new Set()) => {
     assert.ok(entries.length > 0, where);
     for (const e of entries) {
       const what = `${where}: ${e.name}`;
@@ -110,13 +113,16 @@ function checkEntries(file: string, epoch: number): Facts {
       assert.equal(e.mode, e.type === 'dir' ? '0o755' : (modeOf(e) ?? '0o644'), `${what} mode`);
     }
     const names = entries.map((e) => e.name);
-    assert.deepEqual(names, [...names].sort(), `${where}: entries sorted by path`);
+    const body = names.filter((n) => !last.has(n));
+    const tail = names.filter((n) => last.has(n));
+    assert.deepEqual(names, [...[...body].sort(), ...trailerOrder.filter((n) => tail.includes(n))], `${where}: entries sorted by path${last.size ? '; bundle.json, the SBOM and SHA256SUMS last' : ''}`);
     for (const e of entries) {
       const parent = e.name.replace(/\/$/, '').replace(/[^/]+$/, '');
       if (parent) assert.ok(names.indexOf(parent) < names.indexOf(e.name), `${where}: ${parent} comes before ${e.name}`);
     }
   };
-  check(f.entries, file, (e) => modes.get(e.name));
+  check(f.entries, file, (e) => modes.get(e.name), trailer);
+  assert.equal(f.entries.at(-1)!.name, `${top}SHA256SUMS`, `${file}: SHA256SUMS, which lists every other file, is the last entry`);
   const images = f.entries.find((e) => e.name === `${top}images/images.tar`);
   assert.ok(images?.entries, `${file}: images/images.tar read by tarfile`);
   check(images.entries, `${file} images/images.tar`, () => undefined);
