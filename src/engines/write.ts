@@ -32,6 +32,14 @@ export function collectedImage(archive: OciArchiveImage, engine: 'registry' | 'd
 }
 
 /**
+ * A collected image as resolved for the `wanted` platform: index.json names its platform only when it is
+ * exactly the wanted one (see OciArchiveImage.indexPlatform).
+ */
+export function collectedFor(wanted: Platform, image: Omit<OciArchiveImage, 'indexPlatform'>, engine: 'registry' | 'docker'): CollectedImage {
+  return collectedImage({ ...image, indexPlatform: platformExact(wanted, image.platform) }, engine);
+}
+
+/**
  * The line a build prints when an image is taken for a lower arm variant than the bundle's (its index
  * has no image for the bundle's platform itself), or undefined when the platform is exact.
  */

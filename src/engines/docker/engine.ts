@@ -7,13 +7,13 @@ import { CredentialStore } from '../../oci/credentials.js';
 import type { BlobRef } from '../../oci/descriptor.js';
 import { sha256Digest } from '../../oci/digest.js';
 import { MT } from '../../oci/media-types.js';
-import { configPlatform, formatPlatform, platformExact, platformMatches, type Platform as ImagePlatform } from '../../oci/platform.js';
+import { configPlatform, formatPlatform, platformMatches, type Platform as ImagePlatform } from '../../oci/platform.js';
 import type { Platform } from '../../platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { fmtBytes } from '../../util/format.js';
 import { createLimiter } from '../../util/limit.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { anotherFailed, collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
+import { anotherFailed, collectedFor, lowerVariantNote, rootCause, writeCollected } from '../write.js';
 import { ImageAcquirer } from './acquire.js';
 import { connectDaemon, daemonAddress, type DaemonAddress } from './connect.js';
 import { DaemonImages } from './daemon.js';
@@ -155,10 +155,9 @@ export class DockerEngine implements ImageEngine {
     const formats = new Set(resolved.map((r) => r.format));
     return {
       images: resolved.map((r) =>
-        collectedImage({
+        collectedFor(req.platform, {
           ref: r.ref.canonical,
           platform: r.platform,
-          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: MT.ociManifest, bytes: r.manifest.bytes },
           config: { digest: r.config.digest, size: r.config.size, mediaType: MT.ociConfig },
           layers: r.layers,

@@ -4,12 +4,12 @@ import { parseImageRefs } from '../../manifest/image-ref.js';
 import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
 import type { Descriptor } from '../../oci/descriptor.js';
-import { formatPlatform, platformExact } from '../../oci/platform.js';
+import { formatPlatform } from '../../oci/platform.js';
 import { silentSink, type ProgressSink } from '../../progress/sink.js';
 import { createLimiter } from '../../util/limit.js';
 import type { RetryOptions } from '../../util/retry.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
-import { collectedImage, lowerVariantNote, rootCause, writeCollected } from '../write.js';
+import { collectedFor, lowerVariantNote, rootCause, writeCollected } from '../write.js';
 import { RegistryClient } from './client.js';
 import { emptyRegistriesConfig, type RegistriesConfig } from './mirrors.js';
 import { ImageResolver, type ResolvedImage } from './resolve.js';
@@ -144,10 +144,9 @@ class RegistryEngine implements ImageEngine {
     const { owner, downloads, verifiedNow } = blobs;
     return {
       images: resolved.map((r) =>
-        collectedImage({
+        collectedFor(req.platform, {
           ref: r.ref.canonical,
           platform: r.platform,
-          indexPlatform: platformExact(req.platform, r.platform),
           manifest: { digest: r.manifest.digest, size: r.manifest.size, mediaType: r.manifest.mediaType },
           config: { digest: r.config.digest, size: r.config.size, mediaType: r.config.mediaType },
           layers: r.layers,
