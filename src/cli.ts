@@ -24,9 +24,12 @@ export interface Io {
   isTTY: boolean;
 }
 
+/** What the CLI writes for `s`: each write ends a line. */
+export const lineOf = (s: string): string => (s.endsWith('\n') ? s : `${s}\n`);
+
 const defaultIo: Io = {
-  out: (s) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
-  err: (s) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`),
+  out: (s) => process.stdout.write(lineOf(s)),
+  err: (s) => process.stderr.write(lineOf(s)),
   env: process.env,
   isTTY: Boolean(process.stderr.isTTY),
 };

@@ -32,11 +32,12 @@ export function helpKey(argv: readonly string[]): string | undefined {
 
 /** What `kubeprepare <argv>` prints on stdout when it is a plain --version/--help, else undefined. */
 export function fastOutput(argv: readonly string[], files: { packageJson: URL; helpCache: URL } = { packageJson: PACKAGE_JSON_URL, helpCache: HELP_CACHE_URL }): string | undefined {
+  const key = helpKey(argv);
+  const versionAsked = argv.length === 1 && VERSION_FLAGS.has(argv[0]!);
+  if (key === undefined && !versionAsked) return undefined; // any other command: no file read here
   try {
     const version = (JSON.parse(readFileSync(files.packageJson, 'utf8')) as { version: string }).version;
-    if (argv.length === 1 && VERSION_FLAGS.has(argv[0]!)) return `${version}\n`;
-    const key = helpKey(argv);
-    if (key === undefined) return undefined;
+    if (key === undefined) return `${version}\n`;
     const cache = JSON.parse(readFileSync(files.helpCache, 'utf8')) as HelpCache;
     if (cache.version !== version || !Object.hasOwn(cache.help, key)) return undefined;
     return cache.help[key];

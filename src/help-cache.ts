@@ -1,6 +1,6 @@
 import { writeFileSync, renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { makeProgram } from './cli.js';
+import { lineOf, makeProgram } from './cli.js';
 import { COMMANDS } from './cli-options.js';
 import { HELP_CACHE_URL, type HelpCache } from './fast-path.js';
 import { TOOL_VERSION } from './version.js';
@@ -9,9 +9,6 @@ import { TOOL_VERSION } from './version.js';
  * Writes dist/help.json (run by `npm run build` after tsc): commander's help for the program and for
  * each command, which src/fast-path.ts prints for a plain `--help` without loading commander.
  */
-/** As cli.ts's own output: each write ends a line. */
-const lineOf = (s: string) => (s.endsWith('\n') ? s : `${s}\n`);
-
 export function helpTexts(): HelpCache {
   const help: Record<string, string> = {};
   for (const key of ['', ...COMMANDS]) {

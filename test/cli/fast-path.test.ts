@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
-import { runCli } from '../../src/cli.js';
+import { lineOf, runCli } from '../../src/cli.js';
 import { COMMANDS } from '../../src/cli-options.js';
 import { fastOutput, helpKey } from '../../src/fast-path.js';
 import { helpTexts } from '../../src/help-cache.js';
@@ -23,8 +23,7 @@ const FORMS: string[][] = [['--version'], ['-V'], ['--help'], ['-h'], ['help'], 
 async function viaCommander(argv: string[]): Promise<{ out: string; err: string; code: number }> {
   let out = '';
   let err = '';
-  const line = (s: string) => (s.endsWith('\n') ? s : `${s}\n`);
-  const code = await runCli(argv, { out: (s) => (out += line(s)), err: (s) => (err += line(s)), env: {}, isTTY: false });
+  const code = await runCli(argv, { out: (s) => (out += lineOf(s)), err: (s) => (err += lineOf(s)), env: {}, isTTY: false });
   return { out, err, code };
 }
 
