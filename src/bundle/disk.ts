@@ -23,7 +23,7 @@ export interface DiskStep {
   what: string;
 }
 
-export function diskSteps(side: Side, binaries: FetchedBinary[], images: ImageArchiveResult | undefined): DiskStep[] {
+export function diskSteps(side: Side, binaries: FetchedBinary[], images: Pick<ImageArchiveResult, 'size' | 'uniqueBlobBytes' | 'images'> | undefined): DiskStep[] {
   const bin = (role: string) => binaries.find((b) => b.binary.role === role);
   const steps: DiskStep[] = [];
   const add = (step: string, path: string, bytes: number, what: string) => {

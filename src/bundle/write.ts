@@ -57,8 +57,8 @@ export interface WriteBundleOptions {
   streamed?: StreamedFile[];
   /**
    * The files that describe the others (bundle.json, SHA256SUMS, the SBOM), made once every file before
-   * them is written (a streamed file's digest is known then) from all of those; they come last, in path
-   * order, and must sit in the top directory or a directory another file has.
+   * them is written (a streamed file's digest is known then) from all of those; they come last, in the
+   * order given, and must sit in the top directory or a directory another file has.
    */
   trailer?: (written: BundleFile[]) => BundleFile[];
   mtime: number;
@@ -74,8 +74,8 @@ export interface WrittenBundle {
 
 /**
  * Writes `<topDir>/…` as a tarball: directories first, all entries sorted by path (the trailer's after
- * them, in its own order), fixed mtime, uid/gid 0, no owner names; compressed as asked; to a temp name renamed into place
- * only when complete.
+ * them, in its own order), fixed mtime, uid/gid 0, no owner names; compressed as asked; to a temp name
+ * renamed into place only when complete.
  */
 export async function writeBundleTarball(opts: WriteBundleOptions): Promise<WrittenBundle> {
   const staged = await stageBundleTarball(opts);

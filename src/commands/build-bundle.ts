@@ -64,14 +64,14 @@ export interface BundleState {
   built?: BuiltBundle;
 }
 
-/** The bundle's images: the engines' collections and the archive they make (its digest once written). */
+/** The bundle's images: the engines' collections and the archive they make (`result`: all but its digest, known once written). */
 interface CollectedArchive {
   parts: CollectedImages[];
   /** The bundle's image progress (the entrypoint check's notes go there too). */
   progress: ProgressSink;
   images: CollectedImage[];
   layout: OciLayout;
-  result: ImageArchiveResult;
+  result: Omit<ImageArchiveResult, 'sha256'>;
 }
 
 /**
@@ -197,7 +197,7 @@ async function collectBundleImages(bundle: BundlePlan, c: BundleContext, progres
   try {
     const { images, layout } = layoutCollected(parts, archiveOrder(refs), `${bundle.name}/${IMAGES_ARCHIVE_PATH}`);
     const { uniqueBlobBytes, totalBlobBytes } = layout.set;
-    const result: ImageArchiveResult = { file: IMAGES_ARCHIVE_PATH, sha256: '', size: layout.size, images: images.map((i) => i.info), uniqueBlobBytes, totalBlobBytes };
+    const result = { file: IMAGES_ARCHIVE_PATH, size: layout.size, images: images.map((i) => i.info), uniqueBlobBytes, totalBlobBytes };
     return { parts, progress, images, layout, result };
   } catch (e) {
     return stopParts(parts, e, c.signal);
@@ -219,9 +219,10 @@ function bundleFiles(plan: BuildPlan, bundle: BundlePlan, c: BundleContext, stat
     if (seen.has(f.path)) throw new UserError(`${bundle.name}: two sources write ${f.path}`, { code: 'manifest', hint: 'a template and a binary dest collide; rename one' });
     seen.add(f.path);
   }
-  // Made once everything above is written: the images archive's digest is known then.
+  // Made once everything above is written: the images archive's digest is known then (the streamed entry's).
   const trailer = (written: BundleFile[]): BundleFile[] => {
-    const inventory = makeInventory(plan, bundle, fetched, images, images ? IMAGES_ARCHIVE_PATH : null, written);
+    const archive = images && { ...images, sha256: written.find((f) => f.path === IMAGES_ARCHIVE_PATH)!.sha256 };
+    const inventory = makeInventory(plan, bundle, fetched, archive, archive ? IMAGES_ARCHIVE_PATH : null, written);
     inventory.needs = c.needs;
     inventory.disk = { file: DISK_FILE, unpackFactor: UNPACK_FACTOR, unpackedBundleBytes: written.reduce((n, f) => n + f.size, 0), steps: disk };
     const described = [...written, memoryFile('bundle.json', `${JSON.stringify(inventory, null, 2)}\n`)];
@@ -240,20 +241,20 @@ function bundleFiles(plan: BuildPlan, bundle: BundlePlan, c: BundleContext, stat
  */
 async function stageRepairing(state: BundleState, c: BundleContext, mtime: number, files: (imagesInto: (out: Writable) => Promise<string>) => WriteBundleOptions): Promise<Staged<WrittenBundle>> {
   const col = state.images;
-  const imagesInto = async (out: Writable): Promise<string> => {
-    const w = await streamCollected(col!.parts, col!.images, col!.layout, out, { mtime, cacheDir: c.cacheDir, signal: c.signal, progress: col!.progress });
-    col!.result.sha256 = w.sha256;
-    return w.sha256;
-  };
+  const imagesInto = async (out: Writable): Promise<string> =>
+    (await streamCollected(col!.parts, col!.images, col!.layout, out, { mtime, cacheDir: c.cacheDir, signal: c.signal, progress: col!.progress })).sha256;
   const repaired = new Set<string>();
   const repairedBlobs = new Set<string>();
+  /** Binaries taken again once because their file was gone (a second time, the error stands). */
+  const retaken = new Set<string>();
   try {
     for (;;) {
       try {
         return await stageBundleTarball(files(imagesInto));
       } catch (e) {
         const gone = goneBinary(state.fetched, e);
-        if (gone >= 0) {
+        if (gone >= 0 && !retaken.has(state.fetched[gone]!.file)) {
+          retaken.add(state.fetched[gone]!.file);
           // Another bundle of this build found it corrupt and is fetching it again: take its copy.
           state.fetched[gone] = await fetchBinary(state.fetched[gone]!.binary, { cacheDir: c.cacheDir, ...(c.signal ? { signal: c.signal } : {}) });
           continue;
