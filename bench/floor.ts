@@ -133,8 +133,8 @@ export interface EngineResult {
   maxRssKb: number;
 }
 
-/** One engine build in a child process (bench/engine-child.ts): its own time and peak RSS. */
+/** One engine build in a child process (bench/engine-child.mjs, over dist/): its own time and peak RSS. */
 export async function engineChild(args: { images: string[]; arch: string; outFile: string; cacheDir: string; registriesFile: string; concurrency?: number }): Promise<EngineResult> {
-  const out = await must(process.execPath, ['--import', 'tsx', join(root, 'bench', 'engine-child.ts'), JSON.stringify(args)], 'engine build');
+  const out = await must(process.execPath, [join(root, 'bench', 'engine-child.mjs'), JSON.stringify(args)], 'engine build');
   return JSON.parse(out.trim().split('\n').pop()!) as EngineResult;
 }

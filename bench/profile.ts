@@ -1,7 +1,7 @@
 /**
  * Profiles one cold and one warm registry-engine build of the cloud arm64 set (`node --cpu-prof`):
  *   node --import tsx bench/profile.ts [--scale S]
- * Prints the phases (engine-child.ts) and the functions with the most self time; the .cpuprofile files
+ * Prints the phases (engine-child.mjs) and the functions with the most self time; the .cpuprofile files
  * stay in bench/.work/profile/ (open them in Chrome DevTools or speedscope).
  */
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -36,7 +36,7 @@ try {
   for (const name of ['cold', 'warm']) {
     const profDir = join(dir, name);
     const args = JSON.stringify({ images, arch: ARCH, outFile: join(dir, `${name}.tar`), cacheDir: join(dir, 'cache'), registriesFile });
-    const out = await must(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--import', 'tsx', join(root, 'bench', 'engine-child.ts'), args], `engine ${name}`);
+    const out = await must(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, join(root, 'bench', 'engine-child.mjs'), args], `engine ${name}`);
     console.log(`\n${name}: ${out.trim().split('\n').pop()}`);
     const [prof] = await readdir(profDir);
     for (const l of await topSelf(join(profDir, prof!))) console.log(`  ${l}`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, fdatasync, type WriteStream } from 'node:fs';
 import { dirname, basename, join, resolve, sep } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { fsError, isMachineFailure } from '../errors.js';
@@ -61,8 +61,11 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
   // echo ("the archive file was closed", ERR_STREAM_DESTROYED) fail with it as the cause.
   let writeFailure: unknown;
   out.on('error', (e) => (writeFailure ??= e));
+  const writeback = opts.durable !== false ? earlyWriteback(out) : undefined;
   try {
     const result = await write(out, tmp);
+    const failedSync = await writeback?.stop();
+    if (failedSync) throw failedSync;
     out.end();
     await finished(out);
     // durable: false skips the fsync (an intermediate file: 140 MB cost ~1.8 s of fsync on the 2-core VM).
@@ -82,6 +85,7 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
       discard: () => rm(tmp, { force: true }),
     };
   } catch (e) {
+    await writeback?.stop();
     // A write still in flight fails with ERR_STREAM_DESTROYED; the caller's error `e` is what counts.
     out.on('error', () => {});
     out.destroy();
@@ -91,6 +95,48 @@ export async function writeStaged<T>(finalPath: string, write: (out: WriteStream
     await rm(tmp, { force: true });
     throw fsError(isMachineFailure(writeFailure) ? writeFailure : e, finalPath, 'writing', outputDir(finalPath));
   }
+}
+
+/** Bytes written between two early fdatasyncs (see earlyWriteback). */
+const WRITEBACK_STEP = 16 << 20;
+
+/**
+ * Starts the disk writes of a file being written while it is still being written: every WRITEBACK_STEP
+ * bytes an fdatasync runs in the thread pool (one at a time; the writes go on meanwhile), so the final
+ * fsync has only the last bytes to flush instead of the whole file. Measured on the 2-core VM
+ * (2026-12-02, 163 MB images archive, cold build): the fsync at the end cost ~0.45 s of 1.6-1.8 s.
+ * `stop()` waits for the sync in flight and returns the first failure of any (EIO, ENOSPC): the kernel
+ * reports a writeback error to one fsync only, so the final fsync would not see it again.
+ */
+export function earlyWriteback(
+  out: WriteStream,
+  step = WRITEBACK_STEP,
+  sync: (fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => void = fdatasync,
+): { stop(): Promise<NodeJS.ErrnoException | undefined> } {
+  let synced = 0;
+  let inFlight: Promise<void> | undefined;
+  let failure: NodeJS.ErrnoException | undefined;
+  const tick = setInterval(() => {
+    // The stream's fd (not in @types/node's WriteStream): null until the file is open.
+    const fd = (out as unknown as { fd: number | null }).fd;
+    if (inFlight || typeof fd !== 'number' || out.bytesWritten - synced < step) return;
+    synced = out.bytesWritten;
+    inFlight = new Promise<void>((resolve) =>
+      sync(fd, (e) => {
+        failure ??= e ?? undefined;
+        inFlight = undefined;
+        resolve();
+      }),
+    );
+  }, 20);
+  tick.unref();
+  return {
+    async stop() {
+      clearInterval(tick);
+      await inFlight;
+      return failure;
+    },
+  };
 }
 
 /** Temp names this program writes in an output directory (tempPathFor, the build's work directory); group 1 is the writer's PID. */

@@ -5,11 +5,15 @@
  * configs, what engine.collect waits for), `fetched` (every blob in the cache), `written` (archive done).
  * Same steps as engine.archive (collect, then the shared writer), timed between them.
  */
-import { createRegistryEngine, loadRegistriesConfig } from '../src/engines/registry/index.js';
-import { writeCollected } from '../src/engines/write.js';
-import { parseArch } from '../src/platform.js';
+// Plain JavaScript over the built CLI (dist/, `npm run build` first): the build measured is the code
+// that ships, without the TypeScript loader of the other bench files (tsx compiled modules imported
+// lazily during the build, inside the timed window, and added ~40 MB to the peak RSS).
+import { createRegistryEngine, loadRegistriesConfig } from '../dist/engines/registry/index.js';
+import { writeCollected } from '../dist/engines/write.js';
+import { parseArch } from '../dist/platform.js';
 
-const args = JSON.parse(process.argv[2] ?? '{}') as { images: string[]; arch: string; outFile: string; cacheDir: string; registriesFile: string; concurrency?: number };
+/** @type {{ images: string[]; arch: string; outFile: string; cacheDir: string; registriesFile: string; concurrency?: number }} */
+const args = JSON.parse(process.argv[2] ?? '{}');
 const registries = await loadRegistriesConfig(args.registriesFile);
 const engine = createRegistryEngine({ registries, offline: true });
 const t0 = process.hrtime.bigint();
