@@ -96,6 +96,10 @@ export class BlobCache {
     await this.init();
     const actual = sha256Digest(body);
     if (actual !== b.digest || body.length !== b.size) throw mismatch(image, what, b, actual, body.length);
+    // Already stored (a tag's manifest fetched again on every build): not written again. Content-addressed,
+    // so the entry holds these bytes unless it was damaged, which its next verified read repairs. A warm
+    // build of the cloud set rewrote 14 manifests (a temp file and a rename over the old entry each).
+    if (await this.has(b)) return;
     const tmp = this.tempPath(b.digest);
     try {
       const fh = await open(tmp, 'wx');
