@@ -1,11 +1,13 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InternalError } from '../errors.js';
+import { InternalError, fsError } from '../errors.js';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';
 import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
-import { hashingTap, sha256 } from '../util/hash.js';
+import { sha256 } from '../util/hash.js';
+import { sha256FileOffThread } from '../util/hash-worker.js';
+import { dirname } from 'node:path';
 
 /** One file of a bundle, by path relative to the bundle's top directory. */
 export interface BundleFile {
@@ -104,10 +106,9 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
     ...(opts.streamed ?? []).map((f) => ({ path: inTop(f.path), dir: false as const, streamed: f })),
   ].sort((a, b) => cmp(a.path, b.path));
 
-  return writeStaged(opts.outFile, async (out) => {
+  const staged = await writeStaged(opts.outFile, async (out) => {
     const compressor = createCompressor(opts.compression);
-    const counter = hashingTap();
-    const sink = pipeline(compressor.output, counter.stream, out, { end: false });
+    const sink = pipeline(compressor.output, out, { end: false });
     const tw = new TarWriter(compressor.input, { mtime: opts.mtime });
     // A failure of the file (ENOSPC, EROFS at its open) ends the writing at once: the entries' writes
     // would otherwise wait for a drain that never comes (and the rejection be unhandled meanwhile).
@@ -133,8 +134,15 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
       await Promise.allSettled([sink, compressor.done]);
       throw e;
     }
-    return { file: opts.outFile, sha256: counter.hex(), size: counter.bytes() };
   });
+  // The tarball's digest, of the complete (fsynced) temp file as it is on disk, on the hashing thread.
+  try {
+    const { hex, size } = await sha256FileOffThread(staged.tempPath);
+    return { ...staged, result: { file: opts.outFile, sha256: hex, size } };
+  } catch (e) {
+    await staged.discard();
+    throw fsError(e, opts.outFile, 'reading back', dirname(opts.outFile));
+  }
 }
 
 /** The entries in order; returns the files written (a streamed one with the digest it was written with). */
