@@ -6,6 +6,7 @@ import { InternalError, UserError, abortReason } from '../errors.js';
 import { parseImageRef } from '../manifest/image-ref.js';
 import { writeAtomically } from '../util/fs.js';
 import { END_BYTES, TarWriter, entryBytes } from './tar-writer.js';
+import { markReleasing, releasesOnCallback } from './chunk-release.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { blobPath, digestHex, sha256Digest } from '../oci/digest.js';
 import { ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, MT } from '../oci/media-types.js';
@@ -255,17 +256,28 @@ async function writeLayout(tar: TarWriter, { set: { blobs, digests }, indexJson,
 /**
  * Forwards writes to `out` while hashing them; ending it does not end `out`. It buffers up to 8 MiB so
  * that reading and hashing the next blob overlaps with the file write of the previous chunk (the file
- * stream's own buffer is small); memory stays bounded by that.
+ * stream's own buffer is small); memory stays bounded by that. Over an `out` that releases its chunks
+ * at their callbacks (a file: chunk-release.ts) it calls back only once `out` did, and is marked as
+ * releasing too, so the tar writer above it copies cached blobs through reused buffers.
  */
 class HashingForwarder extends Writable {
   private readonly hash = createHash('sha256');
   private result: string | undefined;
+  private readonly releases: boolean;
   constructor(private readonly out: Writable) {
     super({ highWaterMark: 8 << 20 });
+    this.releases = releasesOnCallback(out);
+    if (this.releases) markReleasing(this);
   }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.out.destroyed) {
       cb(new Error('the archive file was closed'));
+      return;
+    }
+    if (this.releases) {
+      // The file write runs in the thread pool while we hash here; the chunk is free once it returned.
+      this.out.write(chunk, (e) => cb(e));
+      this.hash.update(chunk);
       return;
     }
     // Hand the chunk to the file first: its write runs in the thread pool while we hash here.

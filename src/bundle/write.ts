@@ -107,12 +107,15 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
   ].sort((a, b) => cmp(a.path, b.path));
 
   const staged = await writeStaged(opts.outFile, async (out) => {
-    const compressor = createCompressor(opts.compression);
-    const sink = pipeline(compressor.output, out, { end: false });
-    const tw = new TarWriter(compressor.input, { mtime: opts.mtime });
+    // Uncompressed, the tar stream goes straight into the file, not through a pass-through: the file
+    // releases each chunk at its write callback, so cached files and the images archive are copied
+    // through reused buffers (archive/chunk-release.ts).
+    const compressor = opts.compression === 'none' ? undefined : createCompressor(opts.compression);
+    const sink = compressor ? pipeline(compressor.output, out, { end: false }) : undefined;
+    const tw = new TarWriter(compressor?.input ?? out, { mtime: opts.mtime });
     // A failure of the file (ENOSPC, EROFS at its open) ends the writing at once: the entries' writes
     // would otherwise wait for a drain that never comes (and the rejection be unhandled meanwhile).
-    const fileFailed = new Promise<never>((_, reject) => sink.catch(reject));
+    const fileFailed = new Promise<never>((_, reject) => (sink ? sink.catch(reject) : out.once('error', reject)));
     fileFailed.catch(() => {});
     const body = async () => {
       const written = await writeEntries(tw, entries);
@@ -122,6 +125,7 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
         await writeEntry(tw, { path: inTop(f.path), dir: false, file: f });
       }
       await tw.finish();
+      if (!compressor) return;
       compressor.input.end();
       await Promise.all([sink, compressor.done]);
     };
@@ -129,9 +133,11 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
       await Promise.race([body(), fileFailed]);
     } catch (e) {
       // Stop the compressor (a zstd child) and the pipe into the temp file, which the caller removes.
-      compressor.input.destroy();
-      compressor.output.destroy();
-      await Promise.allSettled([sink, compressor.done]);
+      if (compressor) {
+        compressor.input.destroy();
+        compressor.output.destroy();
+        await Promise.allSettled([sink, compressor.done]);
+      }
       throw e;
     }
   });
