@@ -1,22 +1,21 @@
 /**
- * At most `n` tasks at once; the others wait, lowest `rank` first, then in call order (no rank: ''). The
- * one limiter of the project (both image engines use it). `p-limit` would do the same in call order, but
- * it is not a dependency and has no ranks; this is 40 lines.
+ * At most `n` tasks at once; the others wait in call order. The one limiter of the project (both image
+ * engines use it). `p-limit` would do the same, but it is not a dependency; this is 25 lines.
  */
-export function createLimiter(n: number): <T>(fn: () => Promise<T>, rank?: string) => Promise<T> {
+export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   let active = 0;
-  const queue: { rank: string; run: () => void }[] = [];
+  const queue: (() => void)[] = [];
   const next = () => {
     if (active >= n) return;
-    const task = queue.shift();
-    if (task) {
+    const run = queue.shift();
+    if (run) {
       active++;
-      task.run();
+      run();
     }
   };
-  return <T>(fn: () => Promise<T>, rank = '') =>
+  return <T>(fn: () => Promise<T>) =>
     new Promise<T>((resolve, reject) => {
-      const run = () => {
+      queue.push(() => {
         // A task that throws synchronously must reject its own promise, not escape into the queue.
         new Promise<T>((res) => res(fn()))
           .then(resolve, reject)
@@ -24,11 +23,7 @@ export function createLimiter(n: number): <T>(fn: () => Promise<T>, rank?: strin
             active--;
             next();
           });
-      };
-      // After every waiting task of the same or a lower rank: call order within a rank.
-      let i = queue.length;
-      while (i > 0 && queue[i - 1]!.rank > rank) i--;
-      queue.splice(i, 0, { rank, run });
+      });
       next();
     });
 }
