@@ -13,7 +13,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { TarWriter } from '../src/archive/tar-writer.js';
 import { createCompressor } from '../src/archive/compress.js';
@@ -62,12 +62,20 @@ async function measure(kind: Compression, files: { path: string; file: string }[
       cb(null, chunk);
     },
   });
-  const sink = pipeline(c.output, count, createWriteStream(out));
-  const tw = new TarWriter(c.input, { mtime: 0 });
+  // As a bundle is written: uncompressed (no compressor), the tar stream goes straight into the file.
+  const file = createWriteStream(out);
+  const sink = c ? pipeline(c.output, count, file) : undefined;
+  const tw = new TarWriter(c?.input ?? file, { mtime: 0 });
   for (const f of files) await tw.addFile(f.path, f.file);
   await tw.finish();
-  c.input.end();
-  await Promise.all([sink, c.done]);
+  if (c) {
+    c.input.end();
+    await Promise.all([sink, c.done]);
+  } else {
+    file.end();
+    await finished(file);
+    bytes = tw.bytesWritten;
+  }
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, bytes };
 }
 

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createGzip } from 'node:zlib';
-import { PassThrough, type Writable, type Readable } from 'node:stream';
+import type { Writable, Readable } from 'node:stream';
 import { UserError } from '../errors.js';
 import type { Compression } from '../plan/plan.js';
 
@@ -15,13 +15,13 @@ export interface Compressor {
 
 /**
  * Deterministic compressors: gzip from zlib (header mtime 0, fixed level), zstd from the `zstd` program
- * (output is independent of thread count). `none` is a pass-through.
+ * (output is independent of thread count). `none` has none (undefined): the tar stream is then written
+ * straight into its file, not through a pass-through, as the file releases each chunk at its write
+ * callback and a pass-through does not, so cached files are copied through reused buffers
+ * (chunk-release.ts).
  */
-export function createCompressor(kind: Compression): Compressor {
-  if (kind === 'none') {
-    const p = new PassThrough({ highWaterMark: 1 << 20 });
-    return { input: p, output: p, done: Promise.resolve() };
-  }
+export function createCompressor(kind: Compression): Compressor | undefined {
+  if (kind === 'none') return undefined;
   if (kind === 'gzip') {
     const gz = createGzip({ level: 6, chunkSize: 1 << 20 });
     return { input: gz, output: gz, done: Promise.resolve() };

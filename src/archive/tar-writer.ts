@@ -113,16 +113,14 @@ export class TarWriter {
     let copied = 0;
     try {
       for (let i = 0; ; i++) {
-        if (pool.length < POOL_BUFFERS && i >= pool.length) pool.push({ buf: Buffer.allocUnsafeSlow(CHUNK), free: Promise.resolve() });
-        const slot = pool[i % pool.length]!;
+        const slot = (pool[i % POOL_BUFFERS] ??= { buf: Buffer.allocUnsafeSlow(CHUNK), free: Promise.resolve() });
         await slot.free;
         const { bytesRead } = await fh.read(slot.buf, 0, CHUNK, copied);
         if (bytesRead === 0) break;
         copied += bytesRead;
         if (copied > size) throw new Error(`${sourceFile} grew while being archived`);
         const chunk = bytesRead === CHUNK ? slot.buf : slot.buf.subarray(0, bytesRead);
-        this.written += bytesRead;
-        slot.free = writeReleased(this.out, chunk);
+        slot.free = this.writeReleasing(chunk);
         slot.free.catch(() => {}); // awaited before the buffer is reused, and in finish()
         // Hashed while the output writes it; the buffer is not refilled before the output called back.
         hash?.update(chunk);
@@ -143,11 +141,7 @@ export class TarWriter {
     let given = 0;
     // Over an output that releases chunks, the sink calls back only once that output did, and says so:
     // what writes into it may then reuse its buffers too.
-    const forward = (chunk: Buffer) => {
-      if (!this.pool) return this.write(chunk);
-      this.written += chunk.length;
-      return writeReleased(this.out, chunk);
-    };
+    const forward = (chunk: Buffer) => (this.pool ? this.writeReleasing(chunk) : this.write(chunk));
     const sink = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         given += chunk.length;
@@ -171,6 +165,12 @@ export class TarWriter {
     await this.write(Buffer.concat([ZERO_BLOCK, ZERO_BLOCK]));
     // The last chunks of a pooled copy: written, or their failure thrown here.
     if (this.pool) await Promise.all(this.pool.map((s) => s.free));
+  }
+
+  /** Writes `chunk` into an output that releases chunks; resolves once it did (the buffer is free again). */
+  private writeReleasing(chunk: Buffer): Promise<void> {
+    this.written += chunk.length;
+    return writeReleased(this.out, chunk);
   }
 
   private async pad(size: number): Promise<void> {

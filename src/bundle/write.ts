@@ -107,10 +107,8 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
   ].sort((a, b) => cmp(a.path, b.path));
 
   const staged = await writeStaged(opts.outFile, async (out) => {
-    // Uncompressed, the tar stream goes straight into the file, not through a pass-through: the file
-    // releases each chunk at its write callback, so cached files and the images archive are copied
-    // through reused buffers (archive/chunk-release.ts).
-    const compressor = opts.compression === 'none' ? undefined : createCompressor(opts.compression);
+    // Uncompressed (no compressor), the tar stream goes straight into the file.
+    const compressor = createCompressor(opts.compression);
     const sink = compressor ? pipeline(compressor.output, out, { end: false }) : undefined;
     const tw = new TarWriter(compressor?.input ?? out, { mtime: opts.mtime });
     // A failure of the file (ENOSPC, EROFS at its open) ends the writing at once: the entries' writes
