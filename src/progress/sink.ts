@@ -22,3 +22,33 @@ export const silentSink: ProgressSink = {
   done() {},
   note() {},
 };
+
+/**
+ * A sink that holds every event until `release()`, then passes on first every `start` held (so the
+ * totals are complete from the first line a view shows), then the other events in the order they came,
+ * and everything after as it comes. For work that starts while the items are still being discovered
+ * (the registry engine downloads an image's blobs once it is resolved, while the other images are
+ * still resolved). Events never released (the work failed first) are dropped.
+ */
+export function heldSink(to: ProgressSink): ProgressSink & { release(): void } {
+  let held: (() => void)[] | undefined = [];
+  const starts: (() => void)[] = [];
+  const pass = (f: () => void) => (held ? held.push(f) : f());
+  return {
+    start(item, total) {
+      if (held) starts.push(() => to.start(item, total));
+      else to.start(item, total);
+    },
+    bytes: (item, n) => pass(() => to.bytes(item, n)),
+    cached: (item, n) => pass(() => (to.cached ?? to.bytes).call(to, item, n)),
+    done: (item, detail) => pass(() => to.done(item, detail)),
+    note: (item, message) => pass(() => to.note(item, message)),
+    release() {
+      if (!held) return;
+      const rest = held;
+      held = undefined;
+      for (const f of starts.splice(0)) f();
+      for (const f of rest) f();
+    },
+  };
+}

@@ -1,21 +1,22 @@
 /**
- * At most `n` tasks at once; the others wait in call order. The one limiter of the project (both image
- * engines use it). `p-limit` would do the same, but it is not a dependency; this is 25 lines.
+ * At most `n` tasks at once; the others wait, lowest `rank` first, then in call order (no rank: ''). The
+ * one limiter of the project (both image engines use it). `p-limit` would do the same in call order, but
+ * it is not a dependency and has no ranks; this is 40 lines.
  */
-export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+export function createLimiter(n: number): <T>(fn: () => Promise<T>, rank?: string) => Promise<T> {
   let active = 0;
-  const queue: (() => void)[] = [];
+  const queue: { rank: string; run: () => void }[] = [];
   const next = () => {
     if (active >= n) return;
-    const run = queue.shift();
-    if (run) {
+    const task = queue.shift();
+    if (task) {
       active++;
-      run();
+      task.run();
     }
   };
-  return <T>(fn: () => Promise<T>) =>
+  return <T>(fn: () => Promise<T>, rank = '') =>
     new Promise<T>((resolve, reject) => {
-      queue.push(() => {
+      const run = () => {
         // A task that throws synchronously must reject its own promise, not escape into the queue.
         new Promise<T>((res) => res(fn()))
           .then(resolve, reject)
@@ -23,7 +24,11 @@ export function createLimiter(n: number): <T>(fn: () => Promise<T>) => Promise<T
             active--;
             next();
           });
-      });
+      };
+      // After every waiting task of the same or a lower rank: call order within a rank.
+      let i = queue.length;
+      while (i > 0 && queue[i - 1]!.rank > rank) i--;
+      queue.splice(i, 0, { rank, run });
       next();
     });
 }

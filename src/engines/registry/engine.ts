@@ -5,7 +5,7 @@ import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { formatPlatform } from '../../oci/platform.js';
-import { silentSink, type ProgressSink } from '../../progress/sink.js';
+import { heldSink, silentSink, type ProgressSink } from '../../progress/sink.js';
 import { createLimiter } from '../../util/limit.js';
 import type { RetryOptions } from '../../util/retry.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
@@ -101,31 +101,52 @@ class RegistryEngine implements ImageEngine {
     // One failure stops the rest of this build promptly (and no temp files are left behind).
     const internal = new AbortController();
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
-    const limit = createLimiter(concurrency);
     const fail = (e: unknown) => {
       internal.abort(abortError());
       throw e;
     };
+    // Manifests and configs take `concurrency` requests, blob downloads as many more: an image's blobs
+    // start downloading once it is resolved, while the others are still resolved (the small requests of
+    // resolving leave the line mostly idle), waiting ones lowest digest first, the order the archive is
+    // written in (see DownloadSet).
+    const resolveLimit = createLimiter(concurrency);
+    const downloadLimit = createLimiter(concurrency);
+    // Progress is held until every image is resolved and announced (its total known), so that a view's
+    // totals are complete from its first line; the bytes of the downloads that started early follow.
+    const shown = heldSink(progress);
+    const blobs = new DownloadSet(cache, shown, (img, desc, what) =>
+      this.once(desc.digest, () =>
+        downloadLimit(() => {
+          signal.throwIfAborted();
+          return this.resolver.fetchBlob(cache, img, desc, what, signal, (n) => shown.bytes(img.ref.canonical, n));
+        }, desc.digest).catch(fail),
+      ),
+    );
 
-    // 1. Manifests (and configs, to check the platform) for every image, before anything is written.
-    const settled = await Promise.allSettled(refs.map((r) => limit(() => this.resolver.resolve(r, req.platform, cache, signal)).catch(fail)));
+    // Every image resolved (its manifest, and its config to check the platform) before anything is written.
+    const settled = await Promise.allSettled(
+      refs.map((r) =>
+        resolveLimit(() => this.resolver.resolve(r, req.platform, cache, signal))
+          .then((img) => {
+            blobs.add(img);
+            return img;
+          })
+          .catch(fail),
+      ),
+    );
     const rejected = settled.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
-    if (rejected.length > 0) throw rootCause(rejected, req.signal);
+    if (rejected.length > 0) {
+      // The downloads already started stop too; one of them may be what failed first.
+      throw rootCause([...rejected, ...(await blobs.stopped())], req.signal);
+    }
     const resolved = settled.map((x) => (x as PromiseFulfilledResult<ResolvedImage>).value);
     for (const img of resolved) {
       const lower = lowerVariantNote(req.platform, img.platform);
       if (lower) progress.note(img.ref.canonical, lower);
     }
-
-    // 2. Blob downloads, each unique blob once (in archive order, so the writer can follow them).
-    const blobs = await startDownloads(resolved, cache, progress, (img, desc, what) =>
-      this.once(desc.digest, () =>
-        limit(() => {
-          signal.throwIfAborted();
-          return this.resolver.fetchBlob(cache, img, desc, what, signal, (n) => progress.bytes(img.ref.canonical, n));
-        }).catch(fail),
-      ),
-    );
+    // Every image announced in request order, then what the early downloads reported meanwhile.
+    for (const img of resolved) shown.start(img.ref.canonical, imageSize(img));
+    shown.release();
     return this.collection(req, resolved, blobs, cache, signal, () => internal.abort(abortError()));
   }
 
@@ -140,8 +161,8 @@ class RegistryEngine implements ImageEngine {
   }
 
   /** What `collect` hands the archive writer (see ../README.md for the protocol). */
-  private collection(req: ImageCollectRequest, resolved: ResolvedImage[], blobs: Downloads, cache: BlobCache, signal: AbortSignal, abort: () => void): CollectedImages {
-    const { owner, downloads, verifiedNow } = blobs;
+  private collection(req: ImageCollectRequest, resolved: ResolvedImage[], blobs: DownloadSet, cache: BlobCache, signal: AbortSignal, abort: () => void): CollectedImages {
+    const { owner, verifiedNow } = blobs;
     return {
       images: resolved.map((r) =>
         collectedFor(req.platform, {
@@ -152,13 +173,12 @@ class RegistryEngine implements ImageEngine {
           layers: r.layers,
         }, 'registry'),
       ),
-      blobReady: (d) => downloads.get(d) ?? Promise.resolve(),
-      done: blobs.done,
+      blobReady: (d) => blobs.ready.get(d) ?? Promise.resolve(),
+      done: blobs.done(),
       stop: async () => {
         // Wait until every download has stopped and removed its temp file; report what failed.
         abort();
-        const results = await Promise.allSettled(downloads.values());
-        return results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+        return blobs.stopped();
       },
       // A cached blob the archive writer found corrupt (and evicted): fetched again, verified.
       refetch: async (d: string) => {
@@ -174,63 +194,85 @@ class RegistryEngine implements ImageEngine {
         verifiedNow.add(d);
         return true;
       },
-      // Downloaded (hashed on the way in) or, manifests and configs, hashed as they were read in step 1:
-      // only layers taken from an earlier build's cache are hashed again by the archive writer.
+      // Downloaded (hashed on the way in) or, manifests and configs, hashed as they were read when
+      // resolved: only layers taken from an earlier build's cache are hashed again by the archive writer.
       // A blob another collect of this engine downloaded in this run (a build's other bundle) counts too.
-      verifiedNow: (d: string) => verifiedNow.has(d) || downloads.has(d) || this.fetchedNow.has(d),
+      verifiedNow: (d: string) => verifiedNow.has(d) || this.fetchedNow.has(d),
     };
   }
 }
 
-/** The blobs of one collect: who owns each, the downloads running, and what was verified in this run. */
-interface Downloads {
-  owner: Map<string, { img: ResolvedImage; what: string; desc: Descriptor }>;
-  downloads: Map<string, Promise<void>>;
-  verifiedNow: Set<string>;
-  /** Every image's blobs in the cache and its progress reported. */
-  done: Promise<void>;
-}
+/**
+ * The blobs of one collect, added an image at a time as each is resolved: who owns each blob, when it is
+ * in the cache (`ready`: found there, or downloaded through `fetch`, each once), what was verified in this
+ * run, and the progress per image (cached bytes, done when all its blobs are in the cache; the caller
+ * announces each image).
+ */
+class DownloadSet {
+  readonly owner = new Map<string, { img: ResolvedImage; what: string; desc: Descriptor }>();
+  /** Per blob: resolves once it is in the cache; rejects when its download failed. */
+  readonly ready = new Map<string, Promise<void>>();
+  /** Per blob: whether it was in the cache before this collect (known once the cache was asked). */
+  private readonly cachedBefore = new Map<string, Promise<boolean>>();
+  /** Manifests and configs (hashed when resolved) and the blobs downloaded in this run. */
+  readonly verifiedNow = new Set<string>();
+  private readonly perImage: Promise<void>[] = [];
 
-/** Starts a download (through `fetch`) for every blob not in the cache yet, each once, in digest order; reports progress per image. */
-async function startDownloads(
-  resolved: ResolvedImage[],
-  cache: BlobCache,
-  progress: ProgressSink,
-  fetch: (img: ResolvedImage, desc: Descriptor, what: string) => Promise<void>,
-): Promise<Downloads> {
-  const owner = new Map<string, { img: ResolvedImage; what: string; desc: Descriptor }>();
-  for (const img of resolved) {
+  constructor(
+    private readonly cache: BlobCache,
+    private readonly progress: ProgressSink,
+    private readonly fetch: (img: ResolvedImage, desc: Descriptor, what: string) => Promise<void>,
+  ) {}
+
+  /** Starts the downloads of `img`'s blobs that are neither in the cache nor on their way already. */
+  add(img: ResolvedImage): void {
+    this.verifiedNow.add(img.manifest.digest);
+    this.verifiedNow.add(img.config.digest);
     for (const [desc, what] of [[img.config, 'config'] as const, ...img.layers.map((l) => [l, 'layer'] as const)]) {
-      if (!owner.has(desc.digest)) owner.set(desc.digest, { img, what, desc });
+      const d = desc.digest;
+      if (this.owner.has(d)) continue;
+      this.owner.set(d, { img, what, desc });
+      const cached = this.cache.has(desc);
+      this.cachedBefore.set(d, cached.catch(() => false));
+      const ready = cached.then(async (hit) => {
+        if (hit) {
+          debug('cache', `hit: ${what} ${d} of ${img.ref.canonical}`);
+          return;
+        }
+        await this.fetch(img, desc, what);
+        this.verifiedNow.add(d);
+      });
+      ready.catch(() => {}); // observed by the writer, done() and stopped()
+      this.ready.set(d, ready);
     }
+    const tracked = this.track(img);
+    tracked.catch(() => {}); // observed through done()
+    this.perImage.push(tracked);
   }
-  const verifiedNow = new Set<string>([...resolved.flatMap((r) => [r.manifest.digest, r.config.digest])]);
-  const cachedBefore = new Set<string>();
-  for (const d of owner.keys()) if (await cache.has(owner.get(d)!.desc)) cachedBefore.add(d);
-  for (const d of cachedBefore) debug('cache', `hit: ${owner.get(d)!.what} ${d} of ${owner.get(d)!.img.ref.canonical}`);
-  const downloads = new Map<string, Promise<void>>();
-  for (const img of resolved) {
-    progress.start(img.ref.canonical, imageSize(img));
-  }
-  for (const d of [...owner.keys()].sort()) {
-    if (cachedBefore.has(d)) continue;
-    const { img, what, desc } = owner.get(d)!;
-    const p = fetch(img, desc, what);
-    p.catch(() => {}); // observed below and by the writer
-    downloads.set(d, p);
-  }
-  // Progress per image: done when all of its blobs are in the cache.
-  const perImage = resolved.map(async (img) => {
+
+  /** Progress of one image: cached bytes at once, done when all of its blobs are in the cache. */
+  private async track(img: ResolvedImage): Promise<void> {
     const blobs = [img.config, ...img.layers];
-    const cached = blobs.filter((b) => cachedBefore.has(b.digest));
-    for (const b of cached) (progress.cached ?? progress.bytes).call(progress, img.ref.canonical, b.size);
-    await Promise.all(blobs.map((b) => downloads.get(b.digest)));
-    if (cached.length > 0) progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
-    progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
-  });
-  const done = Promise.all(perImage).then(() => {});
-  done.catch(() => {}); // observed by the writer
-  return { owner, downloads, verifiedNow, done };
+    const hits = await Promise.all(blobs.map((b) => this.cachedBefore.get(b.digest)!));
+    const cached = blobs.filter((_, i) => hits[i]);
+    for (const b of cached) (this.progress.cached ?? this.progress.bytes).call(this.progress, img.ref.canonical, b.size);
+    await Promise.all(blobs.map((b) => this.ready.get(b.digest)));
+    if (cached.length > 0) this.progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
+    this.progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
+  }
+
+  /** Every image's blobs in the cache and its progress reported. */
+  done(): Promise<void> {
+    const all = Promise.all(this.perImage).then(() => {});
+    all.catch(() => {}); // observed by the writer
+    return all;
+  }
+
+  /** Waits until every download has stopped (its temp file removed); the failures. */
+  async stopped(): Promise<unknown[]> {
+    const results = await Promise.allSettled(this.ready.values());
+    return results.filter((x): x is PromiseRejectedResult => x.status === 'rejected').map((x) => x.reason as unknown);
+  }
 }
 
 function imageSize(img: { config: Descriptor; layers: Descriptor[] }): number {
