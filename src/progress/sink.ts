@@ -16,6 +16,12 @@ export interface ProgressSink {
   note(item: string, message: string): void;
 }
 
+/** Reports `n` bytes of `item` found in the cache: through `cached`, or as plain bytes on a sink without it. */
+export function reportCached(sink: ProgressSink, item: string, n: number): void {
+  if (sink.cached) sink.cached(item, n);
+  else sink.bytes(item, n);
+}
+
 export const silentSink: ProgressSink = {
   start() {},
   bytes() {},
@@ -40,7 +46,7 @@ export function heldSink(to: ProgressSink): ProgressSink & { release(): void } {
       else to.start(item, total);
     },
     bytes: (item, n) => pass(() => to.bytes(item, n)),
-    cached: (item, n) => pass(() => (to.cached ?? to.bytes).call(to, item, n)),
+    cached: (item, n) => pass(() => reportCached(to, item, n)),
     done: (item, detail) => pass(() => to.done(item, detail)),
     note: (item, message) => pass(() => to.note(item, message)),
     release() {

@@ -5,7 +5,7 @@ import { BlobCache } from '../../oci/blob-cache.js';
 import { CredentialStore } from '../../oci/credentials.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { formatPlatform } from '../../oci/platform.js';
-import { heldSink, silentSink, type ProgressSink } from '../../progress/sink.js';
+import { heldSink, reportCached, silentSink, type ProgressSink } from '../../progress/sink.js';
 import { createLimiter } from '../../util/limit.js';
 import type { RetryOptions } from '../../util/retry.js';
 import type { CollectedImages, ImageArchiveRequest, ImageArchiveResult, ImageCollectRequest, ImageEngine } from '../types.js';
@@ -255,7 +255,7 @@ class DownloadSet {
     const blobs = [img.config, ...img.layers];
     const hits = await Promise.all(blobs.map((b) => this.cachedBefore.get(b.digest)!));
     const cached = blobs.filter((_, i) => hits[i]);
-    for (const b of cached) (this.progress.cached ?? this.progress.bytes).call(this.progress, img.ref.canonical, b.size);
+    for (const b of cached) reportCached(this.progress, img.ref.canonical, b.size);
     await Promise.all(blobs.map((b) => this.ready.get(b.digest)));
     if (cached.length > 0) this.progress.note(img.ref.canonical, `${cached.length} of ${blobs.length} blobs from cache`);
     this.progress.done(img.ref.canonical, `${formatBytes(imageSize(img))}, ${img.layers.length} layers${cached.length ? `, ${cached.length} cached` : ''}, ${formatPlatform(img.platform)}`);
