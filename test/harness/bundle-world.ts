@@ -105,6 +105,8 @@ export interface BundleWorldOptions {
   images?: WorldImages;
   /** KubeEdge's version in the world's manifest and release server (default v1.22.0, as the image set above). */
   kubeedgeVersion?: string;
+  /** The registry keeps its access log (TestRegistry.served): what it served, counted without a proxy in between. */
+  registryAccessLog?: boolean;
 }
 
 /** Release-server files for the binaries of one arch (k3s, keadm, containerd, runc), with their checksum files. */
@@ -135,16 +137,16 @@ async function releaseFiles(src: string, arch: 'amd64' | 'arm64' | 'arm', ke: st
  * builds of other image lists. The release server has binaries for amd64, arm64 and arm.
  */
 export async function startBundleWorldWith(opts: BundleWorldOptions): Promise<BundleWorld> {
-  return startWorld(opts.specs ?? SPECS, opts.images ?? DEFAULT_IMAGES, opts.kubeedgeVersion);
+  return startWorld(opts.specs ?? SPECS, opts.images ?? DEFAULT_IMAGES, opts.kubeedgeVersion, opts.registryAccessLog);
 }
 
 export async function startBundleWorld(): Promise<BundleWorld> {
   return startWorld(SPECS, DEFAULT_IMAGES);
 }
 
-async function startWorld(specs: FixtureImageSpec[], images: WorldImages, ke = 'v1.22.0'): Promise<BundleWorld> {
+async function startWorld(specs: FixtureImageSpec[], images: WorldImages, ke = 'v1.22.0', accessLog = false): Promise<BundleWorld> {
   const work = await mkdtemp(join(tmpdir(), 'kp-verify-'));
-  const registry: TestRegistry = await startRegistry();
+  const registry: TestRegistry = await startRegistry({ accessLog });
   let files: FileServer | undefined;
   const installSh = Buffer.from('#!/bin/sh\necho k3s install\n');
   // The list of one side, written as manifests/versions.yaml writes it (block lists for k3s and kubeedge,
