@@ -31,3 +31,48 @@ export function writeReleased(out: Writable, chunk: Buffer): Promise<void> {
     out.write(chunk, (e) => (e ? reject(e) : resolve()));
   });
 }
+
+/**
+ * The copy buffers of every archive writer in this process (TarWriter.addFile over a releasing output):
+ * a fixed number of 1 MiB buffers, lent one at a time and given back once the output released the chunk;
+ * a writer that finds none free waits for the next, first come first served. Shared, so that memory does
+ * not grow with the number of archives written at once: a six-bundle build writes up to twelve (each
+ * bundle's tarball and the images archive inside it), which with four buffers per writer peaked at
+ * 176-187 MB RSS, with one at 157-159 MB (2026-12-03, `bench/run.ts --six` fixtures; build time unchanged).
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  private readonly waiting: ((b: Buffer) => void)[] = [];
+  private made = 0;
+
+  constructor(
+    readonly count: number,
+    readonly size: number,
+  ) {}
+
+  /** A buffer of `size` bytes, once one is free (made on first need, up to `count`). */
+  acquire(): Promise<Buffer> {
+    const b = this.free.pop();
+    if (b) return Promise.resolve(b);
+    if (this.made < this.count) {
+      this.made++;
+      return Promise.resolve(Buffer.allocUnsafeSlow(this.size));
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Gives `buf` back: to the longest waiting writer, else to the free list. */
+  release(buf: Buffer): void {
+    const next = this.waiting.shift();
+    if (next) next(buf);
+    else this.free.push(buf);
+  }
+
+  /** Buffers made so far (for tests: never more than `count`). */
+  get allocated(): number {
+    return this.made;
+  }
+}
+
+/** The pool TarWriter copies files through: 4 × 1 MiB for the whole process. */
+export const COPY_BUFFERS = new BufferPool(4, 1 << 20);

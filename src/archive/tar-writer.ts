@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import { once } from 'node:events';
 import { createHash, type Hash } from 'node:crypto';
 import { ContentMismatchError } from '../util/hash.js';
-import { markReleasing, releasesOnCallback, writeReleased } from './chunk-release.js';
+import { COPY_BUFFERS, markReleasing, releasesOnCallback, writeReleased, type BufferPool } from './chunk-release.js';
 
 /*
  * Why hand-written and not node-tar's Pack (a dependency) or tar-stream (only dockerode's, through tar-fs):
@@ -33,21 +33,23 @@ export interface TarEntryOptions {
 
 const BLOCK = 512;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-/** Reused buffers of a writer whose output releases chunks (chunk-release.ts): at most this many in flight. */
-const POOL_BUFFERS = 4;
 const CHUNK = 1 << 20;
 export class TarWriter {
   private readonly out: Writable;
   private readonly mtime: number;
   private written = 0;
   private finished = false;
-  /** Set when `out` releases chunks at their write callbacks: file contents go through these buffers. */
-  private readonly pool: { buf: Buffer; free: Promise<void> }[] | undefined;
+  /** Set when `out` releases chunks at their write callbacks: file contents go through the shared copy buffers. */
+  private readonly pool: BufferPool | undefined;
+  /** Pooled chunks still being written; the first failure among them. */
+  private readonly inflight = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
 
-  constructor(out: Writable, opts: { mtime: number }) {
+  /** `pool`: the copy buffers (default the process-wide COPY_BUFFERS; tests give their own). */
+  constructor(out: Writable, opts: { mtime: number; pool?: BufferPool }) {
     this.out = out;
     this.mtime = Math.floor(opts.mtime);
-    this.pool = releasesOnCallback(out) ? [] : undefined;
+    this.pool = releasesOnCallback(out) ? (opts.pool ?? COPY_BUFFERS) : undefined;
   }
 
   /** Bytes written to the underlying stream so far. */
@@ -103,32 +105,58 @@ export class TarWriter {
   }
 
   /**
-   * The file's bytes through the writer's reused buffers, read at their offsets: a buffer is refilled
-   * once the output called back for it, so up to POOL_BUFFERS chunks are in flight while the next is
-   * read and the last hashed. A failed write surfaces when its buffer is next needed, or in finish().
+   * The file's bytes through buffers of the shared pool, read at their offsets: each is given back once
+   * the output called back for its chunk, so chunks are in flight (as many as the pool lends) while the
+   * next is read and the last hashed. A failed write surfaces at the next chunk, or in finish().
    */
   private async copyPooled(sourceFile: string, size: number, hash: Hash | undefined): Promise<number> {
     const pool = this.pool!;
     const fh = await open(sourceFile, 'r');
     let copied = 0;
     try {
-      for (let i = 0; ; i++) {
-        const slot = (pool[i % POOL_BUFFERS] ??= { buf: Buffer.allocUnsafeSlow(CHUNK), free: Promise.resolve() });
-        await slot.free;
-        const { bytesRead } = await fh.read(slot.buf, 0, CHUNK, copied);
-        if (bytesRead === 0) break;
+      for (;;) {
+        this.throwFailure();
+        const buf = await pool.acquire();
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await fh.read(buf, 0, CHUNK, copied));
+        } catch (e) {
+          pool.release(buf);
+          throw e;
+        }
+        if (bytesRead === 0) {
+          pool.release(buf);
+          break;
+        }
         copied += bytesRead;
-        if (copied > size) throw new Error(`${sourceFile} grew while being archived`);
-        const chunk = bytesRead === CHUNK ? slot.buf : slot.buf.subarray(0, bytesRead);
-        slot.free = this.writeReleasing(chunk);
-        slot.free.catch(() => {}); // awaited before the buffer is reused, and in finish()
-        // Hashed while the output writes it; the buffer is not refilled before the output called back.
+        if (copied > size) {
+          pool.release(buf);
+          throw new Error(`${sourceFile} grew while being archived`);
+        }
+        const chunk = bytesRead === CHUNK ? buf : buf.subarray(0, bytesRead);
+        const w: Promise<void> = this.writeReleasing(chunk).then(
+          () => {
+            this.inflight.delete(w);
+            pool.release(buf);
+          },
+          (e: unknown) => {
+            this.inflight.delete(w);
+            this.failure ??= { error: e };
+            pool.release(buf);
+          },
+        );
+        this.inflight.add(w);
+        // Hashed while the output writes it; the buffer goes back to the pool only once the output called back.
         hash?.update(chunk);
       }
     } finally {
       await fh.close();
     }
     return copied;
+  }
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure.error;
   }
 
   /**
@@ -164,7 +192,8 @@ export class TarWriter {
     this.finished = true;
     await this.write(Buffer.concat([ZERO_BLOCK, ZERO_BLOCK]));
     // The last chunks of a pooled copy: written, or their failure thrown here.
-    if (this.pool) await Promise.all(this.pool.map((s) => s.free));
+    await Promise.all(this.inflight);
+    this.throwFailure();
   }
 
   /** Writes `chunk` into an output that releases chunks; resolves once it did (the buffer is free again). */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { markReleasing, releasesOnCallback } from '../../src/archive/chunk-release.js';
+import { BufferPool, markReleasing, releasesOnCallback } from '../../src/archive/chunk-release.js';
 import { planOciArchive, writeOciArchiveTo, type OciArchiveImage } from '../../src/archive/oci-archive.js';
 import { TarWriter } from '../../src/archive/tar-writer.js';
 import { ContentMismatchError } from '../../src/util/hash.js';
@@ -186,5 +186,81 @@ test('an images archive written through the hashing forwarder into a releasing o
   assert.equal(b.sha256, a.sha256);
   assert.ok(late.bytes().equals(Buffer.concat(plainParts)), 'the archive through reused buffers differs');
   assert.equal(sha(late.bytes()), b.sha256);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('the buffer pool lends at most its count, first come first served, and makes buffers only on need', async () => {
+  const pool = new BufferPool(2, 16);
+  assert.equal(pool.allocated, 0);
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  assert.equal(pool.allocated, 2);
+  const order: string[] = [];
+  const c = pool.acquire().then((x) => (order.push('c'), x));
+  const d = pool.acquire().then((x) => (order.push('d'), x));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(order, [], 'nothing is lent beyond the count');
+  pool.release(b);
+  assert.equal(await c, b, 'the longest waiting gets the buffer given back');
+  pool.release(a);
+  assert.equal(await d, a);
+  assert.deepEqual(order, ['c', 'd']);
+  assert.equal(pool.allocated, 2);
+});
+
+test('archives written at once share one small pool: each gets its own bytes, no more buffers are made, none is lost', async () => {
+  const { dir, big, odd, small } = await files();
+  const pool = new BufferPool(2, 1 << 20);
+  const entries = async (tw: TarWriter) => {
+    await tw.addFile('a/big', big, { sha256: sha(await readFile(big)) });
+    await tw.addFile('a/odd', odd);
+    await tw.addFile('a/small', small);
+    await tw.finish();
+  };
+  const expected = await viaPassThrough(entries);
+  const outs = [lateCopier(1), lateCopier(3), lateCopier(0), lateCopier(2)];
+  await Promise.all(
+    outs.map(async (o) => {
+      await entries(new TarWriter(o.out, { mtime: 1700000000, pool }));
+      o.out.end();
+      await finished(o.out);
+    }),
+  );
+  for (const o of outs) assert.ok(o.bytes().equals(expected), 'an archive got another writer\'s bytes');
+  assert.equal(pool.allocated, 2);
+  // Every buffer came back: both can be taken at once again.
+  const both = await Promise.race([Promise.all([pool.acquire(), pool.acquire()]), new Promise((r) => setTimeout(() => r('lost'), 1000))]);
+  assert.notEqual(both, 'lost', 'a buffer was not given back to the pool');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a writer whose output fails gives its buffers back: the other writers of the pool go on', async () => {
+  const { dir, big } = await files();
+  const pool = new BufferPool(2, 1 << 20);
+  let n = 0;
+  const failing = markReleasing(
+    new Writable({
+      write(_chunk, _enc, cb) {
+        setImmediate(() => cb(++n >= 2 ? new Error('EIO: i/o error, write') : null));
+      },
+    }),
+  );
+  failing.on('error', () => {});
+  await assert.rejects(
+    (async () => {
+      const tw = new TarWriter(failing, { mtime: 0, pool });
+      await tw.addFile('big', big);
+      await tw.finish();
+    })(),
+    /EIO/,
+  );
+  const late = lateCopier(0);
+  const ok = (async () => {
+    const tw = new TarWriter(late.out, { mtime: 0, pool });
+    await tw.addFile('big', big);
+    await tw.finish();
+    return 'done';
+  })();
+  assert.equal(await Promise.race([ok, new Promise((r) => setTimeout(() => r('stuck'), 5000))]), 'done');
   await rm(dir, { recursive: true, force: true });
 });
