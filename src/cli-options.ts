@@ -84,7 +84,7 @@ export const OPTIONS = [
   { flags: '--templates <dir>', key: 'templatesDir', commands: ['build', 'render'], docDefault: 'the bundled scripts-templates/', description: 'template directory (default: the bundled scripts-templates/)' },
   { flags: '-n, --dry-run', key: 'dryRun', commands: ['build'], description: 'show the plan and stop: nothing is downloaded or written' },
   { flags: '--sbom', key: 'sbom', commands: ['build'], description: 'also write a CycloneDX 1.5 SBOM (sbom.cdx.json) inside each bundle' },
-  { flags: '--concurrency <n>', key: 'concurrency', commands: FETCHING, parse: parseConcurrency, default: 4, description: 'parallel blob downloads (and as many manifest requests), 1 to 64 (the default chosen by npm run bench -- --netem)' },
+  { flags: '--concurrency <n>', key: 'concurrency', commands: FETCHING, parse: parseConcurrency, default: 4, description: 'parallel blob downloads of the whole build (and as many manifest requests per bundle), 1 to 64 (the default chosen by npm run bench -- --netem)' },
   { flags: '--json', key: 'json', commands: FETCHING, description: 'progress and result as JSON events, one per line on stdout (README "Progress")' },
   { flags: '--json', key: 'json', commands: ['plan'], description: 'machine-readable: one object per bundle (side, arch, images[].ref, binaries[].url)' },
   { flags: '--json', key: 'json', commands: ['verify'], description: 'machine-readable result: ok, problems[] (kind, subject, message), counts' },

@@ -64,6 +64,13 @@ class RegistryEngine implements ImageEngine {
   private readonly inflight = new Map<string, Promise<void>>();
   /** Blobs this engine downloaded (and hashed on the way in) in this run: the archive writer does not hash them again. */
   private readonly fetchedNow = new Set<string>();
+  /**
+   * Blob downloads of every collect of this engine share one limit (a build's bundles collect at once:
+   * `--concurrency` downloads in all, not per bundle), made with the first collect's concurrency; the
+   * earlier collect's downloads go first (its archive is written first), within one lowest digest first.
+   */
+  private downloadLimit: ReturnType<typeof createLimiter> | undefined;
+  private collects = 0;
 
   constructor(opts: RegistryEngineOptions) {
     this.registries = opts.registries ?? emptyRegistriesConfig();
@@ -110,7 +117,8 @@ class RegistryEngine implements ImageEngine {
     // resolving leave the line mostly idle), waiting ones lowest digest first, the order the archive is
     // written in (see DownloadSet).
     const resolveLimit = createLimiter(concurrency);
-    const downloadLimit = createLimiter(concurrency);
+    const downloadLimit = (this.downloadLimit ??= createLimiter(concurrency));
+    const seq = String(this.collects++).padStart(6, '0');
     // Progress is held until every image is resolved and announced (its total known), so that a view's
     // totals are complete from its first line; the bytes of the downloads that started early follow.
     const shown = heldSink(progress);
@@ -119,7 +127,7 @@ class RegistryEngine implements ImageEngine {
         downloadLimit(() => {
           signal.throwIfAborted();
           return this.resolver.fetchBlob(cache, img, desc, what, signal, (n) => shown.bytes(img.ref.canonical, n));
-        }, desc.digest).catch(fail),
+        }, `${seq}:${desc.digest}`).catch(fail),
       ),
     );
 
