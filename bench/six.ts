@@ -7,7 +7,8 @@
  * copied every byte on the same 2 cores and charged the build, not the floor, ~1.4 s (5.90 s with it,
  * 4.51 s without, 2026-12-03). The floor: every unique blob of the six
  * bundles fetched once (bench/floor.ts networkFloor, directly from the registry) + writing the tarballs
- * (their bytes copied once, 4 parallel cp). Target: build ≤ 1.3× that floor (medians).
+ * (their bytes copied once, 4 parallel cp). Target: build ≤ 1.3× that floor (medians); the build's peak
+ * RSS (under /usr/bin/time) ≤ 150 MB like every command's.
  */
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
     await must('python3', [fixturesPy, 'pushas', fixtures, String(reg.port), String(reg.port), ...refs], 'fixtures.py pushas');
     const local = (ref: string) => `${reg.host}/${ref.replace(/^[^/]+\//, '')}`;
     const groups = plan.bundles.map((b) => ({ refs: b.images.map((i) => local(i.ref)), arch: b.arch }));
-    const r = { build: [] as number[], floor: [] as number[], write: [] as number[] };
+    const r = { build: [] as number[], floor: [] as number[], write: [] as number[], rssKb: [] as number[] };
     let blobGets = 0;
     let unique = 0;
     for (let i = 0; i < rounds; i++) {
@@ -48,9 +49,13 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
       // KP_BENCH_PROF=dir: the build under node --cpu-prof, its profile written to dir (bench/profile.ts reads such files).
       const prof = process.env.KP_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KP_BENCH_PROF}`] : [];
       const args = [...prof, cli, 'build', ...(trace ? [] : ['-q']), '--arch', 'amd64,arm64,arm', '--manifest', world.manifestPath, '--out', out, '--cache-dir', join(dir, 'cache')];
-      const b = await timed(() => run(process.execPath, args, { stamp: trace }));
+      // Under /usr/bin/time for the build's peak RSS (its last stderr line; the target holds at any scale).
+      const b = await timed(() => run('/usr/bin/time', ['-f', '%M', process.execPath, ...args], { stamp: trace }));
       if (b.value.code !== 0) throw new Error(`six-bundle build failed: ${b.value.stderr}`);
-      if (trace) process.stdout.write(b.value.stderr);
+      const lines = b.value.stderr.trimEnd().split('\n');
+      const rssKb = Number(lines.pop()?.replace(/^\[[\d.]+\] /, ''));
+      if (!Number.isFinite(rssKb)) throw new Error(`no peak RSS from /usr/bin/time: ${b.value.stderr.slice(-200)}`);
+      if (trace) process.stdout.write(`${lines.join('\n')}\n`);
       const tarballs = (await readdir(out)).filter((f) => f.startsWith('kubeprepare-')).map((f) => join(out, f));
       const write = await copyFloor(tarballs, join(dir, 'copy'));
       blobGets = (await served()).slice(before).filter((q) => q.method === 'GET' && requestKind(q.path) === 'blob').length;
@@ -58,12 +63,14 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
       r.build.push(b.seconds);
       r.floor.push(floor.seconds);
       r.write.push(write);
-      console.log(`six bundles, round ${i + 1}/${rounds}: build ${b.seconds.toFixed(2)} s · floor ${floor.seconds.toFixed(2)} s + writing ${tarballs.length} tarballs ${write.toFixed(2)} s · blob GETs ${blobGets} (unique ${unique})`);
+      r.rssKb.push(rssKb);
+      console.log(`six bundles, round ${i + 1}/${rounds}: build ${b.seconds.toFixed(2)} s (peak RSS ${(rssKb / 1024).toFixed(0)} MB) · floor ${floor.seconds.toFixed(2)} s + writing ${tarballs.length} tarballs ${write.toFixed(2)} s · blob GETs ${blobGets} (unique ${unique})`);
     }
     const floor = median(r.floor) + median(r.write);
     const build = median(r.build);
     return [
       ['six bundles: each shared blob fetched once', blobGets === unique, `${blobGets} blob GETs for ${unique} unique blobs`],
+      ['six bundles: peak RSS ≤ 150 MB', Math.max(...r.rssKb) <= 150 * 1024, `${(Math.max(...r.rssKb) / 1024).toFixed(0)} MB (highest of ${r.rssKb.length} rounds)`],
       ['six bundles ≤ 1.3× (floor + writing)', build <= 1.3 * floor, `${(build / floor).toFixed(2)}× (${build.toFixed(2)} s vs ${median(r.floor).toFixed(2)} + ${median(r.write).toFixed(2)} s)`],
     ];
   } finally {
