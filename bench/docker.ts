@@ -109,7 +109,7 @@ async function main(): Promise<void> {
       results.push({ engine: e.seconds, seed: sd.seconds, floor, pull: sd.pull });
       console.log(`\nround ${r + 1}/${rounds} (${order.join(' first, then ')}): cloud ${ARCH} set, ${cloud.length} images, scale ${scale}`);
       console.log(`  ${'docker engine (cold)'.padEnd(34)} ${e.seconds.toFixed(2).padStart(7)} s  ${mb(e.value.size).padStart(10)}`);
-      console.log(`    pull ${t.pull.toFixed(2)} s · save+gzip ${t.save.toFixed(2)} s · archive ${t.archive.toFixed(2)} s (wall time with ≥1 image in the phase; phases overlap across images)`);
+      console.log(`    pull ${t.pull.toFixed(2)} s · save+gzip ${t.save.toFixed(2)} s (wall time with ≥1 image in the phase; they overlap across images) · unpin ${t.unpin.toFixed(2)} s (the daemon deleting what it pulled, after the last save) · archive ${t.archive.toFixed(2)} s`);
       console.log(`  ${'seed: docker pull/save + tar czf'.padEnd(34)} ${sd.seconds.toFixed(2).padStart(7)} s  ${mb(sd.bytes).padStart(10)}`);
       console.log(`    pull ${sd.pull.toFixed(2)} s · save ${sd.save.toFixed(2)} s · tar czf ${sd.tar.toFixed(2)} s`);
       console.log(`  engine / daemon pull ${(e.seconds / sd.pull).toFixed(2)}×; seed / engine ${(sd.seconds / e.seconds).toFixed(2)}×; ceiling for any daemon-pulling engine: seed / daemon pull (${floor.toFixed(2)} s) = ${(sd.seconds / floor).toFixed(2)}×`);

@@ -48,6 +48,8 @@ export interface DockerEngineOptions {
 export interface DockerTimings {
   pull: number;
   save: number;
+  /** Removing the private tags once every image was saved (the daemon deletes what it pulled for the build). */
+  unpin: number;
   archive: number;
   total: number;
 }
@@ -147,10 +149,13 @@ export class DockerEngine implements ImageEngine {
     // (removing an image as soon as it is saved would delete shared base layers the next pull needs).
     const run: CollectRun = { cache, store, signal, progress: req.progress ?? silentSink, phases: { pull: new PhaseClock(), save: new PhaseClock() }, pins: [] };
     let resolved: Resolved[];
+    let unpin = 0;
     try {
       resolved = await this.resolveAll(refs, req, run, internal);
     } finally {
+      const tu = performance.now();
       for (const tag of run.pins) await this.daemon.removeRef(tag).catch(() => {});
+      unpin = (performance.now() - tu) / 1000;
     }
     const formats = new Set(resolved.map((r) => r.format));
     return {
@@ -166,7 +171,7 @@ export class DockerEngine implements ImageEngine {
       blobReady: () => Promise.resolve(),
       done: Promise.resolve(),
       stop: () => Promise.resolve([]),
-      timings: { pull: run.phases.pull.seconds(), save: run.phases.save.seconds(), archive: 0, total: (performance.now() - t0) / 1000 },
+      timings: { pull: run.phases.pull.seconds(), save: run.phases.save.seconds(), unpin, archive: 0, total: (performance.now() - t0) / 1000 },
       saveFormat: formats.size === 1 ? [...formats][0]! : 'mixed',
     };
   }
