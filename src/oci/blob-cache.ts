@@ -1,7 +1,7 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { UserError, fsError } from '../errors.js';
 import type { BlobRef } from './descriptor.js';
@@ -9,13 +9,32 @@ import { digestFromHex, digestHex, sha256Digest } from './digest.js';
 import { mkdirp, pidAlive } from '../util/fs.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
+/**
+ * What the blob cache (and the registry client) read of a response: node's IncomingMessage has all of it;
+ * src/engines/registry/fast-http.ts makes such responses over reused read buffers.
+ */
+export interface HttpResponse extends AsyncIterable<Buffer | string> {
+  statusCode?: number | undefined;
+  headers: IncomingHttpHeaders;
+  /** True once the whole body arrived. */
+  readonly complete: boolean;
+  destroy(error?: Error): unknown;
+  /**
+   * Optional: from now on the body comes as slices of reused read buffers (no copy); each must be given
+   * back with the returned function once its bytes are used (written), else the connection stalls. The
+   * slices lent at once add up to at least 512 KiB (WRITE_BATCH below) before reading pauses.
+   * Without this call every chunk is a copy of its own.
+   */
+  usePooledChunks?(): (chunk: Buffer) => void;
+}
+
 export interface DownloadContext {
   /** Image reference the blob belongs to (for messages). */
   image: string;
   /** What the blob is ("layer", "config", "manifest"), for messages. */
   what: string;
   /** Opens the blob, from `offset` when > 0 (the response may be 206 or a full 200). */
-  open(offset: number): Promise<IncomingMessage>;
+  open(offset: number): Promise<HttpResponse>;
   retry: RetryOptions;
   signal?: AbortSignal | undefined;
   onBytes?: (n: number) => void;
@@ -136,7 +155,7 @@ export class BlobCache {
       let attempt = 0;
       for (;;) {
         attempt++;
-        let res: IncomingMessage | undefined;
+        let res: HttpResponse | undefined;
         try {
           res = await ctx.open(state.offset);
           checkAnnouncedSize(res, b, ctx);
@@ -176,12 +195,14 @@ export class BlobCache {
     }
   }
 
-  private async pump(res: IncomingMessage, fh: FileHandle, state: { offset: number; hash: Hash }, b: BlobRef, ctx: DownloadContext): Promise<void> {
+  private async pump(res: HttpResponse, fh: FileHandle, state: { offset: number; hash: Hash }, b: BlobRef, ctx: DownloadContext): Promise<void> {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     // One positional write in flight while the next batch is received; the hash and offset advance
     // in byte order when a write is issued, and every write is awaited before they are relied on.
     let writing: Promise<unknown> = Promise.resolve();
+    // A response that lends its read buffers (fast-http.ts): each chunk is given back once written.
+    const giveBack = res.usePooledChunks?.();
     const flush = async () => {
       await writing;
       if (pendingBytes === 0) return;
@@ -194,10 +215,11 @@ export class BlobCache {
       state.offset += len;
       // writev: no concatenation copy; a short write (rare) is completed by the loop.
       writing = writeAllAt(fh, bufs, len, pos);
+      if (giveBack) writing = writing.finally(() => bufs.forEach(giveBack));
     };
     try {
       for await (const chunk of res) {
-        const c = chunk as Buffer;
+        const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
         if (state.offset + pendingBytes + c.length > b.size) {
           throw UserError.runtime(
             'digest-mismatch',
@@ -236,7 +258,7 @@ async function writeAllAt(fh: FileHandle, bufs: Buffer[], len: number, pos: numb
  * retried as a connection cut short (OCI image-spec descriptor.md: "If the length of the retrieved
  * content does not match the specified length, the content SHOULD NOT be trusted").
  */
-function checkAnnouncedSize(res: IncomingMessage, b: BlobRef, ctx: DownloadContext): void {
+function checkAnnouncedSize(res: HttpResponse, b: BlobRef, ctx: DownloadContext): void {
   let total: number | undefined;
   if (res.statusCode === 200 && res.headers['content-length'] !== undefined) total = Number(res.headers['content-length']);
   else if (res.statusCode === 206) {
@@ -269,7 +291,7 @@ function finalError(e: unknown, attempt: number, b: BlobRef, ctx: DownloadContex
   );
 }
 
-function rangeAccepted(res: IncomingMessage, offset: number): boolean {
+function rangeAccepted(res: HttpResponse, offset: number): boolean {
   if (res.statusCode !== 206) return false;
   const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
   return m !== null && Number(m[1]) === offset;

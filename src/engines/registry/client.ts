@@ -1,11 +1,11 @@
-import type { IncomingMessage } from 'node:http';
 import { UserError } from '../../errors.js';
 import { debug, safeUrl } from '../../util/debug.js';
 import type { CredentialStore } from '../../oci/credentials.js';
 import { basicHeader, parseWwwAuthenticate, type Challenge } from './challenge.js';
-import type { Endpoint } from './mirrors.js';
+import type { Endpoint, RegistryTlsConfig } from './mirrors.js';
 import { DEFAULT_RETRY, isRetryableNetworkError, isRetryableStatus, retryDelayMs, sleep, type RetryOptions } from '../../util/retry.js';
 import { AgentPool, checkHostAllowed, drain, readBody, send } from './http.js';
+import type { HttpResponse } from './fast-http.js';
 import { RegistryAuthError, RegistryHttpError, summarize } from './errors.js';
 import { TokenCache } from './token.js';
 
@@ -26,6 +26,8 @@ export interface GetOptions {
   signal?: AbortSignal | undefined;
   /** `HEAD` instead of `GET`. */
   head?: boolean;
+  /** A blob body: read through the reused-buffer transport (fast-http.ts). */
+  blob?: boolean;
 }
 
 const MAX_REDIRECTS = 5;
@@ -56,7 +58,7 @@ export class RegistryClient {
    * GET `<apiBase><path>` and resolve with a 2xx response (body unread). Non-success statuses become
    * RegistryHttpError (after retries for the retryable ones); auth failures become UserErrors.
    */
-  async get(ep: Endpoint, registry: string, path: string, opts: GetOptions = {}): Promise<IncomingMessage> {
+  async get(ep: Endpoint, registry: string, path: string, opts: GetOptions = {}): Promise<HttpResponse> {
     const scope = `repository:${ep.repository}:pull`;
     let attempt = 0;
     for (;;) {
@@ -86,7 +88,7 @@ export class RegistryClient {
   }
 
   /** Reads a small body fully (manifests), with the same retries for a body cut short. */
-  async getBuffer(ep: Endpoint, registry: string, path: string, opts: GetOptions & { limit: number }): Promise<{ body: Buffer; res: IncomingMessage }> {
+  async getBuffer(ep: Endpoint, registry: string, path: string, opts: GetOptions & { limit: number }): Promise<{ body: Buffer; res: HttpResponse }> {
     let attempt = 0;
     for (;;) {
       attempt++;
@@ -105,7 +107,7 @@ export class RegistryClient {
   }
 
   /** One logical try: auth round trips and redirects, no retries. */
-  private async getOnce(ep: Endpoint, registry: string, path: string, scope: string, opts: GetOptions): Promise<IncomingMessage> {
+  private async getOnce(ep: Endpoint, registry: string, path: string, scope: string, opts: GetOptions): Promise<HttpResponse> {
     const origin = new URL(ep.apiBase).origin;
     let forceRefresh = false;
     for (let authRound = 0; ; authRound++) {
@@ -116,19 +118,13 @@ export class RegistryClient {
       };
       if (opts.accept) headers.accept = opts.accept;
       if (opts.rangeStart !== undefined && opts.rangeStart > 0) headers.range = `bytes=${opts.rangeStart}-`;
-      let res: IncomingMessage | undefined;
+      let res: HttpResponse | undefined;
       for (let hop = 0; ; hop++) {
         const h = { ...headers };
         // Credentials go only to the endpoint's own origin, never to a redirect target elsewhere.
         if (auth && url.origin === origin) h.authorization = auth;
         checkHostAllowed(this.opts.offline, url, `${ep.apiBase}${path}`);
-        res = await send(this.pool, url, {
-          method: opts.head ? 'HEAD' : 'GET',
-          headers: h,
-          tls: url.origin === origin ? ep.hostConfig?.tls : undefined,
-          signal: opts.signal,
-          timeoutMs: this.opts.timeoutMs,
-        });
+        res = await this.send(url, h, url.origin === origin ? ep.hostConfig?.tls : undefined, opts);
         const status = res.statusCode ?? 0;
         if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
           await drain(res);
@@ -151,6 +147,13 @@ export class RegistryClient {
       debug('auth', `${ep.host} answered 401 (${ch.scheme} challenge${ch.params.realm ? `, realm ${safeUrl(ch.params.realm)}` : ''})${forceRefresh ? ' to a token: fetching a fresh one' : ''}`);
       if (ch.scheme === 'basic' && auth !== undefined) throw await this.unauthorized(ep, registry, body);
     }
+  }
+
+  /** One request: a blob GET through fast-http.ts where it can, everything else through node's client. */
+  private async send(url: URL, headers: Record<string, string>, tls: RegistryTlsConfig | undefined, opts: GetOptions): Promise<HttpResponse> {
+    const common = { headers, signal: opts.signal, timeoutMs: this.opts.timeoutMs };
+    if (opts.blob && !opts.head) return this.pool.fast.get(url, { ...common, ...(url.protocol === 'https:' ? { tls: this.pool.tlsOptions(url, tls) } : {}) });
+    return send(this.pool, url, { ...common, method: opts.head ? 'HEAD' : 'GET', tls });
   }
 
   private async unauthorized(ep: Endpoint, registry: string, body: string): Promise<RegistryAuthError> {

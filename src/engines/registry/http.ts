@@ -5,6 +5,7 @@ import { UserError, abortError, abortReason } from '../../errors.js';
 import { debug, safeUrl, since } from '../../util/debug.js';
 import { TransientNetworkError } from '../../util/retry.js';
 import { isLoopbackHost, type RegistryTlsConfig } from './mirrors.js';
+import { FastPool, type HttpResponse } from './fast-http.js';
 
 export interface SendOptions {
   method?: string;
@@ -15,21 +16,34 @@ export interface SendOptions {
   timeoutMs?: number;
 }
 
-/** Keep-alive agents, one per distinct TLS setting. */
+/** Keep-alive agents, one per distinct TLS setting; and the blob transport's connections (fast-http.ts). */
 export class AgentPool {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   private readonly httpsAgents = new Map<string, https.Agent>();
+  private readonly tlsByKey = new Map<string, TlsOptions>();
+  readonly fast = new FastPool();
 
   agentFor(url: URL, tls: RegistryTlsConfig | undefined): http.Agent {
     if (url.protocol === 'http:') return this.httpAgent;
-    const key = JSON.stringify(tls ?? {});
-    let a = this.httpsAgents.get(key);
+    const t = this.tlsOptions(url, tls);
+    let a = this.httpsAgents.get(t.key);
     if (!a) {
-      const opts: https.AgentOptions = { keepAlive: true, maxSockets: 32 };
+      a = new https.Agent({ keepAlive: true, maxSockets: 32, ...t.options });
+      this.httpsAgents.set(t.key, a);
+    }
+    return a;
+  }
+
+  /** The TLS settings of `tls` (its files read once) and a key naming them. */
+  tlsOptions(url: URL, tls: RegistryTlsConfig | undefined): TlsOptions {
+    const key = JSON.stringify(tls ?? {});
+    let t = this.tlsByKey.get(key);
+    if (!t) {
+      const options: TlsOptions['options'] = {};
       try {
-        if (tls?.caFile) opts.ca = readFileSync(tls.caFile);
-        if (tls?.certFile) opts.cert = readFileSync(tls.certFile);
-        if (tls?.keyFile) opts.key = readFileSync(tls.keyFile);
+        if (tls?.caFile) options.ca = readFileSync(tls.caFile);
+        if (tls?.certFile) options.cert = readFileSync(tls.certFile);
+        if (tls?.keyFile) options.key = readFileSync(tls.keyFile);
       } catch (e) {
         throw new UserError(`cannot read a TLS file configured for ${url.host}: ${(e as Error).message}`, {
           code: 'input',
@@ -37,18 +51,23 @@ export class AgentPool {
           cause: e,
         });
       }
-      if (tls?.insecureSkipVerify) opts.rejectUnauthorized = false;
-      a = new https.Agent(opts);
-      this.httpsAgents.set(key, a);
+      if (tls?.insecureSkipVerify) options.rejectUnauthorized = false;
+      this.tlsByKey.set(key, (t = { key, options }));
     }
-    return a;
+    return t;
   }
 
   destroy(): void {
     this.httpAgent.destroy();
     for (const a of this.httpsAgents.values()) a.destroy();
     this.httpsAgents.clear();
+    this.fast.close();
   }
+}
+
+interface TlsOptions {
+  key: string;
+  options: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean };
 }
 
 /** One HTTP request; resolves with the response head (body not read). Network errors reject. */
@@ -116,11 +135,11 @@ export function checkHostAllowed(offline: boolean | undefined, url: URL, what: s
 }
 
 /** Reads a whole (small) body, refusing more than `limit` bytes. */
-export async function readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
+export async function readBody(res: HttpResponse, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of res) {
-    const b = c as Buffer;
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
     n += b.length;
     if (n > limit) {
       res.destroy();
@@ -133,7 +152,7 @@ export async function readBody(res: IncomingMessage, limit: number): Promise<Buf
 }
 
 /** Reads and discards a body so the connection can be reused (bounded; destroys larger bodies). */
-export async function drain(res: IncomingMessage): Promise<string> {
+export async function drain(res: HttpResponse): Promise<string> {
   try {
     return (await readBody(res, 64 * 1024)).toString('utf8');
   } catch {

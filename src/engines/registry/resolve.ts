@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { HttpResponse } from './fast-http.js';
 import { UserError, fsError, isAbort, isMachineFailure } from '../../errors.js';
 import { debug } from '../../util/debug.js';
 import { refReference, type ImageRef } from '../../manifest/image-ref.js';
@@ -147,8 +147,8 @@ export class ImageResolver {
         retry: this.client.retry,
         signal,
         onBytes,
-        open: (offset: number): Promise<IncomingMessage> =>
-          this.client.get(ep, img.ref.registry, `/${ep.repository}/blobs/${desc.digest}`, { rangeStart: offset, signal }),
+        open: (offset: number): Promise<HttpResponse> =>
+          this.client.get(ep, img.ref.registry, `/${ep.repository}/blobs/${desc.digest}`, { rangeStart: offset, signal, blob: true }),
       });
     } catch (e) {
       if (signal.aborted && !(e instanceof UserError)) throw e;
