@@ -8,7 +8,7 @@ import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/r
 import { parseArch } from '../../src/platform.js';
 import { extractArchive } from '../harness/archive.js';
 import { pushFixtureSet, type FixtureSet } from '../harness/fixtures.js';
-import { startProxy, type TestProxy } from '../harness/proxy.js';
+import { answerFromRegistry, startProxy, type TestProxy } from '../harness/proxy.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
 
 /*
@@ -37,14 +37,7 @@ before(async () => {
       const seen = () => proxy.requests.some((r) => r.method === 'GET' && [...quickLayers].some((d) => r.path.endsWith(`/blobs/${d}`)));
       while (!seen() && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
       quickLayerFirst ??= seen();
-      const up = await fetch(`${reg.url}${req.url}`, { headers: { accept: String(req.headers.accept ?? '') } });
-      const body = Buffer.from(await up.arrayBuffer());
-      res.writeHead(up.status, {
-        'content-type': up.headers.get('content-type') ?? '',
-        'docker-content-digest': up.headers.get('docker-content-digest') ?? '',
-        'content-length': String(body.length),
-      });
-      res.end(body);
+      await answerFromRegistry(reg.url, req, res);
     };
     void answer();
     return true;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createRegistryEngine, parseRegistriesConfig } from '../../src/engines/registry/index.js';
 import { parseArch } from '../../src/platform.js';
 import { pushFixtureSet, type FixtureSet } from '../harness/fixtures.js';
-import { startProxy, requestKind, type TestProxy } from '../harness/proxy.js';
+import { answerFromRegistry, startProxy, requestKind, type TestProxy } from '../harness/proxy.js';
 import { startRegistry, type TestRegistry } from '../harness/registry.js';
 
 /*
@@ -42,11 +42,10 @@ before(async () => {
     order.push(digest);
     void (async () => {
       await new Promise((r) => setTimeout(r, 40));
-      const up = await fetch(`${reg.url}${req.url}`);
-      const body = Buffer.from(await up.arrayBuffer());
-      if (layer) open--;
-      res.writeHead(up.status, { 'content-type': 'application/octet-stream', 'content-length': String(body.length), 'docker-content-digest': up.headers.get('docker-content-digest') ?? '' });
-      res.end(body);
+      res.on('finish', () => {
+        if (layer) open--;
+      });
+      await answerFromRegistry(reg.url, req, res);
     })();
     return true;
   };

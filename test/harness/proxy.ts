@@ -48,6 +48,21 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
+/**
+ * Answers `res` with what the registry at `base` serves for `req` (its status, body, content type and
+ * Docker-Content-Digest): for a `handler` that took a request over to decide when it is answered.
+ */
+export async function answerFromRegistry(base: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const up = await fetch(`${base}${req.url}`, { headers: { accept: String(req.headers.accept ?? '') } });
+  const body = Buffer.from(await up.arrayBuffer());
+  res.writeHead(up.status, {
+    'content-type': up.headers.get('content-type') ?? '',
+    'docker-content-digest': up.headers.get('docker-content-digest') ?? '',
+    'content-length': String(body.length),
+  });
+  res.end(body);
+}
+
 export function requestKind(path: string): SeenRequest['kind'] {
   const p = path.split('?')[0] ?? '';
   if (/^\/v2\/?$/.test(p)) return 'base';
