@@ -31,7 +31,7 @@ export interface FastSendOptions {
 }
 
 const READ_SIZE = 256 << 10;
-/** Reused read buffers per connection: 2 MiB; reading pauses while all of them hold unwritten body bytes. */
+/** Read buffers one connection may lend at once (2 MiB); its reading pauses until one is given back. */
 const BUFFERS = 8;
 /**
  * A read smaller than this is handed out as a copy and its buffer reused at once (a slow server trickling
@@ -41,12 +41,28 @@ const BUFFERS = 8;
  */
 const MIN_LENT = 64 << 10;
 const MAX_HEAD = 64 << 10;
+/** Read buffers kept for reuse by one pool, all connections together (8 MiB); more are left to the GC. */
+const KEPT_BUFFERS = 32;
+/** Idle connections kept per origin; more are closed (each holds the buffer of its next read). */
+const KEPT_IDLE = 8;
+
+/** The read buffers of one pool's connections: lent per read, kept for reuse up to KEPT_BUFFERS. */
+class ReadBuffers {
+  private readonly free: Buffer[] = [];
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+  }
+  give(b: Buffer): void {
+    if (this.free.length < KEPT_BUFFERS) this.free.push(b);
+  }
+}
 const HEAD_END = Buffer.from('\r\n\r\n');
 
 /** Keep-alive connections per origin (and TLS setting), each with its own read buffers. */
 export class FastPool {
   private readonly idle = new Map<string, Conn[]>();
   private readonly all = new Set<Conn>();
+  private readonly buffers = new ReadBuffers();
   private closed = false;
 
   /** GET `url`; resolves with the response head (body unread). */
@@ -87,8 +103,8 @@ export class FastPool {
   }
 
   private connect(url: URL, key: string, opts: FastSendOptions): Conn {
-    const c = new Conn(url, opts.tls?.options, (done) => {
-      if (this.closed || !done.usable) {
+    const c = new Conn(url, opts.tls?.options, this.buffers, (done) => {
+      if (this.closed || !done.usable || (this.idle.get(key)?.length ?? 0) >= KEPT_IDLE) {
         done.destroy();
         this.all.delete(done);
         return;
@@ -109,8 +125,8 @@ type HeadResult = { status: number; headers: IncomingHttpHeaders; keepAlive: boo
 /** One connection: one request at a time; reads go into its reused buffers. */
 class Conn {
   private readonly sock: net.Socket;
-  private readonly free: Buffer[] = [];
-  private made = 0;
+  /** Buffers lent out in body slices, not given back yet. */
+  private lent = 0;
   private paused = false;
   private dead = false;
   private head: Buffer[] = [];
@@ -129,6 +145,7 @@ class Conn {
   constructor(
     url: URL,
     tlsOpts: tls.ConnectionOptions | undefined,
+    private readonly buffers: ReadBuffers,
     private readonly idle: (c: Conn) => void,
   ) {
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
@@ -197,14 +214,12 @@ class Conn {
   }
 
   private nextBuffer(): Buffer {
-    const b = this.free.pop();
-    if (b) return b;
-    this.made++;
-    return Buffer.allocUnsafeSlow(READ_SIZE);
+    return this.buffers.take();
   }
 
   private release(buf: Buffer): void {
-    this.free.push(buf);
+    this.lent--;
+    this.buffers.give(buf);
     if (this.paused && !this.dead) {
       this.paused = false;
       this.sock.resume();
@@ -215,21 +230,21 @@ class Conn {
   private onRead(n: number, buf: Buffer): boolean {
     if (this.onHead) {
       this.headChunk(buf.subarray(0, n));
-      this.free.push(buf);
+      this.buffers.give(buf);
       return true;
     }
     if (this.current && !this.current.finished) {
       if (n < MIN_LENT) {
         this.body(Buffer.from(buf.subarray(0, n)), undefined);
-        this.free.push(buf);
+        this.buffers.give(buf);
       } else this.body(buf.subarray(0, n), buf);
     } else {
       // Bytes nobody asked for: the connection is not in step with its requests.
-      this.free.push(buf);
+      this.buffers.give(buf);
       this.fail(new TransientNetworkError('the server sent data after the response', 'ECONNRESET'));
       return false;
     }
-    if (this.free.length === 0 && this.made >= BUFFERS) {
+    if (this.lent >= BUFFERS) {
       this.paused = true;
       return false;
     }
@@ -306,7 +321,7 @@ class Conn {
     if (this.framing !== 'length') {
       // Copies: the read buffer goes back at once.
       const copy = owner ? Buffer.from(data) : data;
-      if (owner) this.free.push(owner);
+      if (owner) this.buffers.give(owner);
       if (this.framing === 'close') res.push(copy, undefined);
       else this.dechunk(copy, res);
       return;
@@ -317,8 +332,10 @@ class Conn {
       this.keepAlive = false;
     }
     this.remaining -= data.length;
-    if (data.length > 0) res.push(data, owner);
-    else if (owner) this.free.push(owner);
+    if (data.length > 0) {
+      if (owner) this.lent++;
+      res.push(data, owner);
+    } else if (owner) this.buffers.give(owner);
     if (this.remaining === 0) this.finish();
   }
 
