@@ -2,7 +2,7 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { lineOf, makeProgram } from './cli.js';
 import { COMMANDS } from './cli-options.js';
-import { HELP_CACHE_URL, type HelpCache } from './fast-path.js';
+import { HELP_CACHE_URL, type HelpCache } from './fast-path.cjs';
 import { TOOL_VERSION } from './version.js';
 
 /**

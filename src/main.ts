@@ -1,4 +1,4 @@
-import { fastOutput } from './fast-path.js';
+import { fastOutput } from './fast-path.cjs';
 
 // A plain --version/--help is answered from dist/help.json without loading the CLI (src/fast-path.ts).
 const argv = process.argv.slice(2);

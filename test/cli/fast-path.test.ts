@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { lineOf, runCli } from '../../src/cli.js';
 import { COMMANDS } from '../../src/cli-options.js';
-import { fastOutput, helpKey } from '../../src/fast-path.js';
+import { fastOutput, helpKey } from '../../src/fast-path.cjs';
 import { helpTexts } from '../../src/help-cache.js';
 import { PACKAGE_ROOT } from '../../src/version.js';
 
@@ -16,7 +16,9 @@ import { PACKAGE_ROOT } from '../../src/version.js';
  * issue 15's start-up target): the text must be what the CLI itself prints, for every form of the request.
  * Runs the built CLI (npm run build first, as .ci/run does).
  */
-const BIN = join(PACKAGE_ROOT, 'bin', 'kubeprepare.js');
+/** The installed commands' entry (package.json bin: CommonJS, no ES module loader for these) and the ES module one. */
+const PACKAGE_BIN = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin;
+const BINS = [...new Set([...Object.values(PACKAGE_BIN), 'bin/kubeprepare.js'])].map((b) => join(PACKAGE_ROOT, b));
 const FORMS: string[][] = [['--version'], ['-V'], ['--help'], ['-h'], ['help'], ...COMMANDS.flatMap((c) => [[c, '--help'], [c, '-h'], ['help', c]])];
 
 /** What the CLI prints in-process (commander, no fast path), as the entry point writes it. */
@@ -27,9 +29,14 @@ async function viaCommander(argv: string[]): Promise<{ out: string; err: string;
   return { out, err, code };
 }
 
-function built(argv: string[], env: NodeJS.ProcessEnv = {}) {
-  return spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8', env: { ...process.env, ...env } });
+function built(bin: string, argv: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [bin, ...argv], { encoding: 'utf8', env: { ...process.env, ...env } });
 }
+
+test('the installed commands start from the CommonJS entry, which answers --version/--help itself', () => {
+  assert.deepEqual(PACKAGE_BIN, { kubeprepare: 'bin/kubeprepare.cjs', bundle: 'bin/kubeprepare.cjs' });
+  assert.equal(BINS.length, 2);
+});
 
 test('dist/help.json is what this source prints (npm run build wrote it from the same program)', () => {
   const file = join(PACKAGE_ROOT, 'dist', 'help.json');
@@ -40,11 +47,13 @@ test('dist/help.json is what this source prints (npm run build wrote it from the
 test('every --version/--help form prints what commander prints, without loading commander', async () => {
   for (const argv of FORMS) {
     const want = await viaCommander(argv);
-    // NODE_DEBUG=module logs every CommonJS module node looks up (commander is one) on stderr.
-    const r = built(argv, { NODE_DEBUG: 'module' });
-    assert.equal(r.status, want.code, `${argv.join(' ')}: exit code`);
-    assert.equal(r.stdout, want.out, `${argv.join(' ')}: output`);
-    assert.doesNotMatch(r.stderr, /commander/, `${argv.join(' ')} answered without commander`);
+    for (const bin of BINS) {
+      // NODE_DEBUG=module logs every CommonJS module node looks up (commander is one) on stderr.
+      const r = built(bin, argv, { NODE_DEBUG: 'module' });
+      assert.equal(r.status, want.code, `${bin} ${argv.join(' ')}: exit code`);
+      assert.equal(r.stdout, want.out, `${bin} ${argv.join(' ')}: output`);
+      assert.doesNotMatch(r.stderr, /commander/, `${bin} ${argv.join(' ')} answered without commander`);
+    }
   }
 });
 
@@ -53,12 +62,14 @@ test('anything else goes to the CLI: a help for no such command, options beside 
   assert.equal(helpKey(['--verbose', '--help']), undefined);
   assert.equal(helpKey([]), undefined);
   for (const argv of [['nosuch', '--help'], ['help', 'nosuch'], ['--verbose', '--help']]) {
-    const r = built(argv, { NODE_DEBUG: 'module' });
-    assert.match(r.stderr, /commander/, `${argv.join(' ')} is commander’s to answer`);
     const want = await viaCommander(argv);
-    assert.equal(r.stdout, want.out, argv.join(' '));
-    assert.ok(r.stderr.endsWith(want.err), argv.join(' '));
-    assert.equal(r.status, want.code, argv.join(' '));
+    for (const bin of BINS) {
+      const r = built(bin, argv, { NODE_DEBUG: 'module' });
+      assert.match(r.stderr, /commander/, `${bin} ${argv.join(' ')} is commander’s to answer`);
+      assert.equal(r.stdout, want.out, `${bin} ${argv.join(' ')}`);
+      assert.ok(r.stderr.endsWith(want.err), `${bin} ${argv.join(' ')}`);
+      assert.equal(r.status, want.code, `${bin} ${argv.join(' ')}`);
+    }
   }
   // A help.json of another version (dist/ not rebuilt after a version bump) is not used.
   const dir = mkdtempSync(join(tmpdir(), 'kp-fast-'));

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /**
  * `--version` and `--help` without loading commander or any command (issue 15: both within 0.15 s,
@@ -7,6 +9,7 @@ import { readFileSync } from 'node:fs';
  * program; the help width is fixed at 80 columns (cli.ts), so the text does not depend on the terminal.
  * Anything else, or a checkout without that file (tsx from src/), or a help.json from another version,
  * returns undefined and the caller runs the CLI (src/cli.ts), which prints the same text itself.
+ * CommonJS (dist/fast-path.cjs), so that bin/kubeprepare.cjs answers without node's ES module loader.
  */
 export interface HelpCache {
   version: string;
@@ -14,8 +17,8 @@ export interface HelpCache {
   help: Record<string, string>;
 }
 
-export const HELP_CACHE_URL = new URL('./help.json', import.meta.url);
-const PACKAGE_JSON_URL = new URL('../package.json', import.meta.url);
+export const HELP_CACHE_URL = pathToFileURL(join(__dirname, 'help.json'));
+const PACKAGE_JSON_URL = pathToFileURL(join(__dirname, '..', 'package.json'));
 
 const HELP_FLAGS = new Set(['--help', '-h']);
 const VERSION_FLAGS = new Set(['--version', '-V']);
