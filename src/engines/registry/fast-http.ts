@@ -71,7 +71,8 @@ export class FastPool {
     const key = `${url.protocol}//${url.host}|${opts.tls?.key ?? ''}`;
     const t0 = Date.now();
     for (let attempt = 0; ; attempt++) {
-      const reused = this.take(key);
+      // A retry goes over a new connection: the other idle ones may be as stale as the first.
+      const reused = attempt === 0 ? this.take(key) : undefined;
       const conn = reused ?? this.connect(url, key, opts);
       try {
         const res = await conn.request(url, opts);
