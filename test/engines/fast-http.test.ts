@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { FastPool, type HttpResponse } from '../../src/engines/registry/fast-http.js';
 
 const BIG = randomBytes(5 * (1 << 20) + 17);
@@ -195,6 +195,25 @@ test('an abort or a silent server ends the request with an error, never a hang',
     await assert.rejects(pool.get(new URL(`${base}/hang`), { headers: {}, timeoutMs: 200 }), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ETIMEDOUT');
     hold?.();
     await assert.rejects(pool.get(new URL('http://127.0.0.1:1/x'), { headers: {} }), (e: unknown) => (e as NodeJS.ErrnoException).code === 'ECONNREFUSED');
+    // Aborted while the connection is still being made (a TLS handshake the server never answers): the
+    // destroyed socket emits neither 'connect' nor 'error', and the request must fail, not wait forever
+    // (it did: a build whose cache filled up ended with exit 13, an unsettled top-level await).
+    const silent = net.createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const ac2 = new AbortController();
+      const p2 = pool.get(new URL(`https://127.0.0.1:${(silent.address() as AddressInfo).port}/x`), { headers: {}, signal: ac2.signal, tls: { key: 'x', options: { rejectUnauthorized: false } } });
+      setTimeout(() => ac2.abort(new Error('stopped while connecting')), 50);
+      const outcome = await Promise.race([p2.then(() => 'resolved', (e: Error) => e.message), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
+      assert.equal(outcome, 'stopped while connecting');
+      // And a pool closed under a request that is connecting fails it too.
+      const p3 = pool.get(new URL(`https://127.0.0.1:${(silent.address() as AddressInfo).port}/y`), { headers: {}, tls: { key: 'x', options: { rejectUnauthorized: false } } });
+      setTimeout(() => pool.close(), 50);
+      const closed = await Promise.race([p3.then(() => 'resolved', (e: Error) => e.message), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
+      assert.match(String(closed), /closed/);
+    } finally {
+      silent.close();
+    }
   } finally {
     pool.close();
   }

@@ -139,6 +139,7 @@ class Conn {
   private readonly chunk = { state: 'size' as 'size' | 'data' | 'data-end' | 'trailer', line: '', left: 0 };
   private keepAlive = true;
   private connected: Promise<void>;
+  private connectFailed: (e: Error) => void = () => {};
   /** The last request failed before any byte of its response arrived. */
   failedBeforeResponse = false;
   onGone: () => void = () => {};
@@ -158,9 +159,11 @@ class Conn {
       url.protocol === 'https:'
         ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'], ...tlsOpts, onread } as tls.ConnectionOptions)
         : net.connect({ host, port, onread });
+    // Settled by the connect, or by fail(): a socket destroyed while it connects (an abort) emits neither
+    // 'connect' nor 'error', and a request waiting for it must not wait forever.
     this.connected = new Promise((resolve, reject) => {
       this.sock.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => resolve());
-      this.sock.once('error', reject);
+      this.connectFailed = reject;
     });
     this.connected.catch(() => {});
     this.sock.on('error', (e) => this.fail(e));
@@ -208,10 +211,9 @@ class Conn {
     }
   }
 
+  /** Closes the connection; a request still on it fails (never waits for a socket that is gone). */
   destroy(): void {
-    this.dead = true;
-    this.sock.destroy();
-    this.onGone();
+    this.fail(abortError('the connection was closed'));
   }
 
   private nextBuffer(): Buffer {
@@ -394,6 +396,7 @@ class Conn {
   private fail(e: Error): void {
     const wasDead = this.dead;
     this.dead = true;
+    this.connectFailed(e);
     if (this.onHead) {
       const w = this.onHead;
       this.onHead = undefined;
