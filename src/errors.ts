@@ -112,6 +112,11 @@ export function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? abortError();
 }
 
+/** An aborted signal's reason when it is an Error, else an abortError: what a destroyed request or socket fails with. */
+export function abortErrorOf(signal: AbortSignal | undefined): Error {
+  return signal?.reason instanceof Error ? signal.reason : abortError();
+}
+
 /**
  * Failures of the machine rather than of the network or the input: the filesystem is full, refuses
  * permission, or is mounted read-only. errno -> error code, the meaning and the fix, in one place.

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { abortError } from '../../errors.js';
+import { abortError, abortErrorOf } from '../../errors.js';
 import { debug, safeUrl, since } from '../../util/debug.js';
 import { TransientNetworkError } from '../../util/retry.js';
 import type { HttpResponse } from '../../oci/blob-cache.js';
@@ -67,7 +67,7 @@ export class FastPool {
 
   /** GET `url`; resolves with the response head (body unread). */
   async get(url: URL, opts: FastSendOptions): Promise<HttpResponse> {
-    if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : abortError();
+    if (opts.signal?.aborted) throw abortErrorOf(opts.signal);
     const key = `${url.protocol}//${url.host}|${opts.tls?.key ?? ''}`;
     const t0 = Date.now();
     for (let attempt = 0; ; attempt++) {
@@ -106,8 +106,7 @@ export class FastPool {
   private connect(url: URL, key: string, opts: FastSendOptions): Conn {
     const c = new Conn(url, opts.tls?.options, this.buffers, (done) => {
       if (this.closed || !done.usable || (this.idle.get(key)?.length ?? 0) >= KEPT_IDLE) {
-        done.destroy();
-        this.all.delete(done);
+        done.destroy(); // its onGone takes it out of `all`
         return;
       }
       let list = this.idle.get(key);
@@ -186,7 +185,7 @@ class Conn {
     this.failedBeforeResponse = true;
     this.sock.ref();
     const signal = opts.signal;
-    const onAbort = () => this.fail(signal?.reason instanceof Error ? signal.reason : abortError());
+    const onAbort = () => this.fail(abortErrorOf(signal));
     signal?.addEventListener('abort', onAbort, { once: true });
     this.sock.setTimeout(opts.timeoutMs ?? 60_000);
     try {

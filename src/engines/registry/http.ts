@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
-import { UserError, abortError, abortReason } from '../../errors.js';
+import { UserError, abortErrorOf, abortReason } from '../../errors.js';
 import { debug, safeUrl, since } from '../../util/debug.js';
 import { TransientNetworkError } from '../../util/retry.js';
 import { isLoopbackHost, type RegistryTlsConfig } from './mirrors.js';
@@ -89,7 +89,7 @@ export function send(pool: AgentPool, url: URL, opts: SendOptions = {}): Promise
     let res: IncomingMessage | undefined;
     const signal = opts.signal;
     const onAbort = () => {
-      const err = signal?.reason instanceof Error ? signal.reason : abortError();
+      const err = abortErrorOf(signal);
       if (res) res.destroy(err);
       req.destroy(err);
     };
