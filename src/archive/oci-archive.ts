@@ -146,12 +146,18 @@ export async function writeOciArchive(opts: WriteOciArchiveOptions): Promise<Oci
   return writeAtomically(opts.outFile, async (out) => ({ file: opts.outFile, ...(await writeOciArchiveTo(out, layout, opts)) }), { durable: opts.durable !== false });
 }
 
+/** What writeOciArchiveTo needs besides the layout: WriteOciArchiveOptions' blob access, and whether to hash. */
+export type OciArchiveWriteToOptions = Omit<WriteOciArchiveOptions, 'outFile' | 'images' | 'durable'> & {
+  /** false: the archive is not hashed here (the caller hashes the file it lands in); `sha256` is then ''. */
+  hash?: boolean;
+};
+
 /**
  * Writes the archive `layout` into `out` (which it does not end): blobs in digest order, each as it is
- * ready (blobReady), the archive hashed on the way. Returns its digest and sizes.
+ * ready (blobReady), the archive hashed on the way unless `hash` is false. Returns its digest and sizes.
  */
-export async function writeOciArchiveTo(out: Writable, layout: OciLayout, opts: Omit<WriteOciArchiveOptions, 'outFile' | 'images' | 'durable'>): Promise<Omit<OciArchiveWriteResult, 'file'>> {
-  const hasher = new HashingForwarder(out);
+export async function writeOciArchiveTo(out: Writable, layout: OciLayout, opts: OciArchiveWriteToOptions): Promise<Omit<OciArchiveWriteResult, 'file'>> {
+  const hasher = new HashingForwarder(out, opts.hash !== false);
   // Errors surface through the awaited writes and `finished` below; never as an uncaught event.
   hasher.on('error', () => {});
   const tar = new TarWriter(hasher, { mtime: opts.mtime });
@@ -167,7 +173,7 @@ export async function writeOciArchiveTo(out: Writable, layout: OciLayout, opts: 
     throw e;
   }
   if (tar.bytesWritten !== layout.size) throw new InternalError(`images archive: ${tar.bytesWritten} bytes written, ${layout.size} planned`);
-  return { sha256: hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes: layout.set.uniqueBlobBytes, totalBlobBytes: layout.set.totalBlobBytes };
+  return { sha256: opts.hash === false ? '' : hasher.digest(), size: tar.bytesWritten, uniqueBlobBytes: layout.set.uniqueBlobBytes, totalBlobBytes: layout.set.totalBlobBytes };
 }
 
 /** Every distinct blob once; a digest always denotes the same bytes, so sizes must agree. */
@@ -254,7 +260,7 @@ async function writeLayout(tar: TarWriter, { set: { blobs, digests }, indexJson,
 }
 
 /**
- * Forwards writes to `out` while hashing them; ending it does not end `out`. It buffers up to 8 MiB so
+ * Forwards writes to `out` while hashing them (unless `hashing` is false); ending it does not end `out`. It buffers up to 8 MiB so
  * that reading and hashing the next blob overlaps with the file write of the previous chunk (the file
  * stream's own buffer is small); memory stays bounded by that. Over an `out` that releases its chunks
  * at their callbacks (a file: chunk-release.ts) it calls back only once `out` did, and is marked as
@@ -264,7 +270,10 @@ class HashingForwarder extends Writable {
   private readonly hash = createHash('sha256');
   private result: string | undefined;
   private readonly releases: boolean;
-  constructor(private readonly out: Writable) {
+  constructor(
+    private readonly out: Writable,
+    private readonly hashing: boolean,
+  ) {
     super({ highWaterMark: 8 << 20 });
     this.releases = releasesOnCallback(out);
     if (this.releases) markReleasing(this);
@@ -277,12 +286,12 @@ class HashingForwarder extends Writable {
     if (this.releases) {
       // The file write runs in the thread pool while we hash here; the chunk is free once it returned.
       this.out.write(chunk, (e) => cb(e));
-      this.hash.update(chunk);
+      if (this.hashing) this.hash.update(chunk);
       return;
     }
     // Hand the chunk to the file first: its write runs in the thread pool while we hash here.
     const ok = this.out.write(chunk);
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     if (ok) cb();
     else {
       const onDrain = () => {

@@ -4,10 +4,9 @@ import { InternalError, fsError } from '../errors.js';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';
-import { testFaultPoint, writeStaged, type Staged } from '../util/fs.js';
+import { testFaultPoint, type Staged } from '../util/fs.js';
 import { sha256 } from '../util/hash.js';
-import { sha256FileOffThread } from '../util/hash-worker.js';
-import { dirname } from 'node:path';
+import { writeStagedHashed, type FileHashing } from '../util/hash-worker.js';
 
 /** One file of a bundle, by path relative to the bundle's top directory. */
 export interface BundleFile {
@@ -47,8 +46,11 @@ export interface StreamedFile {
   path: string;
   mode: number;
   size: number;
-  /** Writes exactly `size` bytes into `out` (not ending it) and resolves with their SHA-256 (hex). */
-  write(out: Writable): Promise<string>;
+  /**
+   * Writes exactly `size` bytes into `out` (not ending it) and resolves with their SHA-256 (hex); with
+   * `hash` false it need not hash them (the tarball's writer hashes them in the file) and resolves with undefined.
+   */
+  write(out: Writable, hash: boolean): Promise<string | undefined>;
 }
 
 export interface WriteBundleOptions {
@@ -106,8 +108,10 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
     ...(opts.streamed ?? []).map((f) => ({ path: inTop(f.path), dir: false as const, streamed: f })),
   ].sort((a, b) => cmp(a.path, b.path));
 
-  const staged = await writeStaged(opts.outFile, async (out) => {
-    // Uncompressed (no compressor), the tar stream goes straight into the file.
+  // The tarball is hashed as it lands in the file, on the hashing thread.
+  const staged = await writeStagedHashed(opts.outFile, async (out, hashing) => {
+    // Uncompressed (no compressor), the tar stream goes straight into the file: a streamed file's bytes
+    // are then a range of it, hashed there from the same reads.
     const compressor = createCompressor(opts.compression);
     const sink = compressor ? pipeline(compressor.output, out, { end: false }) : undefined;
     const tw = new TarWriter(compressor?.input ?? out, { mtime: opts.mtime });
@@ -116,7 +120,7 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
     const fileFailed = new Promise<never>((_, reject) => (sink ? sink.catch(reject) : out.once('error', reject)));
     fileFailed.catch(() => {});
     const body = async () => {
-      const written = await writeEntries(tw, entries);
+      const written = await writeEntries(tw, entries, compressor ? undefined : hashing);
       for (const f of opts.trailer?.(written) ?? []) {
         const dir = f.path.includes('/') ? inTop(f.path.slice(0, f.path.lastIndexOf('/'))) : opts.topDir;
         if (!dirs.has(dir)) throw new InternalError(`bundle trailer file ${f.path} is in a directory the tarball does not have`);
@@ -139,37 +143,46 @@ export async function stageBundleTarball(opts: WriteBundleOptions): Promise<Stag
       throw e;
     }
   });
-  // The tarball's digest, of the complete (fsynced) temp file as it is on disk, on the hashing thread.
-  try {
-    const { hex, size } = await sha256FileOffThread(staged.tempPath);
-    return { ...staged, result: { file: opts.outFile, sha256: hex, size } };
-  } catch (e) {
-    await staged.discard();
-    throw fsError(e, opts.outFile, 'reading back', dirname(opts.outFile));
-  }
+  return { ...staged, result: { file: opts.outFile, sha256: staged.result.sha256, size: staged.result.size } };
 }
 
-/** The entries in order; returns the files written (a streamed one with the digest it was written with). */
-async function writeEntries(tw: TarWriter, entries: Entry[]): Promise<BundleFile[]> {
+/**
+ * The entries in order; returns the files written (a streamed one with its digest). `file`: the hashing of
+ * the file the tar stream goes straight into (uncompressed), where a streamed file's digest is taken.
+ */
+async function writeEntries(tw: TarWriter, entries: Entry[], file: FileHashing | undefined): Promise<BundleFile[]> {
   const written: BundleFile[] = [];
   let n = 0;
   for (const e of entries) {
-    const f = await writeEntry(tw, e);
+    const f = await writeEntry(tw, e, file);
     if (f) written.push(f);
     if (++n === Math.ceil(entries.length / 2)) await testFaultPoint('bundle-tarball');
   }
   return written;
 }
 
-async function writeEntry(tw: TarWriter, e: Entry): Promise<BundleFile | undefined> {
+async function writeEntry(tw: TarWriter, e: Entry, file?: FileHashing): Promise<BundleFile | undefined> {
   if (e.dir) {
     await tw.addDirectory(e.path, { mode: 0o755 });
     return undefined;
   }
   if ('streamed' in e) {
     const s = e.streamed;
-    let sha = '';
-    await tw.addStreamed(e.path, s.size, async (out) => void (sha = await s.write(out)), { mode: s.mode });
+    let sha: string | undefined;
+    let range: Promise<string> | undefined;
+    await tw.addStreamed(
+      e.path,
+      s.size,
+      async (out) => {
+        // The header is written: the entry's bytes are the file's next `size` bytes.
+        range = file?.range(tw.bytesWritten, tw.bytesWritten + s.size);
+        range?.catch(() => {}); // awaited below, once written
+        sha = await s.write(out, range === undefined);
+      },
+      { mode: s.mode },
+    );
+    sha ??= await range;
+    if (sha === undefined) throw new InternalError(`bundle file ${s.path}: written without a digest`);
     return { path: s.path, mode: s.mode, size: s.size, sha256: sha, source: { stream: true } };
   }
   const f = e.file;

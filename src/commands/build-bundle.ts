@@ -10,7 +10,7 @@ import type { OciLayout } from '../archive/oci-archive.js';
 import { renderSide } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
-import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
+import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type StreamedFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
 import type { Progress } from '../progress/ui.js';
 import type { ProgressSink } from '../progress/sink.js';
 import { releasingTurn, type FetchTurn } from './build-turns.js';
@@ -205,7 +205,7 @@ async function collectBundleImages(bundle: BundlePlan, c: BundleContext, progres
 }
 
 /** The files of the bundle (made again for each attempt: a cached binary fetched anew changes them). */
-function bundleFiles(plan: BuildPlan, bundle: BundlePlan, c: BundleContext, state: BundleState, imagesInto: (out: Writable) => Promise<string>): WriteBundleOptions {
+function bundleFiles(plan: BuildPlan, bundle: BundlePlan, c: BundleContext, state: BundleState, imagesInto: StreamedFile['write']): WriteBundleOptions {
   const { fetched } = state;
   const images = state.images?.result;
   const files: BundleFile[] = [...state.rendered];
@@ -239,10 +239,12 @@ function bundleFiles(plan: BuildPlan, bundle: BundlePlan, c: BundleContext, stat
  * at most once); any other mismatch, or one that cannot be fetched again, fails the build naming the
  * file and the fix. Nothing is staged then, and the engines' remaining work is stopped.
  */
-async function stageRepairing(state: BundleState, c: BundleContext, mtime: number, files: (imagesInto: (out: Writable) => Promise<string>) => WriteBundleOptions): Promise<Staged<WrittenBundle>> {
+async function stageRepairing(state: BundleState, c: BundleContext, mtime: number, files: (imagesInto: StreamedFile['write']) => WriteBundleOptions): Promise<Staged<WrittenBundle>> {
   const col = state.images;
-  const imagesInto = async (out: Writable): Promise<string> =>
-    (await streamCollected(col!.parts, col!.images, col!.layout, out, { mtime, cacheDir: c.cacheDir, signal: c.signal, progress: col!.progress })).sha256;
+  const imagesInto = async (out: Writable, hash: boolean): Promise<string | undefined> => {
+    const written = await streamCollected(col!.parts, col!.images, col!.layout, out, { mtime, cacheDir: c.cacheDir, signal: c.signal, progress: col!.progress, hash });
+    return hash ? written.sha256 : undefined;
+  };
   const repaired = new Set<string>();
   const repairedBlobs = new Set<string>();
   /** Binaries taken again once because their file was gone (a second time, the error stands). */

@@ -6,7 +6,7 @@ import type { ProgressSink } from '../progress/sink.js';
 import { checkEntrypoint, type ImageConfigLike } from './entrypoint.js';
 import { indexLayerFile } from './layer-index.js';
 import { planOciArchive, writeOciArchiveTo, type OciArchiveImage, type OciArchiveWriteResult, type OciLayout } from '../archive/oci-archive.js';
-import { writeAtomically } from '../util/fs.js';
+import { writeStagedHashed } from '../util/hash-worker.js';
 import type { Writable } from 'node:stream';
 import { parseImageRefs } from '../manifest/image-ref.js';
 import { BlobCache } from '../oci/blob-cache.js';
@@ -85,8 +85,10 @@ export async function writeCollected(parts: CollectedImages[], req: CollectedWri
     const repaired = new Set<string>();
     for (;;) {
       try {
-        const written = await writeAtomically(req.outFile, (out) => streamCollected(parts, images, layout, out, req), { durable: req.durable !== false });
-        return { file: req.outFile, ...written, images: images.map((i) => i.info) };
+        // The archive is hashed as it lands in the file, on the hashing thread.
+        const staged = await writeStagedHashed(req.outFile, (out) => streamCollected(parts, images, layout, out, { ...req, hash: false }), { durable: req.durable !== false });
+        await staged.commit();
+        return { file: req.outFile, ...staged.result.value, sha256: staged.result.sha256, images: images.map((i) => i.info) };
       } catch (e) {
         if (!(e instanceof ContentMismatchError) || req.signal?.aborted) throw e;
         await repairBlob(e, images, parts, repaired);
@@ -110,7 +112,7 @@ export async function stopParts(parts: CollectedImages[], e: unknown, callerSign
  * once every engine is done. A cached blob that does not match its digest throws ContentMismatchError
  * (the caller repairs it with repairBlob and writes again from the start).
  */
-export async function streamCollected(parts: CollectedImages[], images: CollectedImage[], layout: OciLayout, out: Writable, req: CollectedWriteRequest): Promise<Omit<OciArchiveWriteResult, 'file'>> {
+export async function streamCollected(parts: CollectedImages[], images: CollectedImage[], layout: OciLayout, out: Writable, req: CollectedWriteRequest & { hash?: boolean }): Promise<Omit<OciArchiveWriteResult, 'file'>> {
   const cache = new BlobCache(req.cacheDir);
   const blobReady = async (d: string) => {
     await Promise.all(parts.map((p) => p.blobReady(d)));
@@ -136,6 +138,7 @@ export async function streamCollected(parts: CollectedImages[], images: Collecte
       // Blobs an engine verified in this run are not hashed twice; repaired ones were just fetched.
       verifiedByCaller: (d) => parts.some((p) => p.verifiedNow?.(d) ?? false),
       signal,
+      ...(req.hash === false ? { hash: false } : {}),
     });
     await Promise.all(parts.map((p) => p.done));
     await inside;

@@ -1,5 +1,4 @@
-import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { UserError, fsError } from '../errors.js';
 import type { BlobRef } from './descriptor.js';
 import { digestFromHex, digestHex, sha256Digest } from './digest.js';
 import { mkdirp, pidAlive } from '../util/fs.js';
+import { hashFileAsWritten, type FileHashing } from '../util/hash-worker.js';
 import { isRetryableNetworkError, retryDelayMs, sleep, TransientNetworkError, type RetryOptions } from '../util/retry.js';
 
 /**
@@ -43,8 +43,9 @@ export interface DownloadContext {
 const WRITE_BATCH = 512 << 10;
 
 /**
- * Content-addressed blob store: `<cacheDir>/blobs/sha256/<hex>`. Every blob is hashed while it streams
- * into a uniquely named temp file under `<cacheDir>/tmp/` and renamed into place only after its digest
+ * Content-addressed blob store: `<cacheDir>/blobs/sha256/<hex>`. Every blob streams into a uniquely
+ * named temp file under `<cacheDir>/tmp/`, is hashed from that file as it is written (on the hashing
+ * thread, util/hash-worker.ts: the bytes kept are the bytes verified), and renamed into place only after its digest
  * and size were verified, so the store never holds a wrong or partial blob, and two builds sharing the
  * cache at once at worst download the same blob twice (the rename is atomic, the content identical).
  */
@@ -144,13 +145,16 @@ export class BlobCache {
     await this.init();
     const tmp = this.tempPath(b.digest);
     let fh: FileHandle | undefined;
+    let state: { offset: number; hashing: FileHashing } | undefined;
     try {
       fh = await open(tmp, 'w+');
-      const state = { offset: 0, hash: createHash('sha256') };
+      // The bytes are hashed as they land in the file, on the hashing thread (read back from it).
+      state = { offset: 0, hashing: hashFileAsWritten(tmp) };
       const restart = async () => {
-        state.offset = 0;
-        state.hash = createHash('sha256');
+        state!.hashing.close();
+        state!.offset = 0;
         await fh!.truncate(0);
+        state!.hashing = hashFileAsWritten(tmp);
       };
       let attempt = 0;
       for (;;) {
@@ -172,34 +176,37 @@ export class BlobCache {
           res?.destroy();
           if (!retryable(e, attempt, ctx)) throw finalError(e, attempt, b, ctx);
           await sleep(retryDelayMs(ctx.retry, attempt), ctx.signal);
-          // Resume after the bytes safely on disk; the hash is re-derived from them.
+          // Resume after the bytes safely on disk (the hash is of the file's bytes).
           const onDisk = (await fh.stat()).size;
           if (onDisk < state.offset || onDisk > b.size) await restart();
           else if (onDisk !== state.offset) {
             state.offset = onDisk;
-            state.hash = await hashPrefix(tmp, onDisk);
+            state.hashing.written(onDisk);
           }
         }
       }
-      const actual = digestFromHex(state.hash.digest('hex'));
-      if (actual !== b.digest) throw mismatch(ctx.image, ctx.what, b, actual, state.offset);
+      const hashed = await state.hashing.finish();
+      const actual = digestFromHex(hashed.hex);
+      if (actual !== b.digest || hashed.size !== b.size) throw mismatch(ctx.image, ctx.what, b, actual, hashed.size);
       // No fsync per blob (it dominated cold builds): the rename is atomic, and a blob cut short by a
       // crash fails the size check on its next use and is fetched again.
       await fh.close();
       fh = undefined;
       await rename(tmp, this.path(b.digest));
     } catch (e) {
+      state?.hashing.close();
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
       throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`, this.cacheDir);
     }
   }
 
-  private async pump(res: HttpResponse, fh: FileHandle, state: { offset: number; hash: Hash }, b: BlobRef, ctx: DownloadContext): Promise<void> {
+  private async pump(res: HttpResponse, fh: FileHandle, state: { offset: number; hashing: FileHashing }, b: BlobRef, ctx: DownloadContext): Promise<void> {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
-    // One positional write in flight while the next batch is received; the hash and offset advance
-    // in byte order when a write is issued, and every write is awaited before they are relied on.
+    // One positional write in flight while the next batch is received; the offset advances in byte
+    // order when a write is issued, the hashing once it returned, and every write is awaited before
+    // either is relied on.
     let writing: Promise<unknown> = Promise.resolve();
     // A response that lends its read buffers (fast-http.ts): each chunk is given back once written.
     const giveBack = res.usePooledChunks?.();
@@ -211,10 +218,10 @@ export class BlobCache {
       pending = [];
       pendingBytes = 0;
       const pos = state.offset;
-      for (const buf of bufs) state.hash.update(buf);
+      const hashing = state.hashing;
       state.offset += len;
       // writev: no concatenation copy; a short write (rare) is completed by the loop.
-      writing = writeAllAt(fh, bufs, len, pos);
+      writing = writeAllAt(fh, bufs, len, pos).then(() => hashing.written(pos + len));
       if (giveBack) writing = writing.finally(() => bufs.forEach(giveBack));
     };
     try {
@@ -295,13 +302,6 @@ function rangeAccepted(res: HttpResponse, offset: number): boolean {
   if (res.statusCode !== 206) return false;
   const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
   return m !== null && Number(m[1]) === offset;
-}
-
-async function hashPrefix(file: string, length: number): Promise<Hash> {
-  const h = createHash('sha256');
-  if (length === 0) return h;
-  for await (const c of createReadStream(file, { start: 0, end: length - 1, highWaterMark: 1 << 20 })) h.update(c as Buffer);
-  return h;
 }
 
 function mismatch(image: string, what: string, b: BlobRef, actual: string, actualSize: number): UserError {
