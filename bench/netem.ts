@@ -17,7 +17,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineChild, median, networkFloor, printChecks, roundsArg, type Check } from './floor.js';
-import { ARCH, fixturesPy, must, prepareFixtures, run, scaleArg, type CatalogEntry } from './lib.js';
+import { ARCH, fixturesPy, must, prepareFixtures, run, scaleArg, settle, type CatalogEntry } from './lib.js';
 
 const DELAY_MS = 20;
 const RATE = process.env.KP_BENCH_RATE ?? '200mbit';
@@ -79,11 +79,13 @@ async function sweep(o: { cloud: CatalogEntry[]; local(c: CatalogEntry): string;
   const floors: number[] = [];
   const cold = new Map<number, number[]>(LEVELS.map((n) => [n, []]));
   for (let i = 0; i < o.rounds; i++) {
+    await settle();
     floors.push((await networkFloor([{ refs: o.cloud.map(o.local), arch: ARCH }], join(o.work, 'floor'))).seconds);
     const line = [`round ${i + 1}/${o.rounds}: floor ${floors[i]!.toFixed(2)} s`];
     for (const n of LEVELS) {
       const cacheDir = join(o.work, `cache-${n}`);
       await rm(cacheDir, { recursive: true, force: true });
+      await settle();
       const r = await engineChild({ images, arch: ARCH, outFile: join(o.work, 'cold.tar'), cacheDir, registriesFile: o.registriesFile, concurrency: n });
       cold.get(n)!.push(r.seconds);
       line.push(`c${n} ${r.seconds.toFixed(2)} s`);

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { diskFloor, engineChild, median, networkFloor, printChecks, roundsArg, startupSeconds, type Check, type EngineResult } from './floor.js';
 import { netemProfile } from './netem.js';
 import { sixBundles } from './six.js';
-import { ARCH, must, prepareFixtures, requireTools, root, run, scaleArg, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
+import { ARCH, must, prepareFixtures, requireTools, root, run, scaleArg, settle, startFixtureRegistries, timed, type CatalogEntry } from './lib.js';
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
@@ -93,15 +93,21 @@ async function main(): Promise<void> {
     let last: { cold: EngineResult; warm: EngineResult; blobs: number } | undefined;
     for (let i = 0; i < rounds; i++) {
       const cacheDir = join(runDir, `cache-${i}`);
+      // Each timed phase starts with the disk settled (lib.ts settle).
+      await settle();
       const floor = await networkFloor([{ refs: cloud.map(regs.local), arch: ARCH }], join(runDir, 'floor'));
       // The previous round's outputs are removed before the timed runs, as the floor's files are: replacing
       // a 163 MB file costs ~0.1 s on this VM (its blocks are freed, and discarded, inside the rename).
       await rm(join(runDir, 'cold.tar'), { force: true });
       await rm(join(runDir, 'warm.tar'), { force: true });
+      await settle();
       const cold = await engineChild({ images, arch: ARCH, outFile: join(runDir, 'cold.tar'), cacheDir, registriesFile });
+      await settle();
       const warm = await engineChild({ images, arch: ARCH, outFile: join(runDir, 'warm.tar'), cacheDir, registriesFile });
       if (warm.sha256 !== cold.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
+      await settle();
       const disk = await diskFloor(floor.blobs, cacheDir, join(runDir, 'disk'));
+      await settle();
       const sk = await skopeo(cloud, regs.local, join(runDir, 'skopeo'));
       for (const [k, v] of [['floor', floor.seconds], ['disk', disk], ['cold', cold.seconds], ['warm', warm.seconds], ['skopeo', sk]] as const) r[k].push(v);
       console.log(`round ${i + 1}/${rounds}: floor ${floor.seconds.toFixed(2)} s · disk ${disk.toFixed(2)} s · cold ${cold.seconds.toFixed(2)} s · warm ${warm.seconds.toFixed(2)} s · skopeo ${sk.toFixed(2)} s`);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { startBundleWorldWith } from '../test/harness/bundle-world.js';
 import { requestKind } from '../test/harness/proxy.js';
 import { copyFloor, median, networkFloor, type Check } from './floor.js';
-import { fixturesPy, must, root, run, timed } from './lib.js';
+import { fixturesPy, must, root, run, settle, timed } from './lib.js';
 
 interface PlanJson {
   bundles: { side: string; arch: string; images: { ref: string }[] }[];
@@ -41,7 +41,10 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
     for (let i = 0; i < rounds; i++) {
       const dir = join(root, 'bench', '.work', 'six');
       await rm(dir, { recursive: true, force: true });
+      // Each timed phase starts with the disk settled (lib.ts settle: the removals' discards, the floor's writes).
+      await settle();
       const floor = await networkFloor(groups, join(dir, 'floor'));
+      await settle();
       const before = (await served()).length;
       const out = join(dir, 'out');
       // KP_BENCH_TRACE=1: the build's plain progress lines with the seconds since its start (where the time goes).
@@ -57,6 +60,7 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
       if (!Number.isFinite(rssKb)) throw new Error(`no peak RSS from /usr/bin/time: ${b.value.stderr.slice(-200)}`);
       if (trace) process.stdout.write(`${lines.join('\n')}\n`);
       const tarballs = (await readdir(out)).filter((f) => f.startsWith('kubeprepare-')).map((f) => join(out, f));
+      await settle();
       const write = await copyFloor(tarballs, join(dir, 'copy'));
       blobGets = (await served()).slice(before).filter((q) => q.method === 'GET' && requestKind(q.path) === 'blob').length;
       unique = floor.blobs.length;
