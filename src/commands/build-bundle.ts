@@ -7,7 +7,7 @@ import type { EngineName } from '../engines/index.js';
 import type { CollectedImage, CollectedImages, ImageArchiveResult, ImageEngine } from '../engines/types.js';
 import { archiveOrder, collectShares, layoutCollected, repairBlob, stopParts, streamCollected } from '../engines/write.js';
 import type { OciLayout } from '../archive/oci-archive.js';
-import { renderSide } from '../render/render.js';
+import { renderSide, type RenderMemo } from '../render/render.js';
 import { buildRenderContext, IMAGES_ARCHIVE_PATH } from '../render/build-context.js';
 import { makeInventory } from '../bundle/inventory.js';
 import { memoryFile, sha256sums, stageBundleTarball, type BundleFile, type StreamedFile, type WriteBundleOptions, type WrittenBundle } from '../bundle/write.js';
@@ -41,6 +41,8 @@ export interface BuiltBundle {
 export interface BundleContext {
   cacheDir: string;
   templatesRoot: string;
+  /** This build's renders (the needs of every bundle were derived from the same ones). */
+  renders?: RenderMemo;
   engines: Map<EngineName, ImageEngine>;
   defaultEngine: EngineName;
   progress: Progress;
@@ -117,7 +119,7 @@ export function bundleTasks(plan: BuildPlan, bundle: BundlePlan, c: BundleContex
       task: () =>
         templates.run(async () => {
           const ctx = buildRenderContext(plan, bundle);
-          state.rendered = (await renderSide(c.templatesRoot, ctx)).map((t) => memoryFile(t.path, t.content, t.mode));
+          state.rendered = (await renderSide(c.templatesRoot, ctx, c.renders)).map((t) => memoryFile(t.path, t.content, t.mode));
           if (!state.rendered.some((f) => f.path === 'install.sh')) {
             throw new UserError(`${c.templatesRoot}/${bundle.side}: no install.sh template`, { code: 'template', hint: 'every side needs scripts-templates/<side>/install.sh' });
           }

@@ -17,6 +17,7 @@ import { stageChecksumsFile } from '../bundle/checksums.js';
 import { mkdirp, removeStaleTemps } from '../util/fs.js';
 import type { ImageNeed } from '../bundle/needs.js';
 import { planNeeds } from '../plan/needs.js';
+import type { RenderMemo } from '../render/render.js';
 
 export type { BuiltBundle } from './build-bundle.js';
 
@@ -73,7 +74,8 @@ async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildR
   }
   const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   // Every image the side's nodes will run must be in its bundle: refused here, before any fetch.
-  const needs = await planNeeds(lm, plan, templatesRoot);
+  const renders: RenderMemo = new Map();
+  const needs = await planNeeds(lm, plan, templatesRoot, renders);
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 
   await mkdirp(plan.outDir);
@@ -86,7 +88,7 @@ async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildR
   let committed = false;
   try {
     for (const name of enginesNeeded(plan, opts.engine)) engines.set(name, await createEngine(name, engineOptions(opts, registriesFile)));
-    await runBundles(plan, states, { opts, progress, engines, needs, templatesRoot, cacheDir: resolveCacheDir(opts.cacheDir) });
+    await runBundles(plan, states, { opts, progress, engines, needs, templatesRoot, renders, cacheDir: resolveCacheDir(opts.cacheDir) });
     const built = states.map((s) => s.built!);
     const sums = await stageChecksumsFile(plan.outDir, built.map((b) => ({ file: b.file, sha256: b.sha256 })));
     // The renames: tarballs first, the SHA256SUMS that lists them last.
@@ -113,6 +115,7 @@ interface RunContext {
   engines: Map<EngineName, ImageEngine>;
   needs: Map<string, ImageNeed[]>;
   templatesRoot: string;
+  renders: RenderMemo;
   cacheDir: string;
 }
 
@@ -130,7 +133,7 @@ async function runBundles(plan: BuildPlan, states: BundleState[], r: RunContext)
   const tasks: ListrTask[] = plan.bundles.map((bundle, index) => ({
     title: `${bundle.side} ${bundle.platformString} → ${bundle.name}`,
     task: (_ctx, parent) => {
-      const c = { cacheDir: r.cacheDir, templatesRoot: r.templatesRoot, engines: r.engines, defaultEngine: r.opts.engine, progress: r.progress, signal, sbom: Boolean(r.opts.sbom), needs: r.needs.get(bundle.name) ?? [], turn: turns[index]!, ...(r.opts.concurrency ? { concurrency: r.opts.concurrency } : {}) };
+      const c = { cacheDir: r.cacheDir, templatesRoot: r.templatesRoot, renders: r.renders, engines: r.engines, defaultEngine: r.opts.engine, progress: r.progress, signal, sbom: Boolean(r.opts.sbom), needs: r.needs.get(bundle.name) ?? [], turn: turns[index]!, ...(r.opts.concurrency ? { concurrency: r.opts.concurrency } : {}) };
       const p = parent
         .newListr(bundleTasks(plan, bundle, c, states[index]!), { concurrent: true })
         .run()

@@ -1,7 +1,7 @@
 import { UserError } from '../errors.js';
 import type { LoadedManifest } from '../manifest/load.js';
 import { ALL_SIDES, type Side } from '../manifest/schema.js';
-import { renderSide } from '../render/render.js';
+import { renderSide, type RenderMemo } from '../render/render.js';
 import { buildRenderContext } from '../render/build-context.js';
 import { deriveNeeds, missingNeeds, unneededImages, type ImageNeed } from '../bundle/needs.js';
 import { makePlan, type BuildPlan } from './plan.js';
@@ -12,7 +12,7 @@ import { makePlan, type BuildPlan } from './plan.js';
  * the chart's mosquitto), so both sides are rendered even for `--only edge`. Throws one UserError naming
  * every missing image and what needs it, before anything is fetched. Images nothing needs are noted.
  */
-export async function planNeeds(lm: LoadedManifest, plan: BuildPlan, templatesRoot: string): Promise<Map<string, ImageNeed[]>> {
+export async function planNeeds(lm: LoadedManifest, plan: BuildPlan, templatesRoot: string, memo?: RenderMemo): Promise<Map<string, ImageNeed[]>> {
   const byBundle = new Map<string, ImageNeed[]>();
   const problems: string[] = [];
   const byPlatform = new Map<string, ImageNeed[]>();
@@ -23,7 +23,7 @@ export async function planNeeds(lm: LoadedManifest, plan: BuildPlan, templatesRo
       const files: Record<Side, { path: string; content: string }[]> = { cloud: [], edge: [] };
       for (const side of ALL_SIDES) {
         const b = full.bundles.find((x) => x.side === side);
-        if (b) files[side] = await renderSide(templatesRoot, buildRenderContext(full, b));
+        if (b) files[side] = await renderSide(templatesRoot, buildRenderContext(full, b), memo);
       }
       needs = deriveNeeds(files.cloud, files.edge, plan.versions.k3s ?? '');
       byPlatform.set(bundle.platformString, needs);

@@ -71,7 +71,24 @@ export async function loadPartials(templatesRoot: string): Promise<Record<string
  * Renders every template of one side: `<templatesRoot>/common/**` then `<templatesRoot>/<side>/**`
  * (a side file overrides a common one with the same path). Returns files sorted by path.
  */
-export async function renderSide(templatesRoot: string, ctx: RenderContext): Promise<TemplateFile[]> {
+/**
+ * Renders of one build (a build renders each bundle's templates to derive what it needs, plan/needs.ts,
+ * and again for the bundle itself: the same context renders the same files, so the second is this).
+ */
+export type RenderMemo = Map<string, Promise<TemplateFile[]>>;
+
+export function renderSide(templatesRoot: string, ctx: RenderContext, memo?: RenderMemo): Promise<TemplateFile[]> {
+  if (!memo) return renderSideNow(templatesRoot, ctx);
+  const key = `${templatesRoot}\0${JSON.stringify(ctx)}`;
+  let done = memo.get(key);
+  if (!done) {
+    memo.set(key, (done = renderSideNow(templatesRoot, ctx)));
+    done.catch(() => memo.delete(key));
+  }
+  return done.then((files) => files.map((f) => ({ ...f })));
+}
+
+async function renderSideNow(templatesRoot: string, ctx: RenderContext): Promise<TemplateFile[]> {
   const hb = rendererWith(await loadPartials(templatesRoot));
   const byPath = new Map<string, TemplateFile>();
   for (const sub of ['common', ctx.side]) {

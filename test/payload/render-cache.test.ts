@@ -1,6 +1,7 @@
 // What a build reuses between renders in one process (src/render/render.ts: one renderer per set of
-// partials, each template compiled once per renderer; src/bundle/workloads.ts: rendered YAML parsed once
-// per content) must never change what is rendered or derived.
+// partials, each template compiled once per renderer, each bundle's context rendered once per build with a
+// RenderMemo; src/bundle/workloads.ts: rendered YAML parsed once per content) must never change what is
+// rendered or derived.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,4 +65,23 @@ test('needs from the same YAML content derived twice are the same; invalid YAML 
   assert.ok(first.length > 0);
   assert.deepEqual(manifestNeeds([{ path: 'b.yaml', content: yaml }]).map((n) => n.ref), first.map((n) => n.ref));
   for (let i = 0; i < 2; i++) assert.throws(() => manifestNeeds([{ path: 'bad.yaml', content: 'a: [1,\n' }]), /bad\.yaml: not valid YAML/);
+});
+
+test("one build's renders (a RenderMemo): the same context renders once, another context and another build render anew", async () => {
+  const root = templateRoot('', 'v1 {{name}}\n');
+  try {
+    const ctx = (name: string) => ({ side: 'cloud', name }) as unknown as RenderContext;
+    const memo = new Map();
+    const first = await renderSide(root, ctx('x'), memo);
+    assert.equal(first[0]!.content, 'v1 x\n');
+    first[0]!.content = 'changed by its caller';
+    writeFileSync(join(root, 'common', 'a.txt'), 'v2 {{name}}\n');
+    // The needs were derived from the first render: the bundle gets the same files (the caller's change not among them).
+    assert.equal((await renderSide(root, ctx('x'), memo))[0]!.content, 'v1 x\n');
+    assert.equal((await renderSide(root, ctx('y'), memo))[0]!.content, 'v2 y\n');
+    assert.equal((await renderSide(root, ctx('x'), new Map()))[0]!.content, 'v2 x\n');
+    assert.equal(memo.size, 2);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
