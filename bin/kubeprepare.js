@@ -6,8 +6,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
+// `npm run build` bundles the compiled CLI into a few files (scripts/bundle-cli.mjs): fewer to load.
+const bundled = join(root, 'dist', 'main.bundle.js');
 const compiled = join(root, 'dist', 'main.js');
-if (existsSync(compiled)) {
+if (existsSync(bundled)) {
+  await import(pathToFileURL(bundled).href);
+} else if (existsSync(compiled)) {
   await import(pathToFileURL(compiled).href);
 } else {
   const { register } = await import('tsx/esm/api');

@@ -40,7 +40,7 @@ test('npm pack builds dist/ first; the tarball installed into an empty folder ru
   t.after(() => rm(work, { recursive: true, force: true }));
   // a copy of the sources without dist/, so only prepack can have built what the tarball holds
   const src = join(work, 'src');
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'bin', 'src', 'manifests', 'scripts-templates']) {
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'bin', 'src', 'scripts', 'manifests', 'scripts-templates']) {
     await cp(join(PACKAGE_ROOT, f), join(src, f), { recursive: true });
   }
   await symlink(await realpath(join(PACKAGE_ROOT, 'node_modules')), join(src, 'node_modules'));
@@ -48,7 +48,7 @@ test('npm pack builds dist/ first; the tarball installed into an empty folder ru
   assert.equal(packed.code, 0, packed.stderr);
   const [info] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
   const files = info!.files.map((f) => f.path);
-  for (const f of ['bin/kubeprepare.js', 'dist/main.js', 'dist/cli-options.js', 'dist/commands/render.js', 'manifests/versions.yaml', 'scripts-templates/cloud/install.sh', 'package.json']) {
+  for (const f of ['bin/kubeprepare.js', 'dist/main.js', 'dist/main.bundle.js', 'dist/cli-options.js', 'dist/commands/render.js', 'manifests/versions.yaml', 'scripts-templates/cloud/install.sh', 'package.json']) {
     assert.ok(files.includes(f), `the tarball holds ${f}`);
   }
   assert.ok(!files.some((f) => /^(src|test|bench)\//.test(f)), 'no sources, tests or benches in the tarball');
