@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { InternalError, fsError } from '../errors.js';
+import { InternalError } from '../errors.js';
 import { TarWriter } from '../archive/tar-writer.js';
 import { createCompressor } from '../archive/compress.js';
 import type { Compression } from '../plan/plan.js';

@@ -145,16 +145,16 @@ export class BlobCache {
     await this.init();
     const tmp = this.tempPath(b.digest);
     let fh: FileHandle | undefined;
-    let state: { offset: number; hashing: FileHashing } | undefined;
+    // The bytes are hashed as they land in the file, on the hashing thread (read back from it; the
+    // session opens the file at its first read).
+    const state = { offset: 0, hashing: hashFileAsWritten(tmp) };
     try {
       fh = await open(tmp, 'w+');
-      // The bytes are hashed as they land in the file, on the hashing thread (read back from it).
-      state = { offset: 0, hashing: hashFileAsWritten(tmp) };
       const restart = async () => {
-        state!.hashing.close();
-        state!.offset = 0;
+        state.hashing.close();
+        state.offset = 0;
         await fh!.truncate(0);
-        state!.hashing = hashFileAsWritten(tmp);
+        state.hashing = hashFileAsWritten(tmp);
       };
       let attempt = 0;
       for (;;) {
@@ -194,7 +194,7 @@ export class BlobCache {
       fh = undefined;
       await rename(tmp, this.path(b.digest));
     } catch (e) {
-      state?.hashing.close();
+      state.hashing.close();
       await fh?.close().catch(() => {});
       await rm(tmp, { force: true });
       throw fsError(e, this.cacheDir, `caching ${ctx.what} ${b.digest} of ${ctx.image} in`, this.cacheDir);

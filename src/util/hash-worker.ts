@@ -178,9 +178,9 @@ export function hashFileAsWritten(file: string): FileHashing {
   /** Bytes the caller reported written, and how many of them the thread was told of. */
   let reported = 0;
   let posted = 0;
-  const rangeEnds: number[] = [];
+  /** The declared ranges: their replies awaited, and where each ends. */
+  const ranges: { id: number; end: number }[] = [];
   let done = false;
-  const ranges: number[] = [];
   t.worker.postMessage({ op: 'open', sid, file });
   const post = (m: object) => {
     if (!t.ended) t.worker.postMessage({ ...m, sid });
@@ -190,15 +190,14 @@ export function hashFileAsWritten(file: string): FileHashing {
       if (done || n <= reported) return;
       reported = n;
       // Told in steps (each message costs the main thread), and as soon as a declared range is complete.
-      if (reported - posted < REPORT_STEP && !rangeEnds.some((e) => e > posted && e <= reported)) return;
+      if (reported - posted < REPORT_STEP && !ranges.some((r) => r.end > posted && r.end <= reported)) return;
       posted = reported;
       post({ op: 'to', n: posted });
     },
     range(start, end) {
       if (start < reported || end < start) throw new InternalError(`hash range [${start}, ${end}) of ${file} declared after byte ${reported} was reported`);
       const id = nextId++;
-      ranges.push(id);
-      rangeEnds.push(end);
+      ranges.push({ id, end });
       return ask(t, id, { op: 'range', sid, start, end }).then((r) => r.hex);
     },
     async finish() {
@@ -211,7 +210,7 @@ export function hashFileAsWritten(file: string): FileHashing {
       if (done) return;
       done = true;
       post({ op: 'close' });
-      for (const id of ranges) forget(t, id, new Error(`hashing of ${file} was stopped`));
+      for (const r of ranges) forget(t, r.id, new Error(`hashing of ${file} was stopped`));
     },
   };
 }
