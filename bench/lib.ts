@@ -137,7 +137,7 @@ export async function startFixtureRegistries(fixtures: string, count: number): P
  * The design documents' approach (shared/bench/baselines.sh `seed()`): per image `docker pull
  * --platform`, tag to the canonical name, `docker save`; then one `tar czf` of all the tars.
  */
-export async function seedBaseline(opts: { cloud: CatalogEntry[]; local(c: CatalogEntry): string; runDir: string; daemon: TestDockerd }): Promise<{ seconds: number; bytes: number; pull: number; save: number; tar: number }> {
+export async function seedBaseline(opts: { cloud: CatalogEntry[]; local(c: CatalogEntry): string; runDir: string; daemon: TestDockerd; remove?: boolean }): Promise<{ seconds: number; bytes: number; pull: number; save: number; tar: number; rmi?: number }> {
   const canonical = (c: CatalogEntry) => `${c.registry}/${c.repo}:${c.tag}`;
   const seedDir = join(opts.runDir, 'seed', 'images');
   await mkdir(seedDir, { recursive: true });
@@ -156,5 +156,12 @@ export async function seedBaseline(opts: { cloud: CatalogEntry[]; local(c: Catal
     return timed(() => must('tar', ['czf', join(opts.runDir, 'seed.tar.gz'), '-C', join(opts.runDir, 'seed'), 'images'], 'tar czf'));
   });
   const bytes = (await stat(join(opts.runDir, 'seed.tar.gz'))).size;
-  return { seconds: all.seconds, bytes, pull, save, tar: all.value.seconds };
+  // remove: the daemon's own deletion of what was pulled (`docker rmi` of both names, one image at a
+  // time), timed apart from the seed: what an engine that leaves the daemon as it found it also waits for.
+  let rmi: number | undefined;
+  if (opts.remove) {
+    rmi = 0;
+    for (const c of opts.cloud) rmi += (await timed(() => docker(['rmi', opts.local(c), canonical(c)]))).seconds;
+  }
+  return { seconds: all.seconds, bytes, pull, save, tar: all.value.seconds, ...(rmi !== undefined ? { rmi } : {}) };
 }

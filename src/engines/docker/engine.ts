@@ -20,6 +20,7 @@ import { DaemonImages } from './daemon.js';
 import { exportedFromCache, exportImage, type ExportedImage } from './export.js';
 import { LayerStore, type StoredLayer } from './layers.js';
 import { PhaseClock } from './phase-clock.js';
+import { Unpinner } from './unpin.js';
 
 export interface DockerEngineOptions {
   /** Daemon address (`unix:///path`, `tcp://host:port`); default `DOCKER_HOST`, else /var/run/docker.sock. */
@@ -48,8 +49,12 @@ export interface DockerEngineOptions {
 export interface DockerTimings {
   pull: number;
   save: number;
-  /** Removing the private tags once every image was saved (the daemon deletes what it pulled for the build). */
+  /**
+   * Removing the private tags (the daemon deletes what it pulled for the build): from the first removal,
+   * once every image was pulled, to the last; it overlaps the last saves and the archive writing.
+   */
   unpin: number;
+  /** From the last save to the archive written and the deletions done (the two run side by side). */
   archive: number;
   total: number;
 }
@@ -88,11 +93,14 @@ interface CollectRun {
   signal: AbortSignal;
   progress: ProgressSink;
   phases: { pull: PhaseClock; save: PhaseClock };
-  /** Private tags to remove when every image is saved. */
-  pins: string[];
+  /** The private tags, removed once every image is pulled and each image is saved. */
+  unpin: Unpinner;
+  /** Images still to be pulled (or found, for `pull: never`). */
+  toPull: number;
 }
 
-type DockerCollection = CollectedImages & { timings: DockerTimings; saveFormat: DockerArchiveResult['saveFormat'] };
+/** Its `done` resolves once the daemon has deleted what the build pulled; `timings()` are final then. */
+type DockerCollection = CollectedImages & { timings(): DockerTimings; saveFormat: DockerArchiveResult['saveFormat'] };
 
 /**
  * The Docker engine: every image goes through the user's daemon (its mirrors, credentials, local-only
@@ -124,15 +132,18 @@ export class DockerEngine implements ImageEngine {
   async archive(req: ImageArchiveRequest): Promise<DockerArchiveResult> {
     const collected = await this.collect(req);
     const ta = performance.now();
+    // Waits for the collection's done: the daemon's deletions run beside the writing.
     const written = await writeCollected([collected], req);
-    const t = collected.timings;
+    const t = collected.timings();
     const archive = (performance.now() - ta) / 1000;
-    return { ...written, timings: { ...t, archive, total: t.total + archive }, saveFormat: collected.saveFormat };
+    return { ...written, timings: { ...t, archive }, saveFormat: collected.saveFormat };
   }
 
   /**
-   * Every image pulled (or found), checked and saved into the blob cache; the private tags are gone again
-   * when this returns. Nothing is left running, so `blobReady`, `done` and `stop` have nothing to wait for.
+   * Every image pulled (or found), checked and saved into the blob cache. Every blob is in when this
+   * returns (`blobReady` has nothing to wait for); the daemon may still be deleting what the build
+   * pulled: `done` and `stop` wait for that (also after a failure, the private tags are gone when this
+   * rejects).
    */
   async collect(req: ImageCollectRequest): Promise<DockerCollection> {
     if (this.closed) throw new InternalError('docker engine is closed');
@@ -145,18 +156,18 @@ export class DockerEngine implements ImageEngine {
     await store.init();
     const internal = new AbortController();
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
-    // Pinned images stay until every image is saved: layers shared between images are pulled once
-    // (removing an image as soon as it is saved would delete shared base layers the next pull needs).
-    const run: CollectRun = { cache, store, signal, progress: req.progress ?? silentSink, phases: { pull: new PhaseClock(), save: new PhaseClock() }, pins: [] };
+    // Pinned images stay until every image is pulled: layers shared between images are pulled once
+    // (removing an image as soon as it is saved would delete shared base layers a later pull needs).
+    const unpin = new Unpinner((tag) => this.daemon.removeRef(tag));
+    const run: CollectRun = { cache, store, signal, progress: req.progress ?? silentSink, phases: { pull: new PhaseClock(), save: new PhaseClock() }, unpin, toPull: refs.length };
     let resolved: Resolved[];
-    let unpin = 0;
     try {
       resolved = await this.resolveAll(refs, req, run, internal);
-    } finally {
-      const tu = performance.now();
-      for (const tag of run.pins) await this.daemon.removeRef(tag).catch(() => {});
-      unpin = (performance.now() - tu) / 1000;
+    } catch (e) {
+      await unpin.finish();
+      throw e;
     }
+    const unpinned = unpin.finish();
     const formats = new Set(resolved.map((r) => r.format));
     return {
       images: resolved.map((r) =>
@@ -169,9 +180,9 @@ export class DockerEngine implements ImageEngine {
         }, 'docker'),
       ),
       blobReady: () => Promise.resolve(),
-      done: Promise.resolve(),
-      stop: () => Promise.resolve([]),
-      timings: { pull: run.phases.pull.seconds(), save: run.phases.save.seconds(), unpin, archive: 0, total: (performance.now() - t0) / 1000 },
+      done: unpinned,
+      stop: () => unpinned.then(() => []),
+      timings: () => ({ pull: run.phases.pull.seconds(), save: run.phases.save.seconds(), unpin: unpin.seconds(), archive: 0, total: (performance.now() - t0) / 1000 }),
       saveFormat: formats.size === 1 ? [...formats][0]! : 'mixed',
     };
   }
@@ -205,10 +216,11 @@ export class DockerEngine implements ImageEngine {
     const daemonName = ref.digest ? `${ref.registry}/${ref.repository}@${ref.digest}` : `${ref.registry}/${ref.repository}:${ref.tag ?? 'latest'}`;
     const privateTag = this.privateTag(item, want);
     // Pull (or find) and pin under the private tag, with the user's references put back as they were.
-    if (!this.opts.keepImages) c.pins.push(privateTag);
+    if (!this.opts.keepImages) c.unpin.pinned(privateTag);
     const pinned = await this.daemon.withLock(daemonName, () =>
       c.phases.pull.time(() => (policy === 'never' ? this.acquirer.pinLocal(item, daemonName, want, privateTag) : this.acquirer.pullAndPin(ref, daemonName, want, privateTag, c))),
     );
+    if (--c.toPull === 0) c.unpin.allPulled();
     let saved: ExportedImage | undefined = await exportedFromCache(pinned, c.cache, c.store);
     let format: Resolved['format'] = 'cache';
     if (!saved) {
@@ -216,6 +228,7 @@ export class DockerEngine implements ImageEngine {
       saved = s;
       format = s.format;
     }
+    c.unpin.done(privateTag);
     return resolvedImage(ref, want, saved, format, c.progress);
   }
 
