@@ -17,7 +17,7 @@ import { stageChecksumsFile } from '../bundle/checksums.js';
 import { mkdirp, removeStaleTemps } from '../util/fs.js';
 import type { ImageNeed } from '../bundle/needs.js';
 import { planNeeds } from '../plan/needs.js';
-import type { RenderMemo } from '../render/render.js';
+import { RenderMemo } from '../render/render.js';
 
 export type { BuiltBundle } from './build-bundle.js';
 
@@ -74,7 +74,7 @@ async function buildWith(opts: BuildOptions, progress: Progress): Promise<BuildR
   }
   const templatesRoot = opts.templatesDir ?? TEMPLATES_ROOT;
   // Every image the side's nodes will run must be in its bundle: refused here, before any fetch.
-  const renders: RenderMemo = new Map();
+  const renders = new RenderMemo();
   const needs = await planNeeds(lm, plan, templatesRoot, renders);
   if (opts.dryRun) return { plan, dryRun: true, bundles: [] };
 

@@ -58,46 +58,62 @@ async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-export async function loadPartials(templatesRoot: string): Promise<Record<string, string>> {
+/** A template tree as read from disk: partials by name, and each directory's files (sorted by path) with their sources. */
+interface TemplateSources {
+  partials: Record<string, string>;
+  dirs: Map<string, { rel: string; source: string }[]>;
+}
+
+/** The sources of `<templatesRoot>/partials`, `common` and both sides, every file read at once (not one after the other). */
+async function loadSources(templatesRoot: string): Promise<TemplateSources> {
+  const read = async (dir: string) => {
+    const files = await listFiles(dir);
+    return Promise.all(files.map(async (f) => ({ rel: relative(dir, f).split('\\').join('/'), source: await readFile(f, 'utf8') })));
+  };
+  const [partialFiles, ...subs] = await Promise.all(['partials', ...SUBDIRS].map((d) => read(join(templatesRoot, d))));
   const partials: Record<string, string> = {};
-  for (const f of await listFiles(join(templatesRoot, 'partials'))) {
-    const name = relative(join(templatesRoot, 'partials'), f).replace(/\.hbs$/, '');
-    partials[name] = await readFile(f, 'utf8');
-  }
-  return partials;
+  for (const f of partialFiles!) partials[f.rel.replace(/\.hbs$/, '')] = f.source;
+  return { partials, dirs: new Map(SUBDIRS.map((d, k) => [d, subs[k]!])) };
+}
+
+const SUBDIRS = ['common', 'cloud', 'edge'] as const;
+
+/**
+ * Renders of one build: the template sources are read once (every bundle renders from the same ones),
+ * and a side rendered with the same context is rendered once (a build renders each bundle's templates to
+ * derive what it needs, plan/needs.ts, and again for the bundle itself: the second is the first).
+ */
+export class RenderMemo {
+  readonly sides = new Map<string, Promise<TemplateFile[]>>();
+  readonly sources = new Map<string, Promise<TemplateSources>>();
 }
 
 /**
  * Renders every template of one side: `<templatesRoot>/common/**` then `<templatesRoot>/<side>/**`
  * (a side file overrides a common one with the same path). Returns files sorted by path.
  */
-/**
- * Renders of one build (a build renders each bundle's templates to derive what it needs, plan/needs.ts,
- * and again for the bundle itself: the same context renders the same files, so the second is this).
- */
-export type RenderMemo = Map<string, Promise<TemplateFile[]>>;
-
 export function renderSide(templatesRoot: string, ctx: RenderContext, memo?: RenderMemo): Promise<TemplateFile[]> {
-  if (!memo) return renderSideNow(templatesRoot, ctx);
+  if (!memo) return loadSources(templatesRoot).then((src) => renderSources(src, ctx));
   const key = `${templatesRoot}\0${JSON.stringify(ctx)}`;
-  let done = memo.get(key);
+  let done = memo.sides.get(key);
   if (!done) {
-    memo.set(key, (done = renderSideNow(templatesRoot, ctx)));
-    done.catch(() => memo.delete(key));
+    let sources = memo.sources.get(templatesRoot);
+    if (!sources) {
+      memo.sources.set(templatesRoot, (sources = loadSources(templatesRoot)));
+      sources.catch(() => memo.sources.delete(templatesRoot));
+    }
+    memo.sides.set(key, (done = sources.then((src) => renderSources(src, ctx))));
+    done.catch(() => memo.sides.delete(key));
   }
   return done.then((files) => files.map((f) => ({ ...f })));
 }
 
-async function renderSideNow(templatesRoot: string, ctx: RenderContext): Promise<TemplateFile[]> {
-  const hb = rendererWith(await loadPartials(templatesRoot));
+function renderSources(src: TemplateSources, ctx: RenderContext): TemplateFile[] {
+  const hb = rendererWith(src.partials);
   const byPath = new Map<string, TemplateFile>();
-  for (const sub of ['common', ctx.side]) {
-    const base = join(templatesRoot, sub);
-    for (const file of await listFiles(base)) {
-      const rel = relative(base, file).split('\\').join('/');
-      const source = await readFile(file, 'utf8');
-      const templateName = `${sub}/${rel}`;
-      byPath.set(rel, { path: rel, content: renderOne(hb, templateName, source, ctx), mode: rel.endsWith('.sh') ? 0o755 : 0o644 });
+  for (const sub of ['common', ctx.side] as const) {
+    for (const { rel, source } of src.dirs.get(sub) ?? []) {
+      byPath.set(rel, { path: rel, content: renderOne(hb, `${sub}/${rel}`, source, ctx), mode: rel.endsWith('.sh') ? 0o755 : 0o644 });
     }
   }
   return [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

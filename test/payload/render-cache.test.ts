@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderSide } from '../../src/render/render.js';
+import { RenderMemo, renderSide } from '../../src/render/render.js';
 import type { RenderContext } from '../../src/render/context.js';
 import { manifestNeeds } from '../../src/bundle/workloads.js';
 import { renderFiles } from './helpers.js';
@@ -67,20 +67,23 @@ test('needs from the same YAML content derived twice are the same; invalid YAML 
   for (let i = 0; i < 2; i++) assert.throws(() => manifestNeeds([{ path: 'bad.yaml', content: 'a: [1,\n' }]), /bad\.yaml: not valid YAML/);
 });
 
-test("one build's renders (a RenderMemo): the same context renders once, another context and another build render anew", async () => {
+test("one build's renders (a RenderMemo): sources read once, the same context rendered once; another build reads and renders anew", async () => {
   const root = templateRoot('', 'v1 {{name}}\n');
   try {
     const ctx = (name: string) => ({ side: 'cloud', name }) as unknown as RenderContext;
-    const memo = new Map();
+    const memo = new RenderMemo();
     const first = await renderSide(root, ctx('x'), memo);
     assert.equal(first[0]!.content, 'v1 x\n');
     first[0]!.content = 'changed by its caller';
     writeFileSync(join(root, 'common', 'a.txt'), 'v2 {{name}}\n');
     // The needs were derived from the first render: the bundle gets the same files (the caller's change not among them).
     assert.equal((await renderSide(root, ctx('x'), memo))[0]!.content, 'v1 x\n');
-    assert.equal((await renderSide(root, ctx('y'), memo))[0]!.content, 'v2 y\n');
-    assert.equal((await renderSide(root, ctx('x'), new Map()))[0]!.content, 'v2 x\n');
-    assert.equal(memo.size, 2);
+    // Every bundle of one build renders from the sources the build read first (a template edited meanwhile is not half taken).
+    assert.equal((await renderSide(root, ctx('y'), memo))[0]!.content, 'v1 y\n');
+    assert.equal((await renderSide(root, ctx('x'), new RenderMemo()))[0]!.content, 'v2 x\n');
+    assert.equal((await renderSide(root, ctx('y')))[0]!.content, 'v2 y\n');
+    assert.equal(memo.sides.size, 2);
+    assert.equal(memo.sources.size, 1);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
