@@ -75,7 +75,10 @@ export async function sixBundles(fixtures: string, rounds: number): Promise<Chec
     return [
       ['six bundles: each shared blob fetched once', blobGets === unique, `${blobGets} blob GETs for ${unique} unique blobs`],
       ['six bundles: peak RSS ≤ 150 MB', Math.max(...r.rssKb) <= 150 * 1024, `${(Math.max(...r.rssKb) / 1024).toFixed(0)} MB (highest of ${r.rssKb.length} rounds)`],
-      ['six bundles ≤ 1.3× (floor + writing)', build <= 1.3 * floor, `${(build / floor).toFixed(2)}× (${build.toFixed(2)} s vs ${median(r.floor).toFixed(2)} + ${median(r.write).toFixed(2)} s)`],
+      // The writing floor swings with this VM's memory: cp into memory the guest has not used lately (it
+      // hands free memory back to the host) took 0.28-0.40 s for a 147 MB tarball, 0.04 s after that
+      // memory was touched (2026-12-04). So the ratio against the fastest writing of the run is printed too.
+      ['six bundles ≤ 1.3× (floor + writing)', build <= 1.3 * floor, `${(build / floor).toFixed(2)}× (${build.toFixed(2)} s vs ${median(r.floor).toFixed(2)} + ${median(r.write).toFixed(2)} s; against the fastest writing of the run, ${Math.min(...r.write).toFixed(2)} s: ${(build / (median(r.floor) + Math.min(...r.write))).toFixed(2)}×)`],
     ];
   } finally {
     await world.stop();
