@@ -1,6 +1,14 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDockerEngine } from '../../src/engines/docker/index.js';
 import { Unpinner } from '../../src/engines/docker/unpin.js';
+import { parseArch } from '../../src/platform.js';
+import { startDockerd, type TestDockerd } from '../harness/dockerd.js';
+import { pushFixtureSet, standardFixtureSpecs, type FixtureSet } from '../harness/fixtures.js';
+import { startRegistry, type TestRegistry } from '../harness/registry.js';
 
 /** A removal the test finishes by hand, so the order and overlap of the daemon's deletions are visible. */
 function fakeDaemon() {
@@ -74,5 +82,46 @@ describe('docker engine: removing the private tags', () => {
     await u.finish();
     assert.ok(d.idle());
     assert.equal(d.log.length, 4);
+  });
+});
+
+describe('docker engine: a layer two images share is pulled once, and the daemon is left as it was', () => {
+  let reg: TestRegistry;
+  let fx: FixtureSet;
+  let dk: TestDockerd;
+  let work: string;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), 'kp-docker-unpin-'));
+    reg = await startRegistry({ accessLog: true });
+    fx = await pushFixtureSet(reg.url, standardFixtureSpecs());
+    dk = await startDockerd({ insecureRegistries: [reg.host], registryMirrors: [reg.url] });
+  });
+  after(async () => {
+    await dk?.stop();
+    await reg?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('one image at a time: cloudcore saved before edgemesh-agent is pulled, their alpine base fetched once', async () => {
+    const engine = await createDockerEngine({ host: dk.host });
+    const cloudcore = fx.image('kubeedge/cloudcore').platforms.find((p) => p.platform === 'linux/arm64')!;
+    const edgemesh = fx.image('kubeedge/edgemesh-agent').platforms.find((p) => p.platform.startsWith('linux/arm64'))!;
+    const base = cloudcore.layers[0]!.digest;
+    assert.equal(edgemesh.layers[0]!.digest, base, 'the fixture images no longer share their base layer');
+    const before = (await reg.served!()).length;
+    const res = await engine.archive({
+      images: ['docker.io/kubeedge/cloudcore:v1.22.0', 'docker.io/kubeedge/edgemesh-agent:v1.17.0'],
+      platform: parseArch('arm64'),
+      outFile: join(work, 'a.tar'),
+      cacheDir: join(work, 'cache'),
+      mtime: 0,
+      concurrency: 1,
+    });
+    await engine.close();
+    assert.deepEqual(res.images.map((i) => i.configDigest), [cloudcore.config.digest, edgemesh.config.digest]);
+    const gets = (await reg.served!()).slice(before).filter((q) => q.method === 'GET' && q.path.endsWith(`/blobs/${base}`));
+    // Removing cloudcore's tag once it was saved would have deleted the base, and the daemon would fetch it again.
+    assert.equal(gets.length, 1, `the shared base layer was fetched ${gets.length} times: ${gets.map((g) => g.path).join(', ')}`);
+    assert.doesNotMatch(await dk.must(['images', '-a']), /kubeprepare\.local|cloudcore|edgemesh/, 'the daemon kept what the build pulled');
   });
 });
