@@ -109,7 +109,10 @@ describe('docker engine: a layer two images share is pulled once, and the daemon
     const base = cloudcore.layers[0]!.digest;
     assert.equal(edgemesh.layers[0]!.digest, base, 'the fixture images no longer share their base layer');
     const before = (await reg.served!()).length;
+    const notes: string[] = [];
+    const progress = { start() {}, bytes() {}, done() {}, note: (item: string, message: string) => notes.push(`${item}: ${message}`) };
     const res = await engine.archive({
+      progress,
       images: ['docker.io/kubeedge/cloudcore:v1.22.0', 'docker.io/kubeedge/edgemesh-agent:v1.17.0'],
       platform: parseArch('arm64'),
       outFile: join(work, 'a.tar'),
@@ -123,5 +126,9 @@ describe('docker engine: a layer two images share is pulled once, and the daemon
     // Removing cloudcore's tag once it was saved would have deleted the base, and the daemon would fetch it again.
     assert.equal(gets.length, 1, `the shared base layer was fetched ${gets.length} times: ${gets.map((g) => g.path).join(', ')}`);
     assert.doesNotMatch(await dk.must(['images', '-a']), /kubeprepare\.local|cloudcore|edgemesh/, 'the daemon kept what the build pulled');
+    // A person sees why the build still waits once every image is saved (once, not per image).
+    const removing = notes.filter((n) => /removing this build's 2 private tags one at a time/.test(n));
+    assert.equal(removing.length, 1, notes.join('\n'));
+    assert.match(removing[0]!, new RegExp(`^Docker daemon at ${dk.host.replace(/[/.]/g, '\\$&')}: `));
   });
 });

@@ -158,8 +158,16 @@ export class DockerEngine implements ImageEngine {
     const signal = req.signal ? AbortSignal.any([req.signal, internal.signal]) : internal.signal;
     // Pinned images stay until every image is pulled: layers shared between images are pulled once
     // (removing an image as soon as it is saved would delete shared base layers a later pull needs).
-    const unpin = new Unpinner((tag) => this.daemon.removeRef(tag));
-    const run: CollectRun = { cache, store, signal, progress: req.progress ?? silentSink, phases: { pull: new PhaseClock(), save: new PhaseClock() }, unpin, toPull: refs.length };
+    const progress = req.progress ?? silentSink;
+    let removals = 0;
+    const unpin = new Unpinner(async (tag) => {
+      // The build waits for the daemon's deletions (as long as the pulls on a daemon with many small files): say so once.
+      if (removals++ === 0) {
+        progress.note(`Docker daemon at ${this.daemon.addr.display}`, `removing this build's ${unpin.count} private tags one at a time: the daemon deletes what the build pulled, and the build waits for it (--keep-images keeps the images)`);
+      }
+      await this.daemon.removeRef(tag);
+    });
+    const run: CollectRun = { cache, store, signal, progress, phases: { pull: new PhaseClock(), save: new PhaseClock() }, unpin, toPull: refs.length };
     let resolved: Resolved[];
     try {
       resolved = await this.resolveAll(refs, req, run, internal);

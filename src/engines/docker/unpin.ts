@@ -18,12 +18,19 @@ export class Unpinner {
   private chain: Promise<void> = Promise.resolve();
   private first = 0;
   private last = 0;
+  private total = 0;
 
   constructor(private readonly remove: (tag: string) => Promise<void>) {}
 
   /** A private tag the build created (the image is now in the daemon under it). */
   pinned(tag: string): void {
+    if (!this.waiting.has(tag)) this.total++;
     this.waiting.add(tag);
+  }
+
+  /** Tags pinned in all (removed or not). */
+  get count(): number {
+    return this.total;
   }
 
   /** The image under `tag` is saved: its tag goes once every image is pulled. */
