@@ -81,10 +81,10 @@ async function main(): Promise<void> {
           const d = await newDaemon();
           // The daemon's own deletion of the images is timed after the last seed run on this daemon.
           const again = r === 0 && !quick;
-          await settle();
+          await settle(hub.root, k8s.root);
           seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: d, remove: !again });
           if (again) {
-            await settle();
+            await settle(hub.root, k8s.root);
             warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d, remove: true });
             seedRun.rmi = warmSeed.rmi;
           }
@@ -94,10 +94,10 @@ async function main(): Promise<void> {
           daemonVersion = engine.daemonVersion;
           const cacheDir = join(roundDir, 'cache');
           const req = { images: engineImages, platform: parseArch(ARCH), cacheDir, mtime: 0 };
-          await settle();
+          await settle(hub.root, k8s.root);
           engineRun = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine.tar') }));
           if (r === 0 && !quick) {
-            await settle();
+            await settle(hub.root, k8s.root);
             const warm = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine-warm.tar') }));
             if (warm.value.sha256 !== engineRun.value.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
             console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}   (pulls again: the daemon is left as it was)`);
@@ -107,9 +107,9 @@ async function main(): Promise<void> {
             // --keep-images: the pulled images stay in the daemon under the engine's own tags.
             const keeper = await createDockerEngine({ host: d.host, keepImages: true });
             const keepReq = { ...req, cacheDir: join(roundDir, 'cache-keep') };
-            await settle();
+            await settle(hub.root, k8s.root);
             keptCold = await timed(() => keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-1.tar') }));
-            await settle();
+            await settle(hub.root, k8s.root);
             keptWarm = await timed(() => keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-2.tar') }));
             await keeper.close();
           }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { startRegistry, type TestRegistry } from '../test/harness/registry.js';
 import type { TestDockerd } from '../test/harness/dockerd.js';
 import { addEntrypointLayers } from './fixup.js';
@@ -69,8 +69,39 @@ export async function must(cmd: string, args: string[], what: string): Promise<s
  * with; the same build without its fsyncs took 4.13 / 4.10 s, so the difference was the removals, not the
  * build's own durable writes. The floors start after one too.
  */
-export async function settle(): Promise<void> {
+export async function settle(...inputs: string[]): Promise<void> {
   await must('sync', [], 'sync');
+  for (const p of inputs) await readThrough(p);
+}
+
+/*
+ * `settle(...inputs)` also reads the phase's inputs (files, or directories read recursively) once, so that
+ * every timed phase reads them from the page cache. This VM runs a DAMON scheme over its physical memory
+ * (/sys/kernel/mm/damon/admin/kdamonds/0/contexts/0/schemes/0: action pageout, nr_accesses 0-1, age ≥ 12
+ * aggregations of 500 ms, up to 128 MiB a second): page cache not read for ~6 s is dropped. Files written
+ * by one phase and read by the next (the cold build's cache by the warm build, the built tarballs by the
+ * copy floor) were then read partly from the disk or not, by the timing. Measured 2026-12-04: the first
+ * warm build after the cold one took 0.96-1.68 s in 4 of 5 rounds (its archive's copying 1.3 s instead of
+ * 0.2 s, the fsync 3-9 ms), six more right after it 0.29-0.37 s; with the cache read (`cat`, 0.02 s)
+ * before it, 0.28-0.34 s in 5 of 5. (What settle cannot take away: the VM also reports freed memory
+ * back to the host at once (virtio-balloon free page reporting, /sys/module/page_reporting/parameters
+ * min_free_ms 0), and a write into such memory faults per page: 1 MiB writes took 1.3 ms instead of
+ * 0.08 ms in slow runs (strace). The floors and the builds that write new files all swing with it.)
+ */
+async function readThrough(path: string): Promise<void> {
+  const st = await stat(path);
+  if (st.isDirectory()) {
+    for (const e of await readdir(path)) await readThrough(join(path, e));
+    return;
+  }
+  if (!st.isFile()) return;
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    while ((await fh.read(buf, 0, buf.length)).bytesRead > 0);
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
