@@ -48,6 +48,8 @@ async function main(): Promise<void> {
   try {
     regs = await startFixtureRegistries(fixtures, catalog.length);
     const { hub, k8s, local } = regs;
+    // Every timed run starts settled, the registries' storage read first (lib.ts settle).
+    const settleRegistries = () => settle(hub.root, k8s.root);
     const canonical = (c: CatalogEntry) => `${c.registry}/${c.repo}:${c.tag}`;
     const newDaemon = async () => {
       const d = await startDockerd({ insecureRegistries: [hub.host, k8s.host], registryMirrors: [hub.url] });
@@ -81,10 +83,10 @@ async function main(): Promise<void> {
           const d = await newDaemon();
           // The daemon's own deletion of the images is timed after the last seed run on this daemon.
           const again = r === 0 && !quick;
-          await settle(hub.root, k8s.root);
+          await settleRegistries();
           seedRun = await seedBaseline({ cloud, local, runDir: roundDir, daemon: d, remove: !again });
           if (again) {
-            await settle(hub.root, k8s.root);
+            await settleRegistries();
             warmSeed = await seedBaseline({ cloud, local, runDir: join(roundDir, 'warm'), daemon: d, remove: true });
             seedRun.rmi = warmSeed.rmi;
           }
@@ -94,10 +96,10 @@ async function main(): Promise<void> {
           daemonVersion = engine.daemonVersion;
           const cacheDir = join(roundDir, 'cache');
           const req = { images: engineImages, platform: parseArch(ARCH), cacheDir, mtime: 0 };
-          await settle(hub.root, k8s.root);
+          await settleRegistries();
           engineRun = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine.tar') }));
           if (r === 0 && !quick) {
-            await settle(hub.root, k8s.root);
+            await settleRegistries();
             const warm = await timed(() => engine.archive({ ...req, outFile: join(roundDir, 'engine-warm.tar') }));
             if (warm.value.sha256 !== engineRun.value.sha256) throw new Error('the warm rebuild produced different archive bytes than the cold build');
             console.log(`  ${'docker engine (warm, same daemon)'.padEnd(34)} ${warm.seconds.toFixed(2).padStart(7)} s  ${mb(warm.value.size).padStart(10)}   (pulls again: the daemon is left as it was)`);
@@ -107,9 +109,9 @@ async function main(): Promise<void> {
             // --keep-images: the pulled images stay in the daemon under the engine's own tags.
             const keeper = await createDockerEngine({ host: d.host, keepImages: true });
             const keepReq = { ...req, cacheDir: join(roundDir, 'cache-keep') };
-            await settle(hub.root, k8s.root);
+            await settleRegistries();
             keptCold = await timed(() => keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-1.tar') }));
-            await settle(hub.root, k8s.root);
+            await settleRegistries();
             keptWarm = await timed(() => keeper.archive({ ...keepReq, outFile: join(roundDir, 'keep-2.tar') }));
             await keeper.close();
           }

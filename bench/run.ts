@@ -91,11 +91,11 @@ async function main(): Promise<void> {
     const images = cloud.map((c) => `${c.registry}/${c.repo}:${c.tag}`);
     const r: Record<'floor' | 'disk' | 'cold' | 'warm' | 'skopeo', number[]> = { floor: [], disk: [], cold: [], warm: [], skopeo: [] };
     let last: { cold: EngineResult; warm: EngineResult; blobs: number } | undefined;
+    const served = [regs.hub.root, regs.k8s.root];
     for (let i = 0; i < rounds; i++) {
       const cacheDir = join(runDir, `cache-${i}`);
       // Each timed phase starts with the disk settled and its inputs in the page cache (lib.ts settle):
       // the registries' storage, and the blob cache for the warm build and the disk floor.
-      const served = [regs.hub.root, regs.k8s.root];
       await settle(...served);
       const floor = await networkFloor([{ refs: cloud.map(regs.local), arch: ARCH }], join(runDir, 'floor'));
       // The previous round's outputs are removed before the timed runs, as the floor's files are: replacing
@@ -117,9 +117,9 @@ async function main(): Promise<void> {
       last = { cold, warm, blobs: floor.blobs.length };
     }
     const cliCache = join(runDir, 'cache-cli');
-    await settle(regs.hub.root, regs.k8s.root);
+    await settle(...served);
     const cliCold = await cliImages(images, join(runDir, 'cli-cold.tar'), cliCache, registriesFile);
-    await settle(cliCache, regs.hub.root, regs.k8s.root);
+    await settle(cliCache, ...served);
     const cliWarm = await cliImages(images, join(runDir, 'cli-warm.tar'), cliCache, registriesFile);
     const floorBytes = last!.cold.uniqueBlobBytes;
     const m = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)])) as Record<keyof typeof r, number>;

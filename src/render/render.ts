@@ -94,18 +94,20 @@ export class RenderMemo {
  */
 export function renderSide(templatesRoot: string, ctx: RenderContext, memo?: RenderMemo): Promise<TemplateFile[]> {
   if (!memo) return loadSources(templatesRoot).then((src) => renderSources(src, ctx));
-  const key = `${templatesRoot}\0${JSON.stringify(ctx)}`;
-  let done = memo.sides.get(key);
-  if (!done) {
-    let sources = memo.sources.get(templatesRoot);
-    if (!sources) {
-      memo.sources.set(templatesRoot, (sources = loadSources(templatesRoot)));
-      sources.catch(() => memo.sources.delete(templatesRoot));
-    }
-    memo.sides.set(key, (done = sources.then((src) => renderSources(src, ctx))));
-    done.catch(() => memo.sides.delete(key));
-  }
+  const done = memoized(memo.sides, `${templatesRoot}\0${JSON.stringify(ctx)}`, () =>
+    memoized(memo.sources, templatesRoot, () => loadSources(templatesRoot)).then((src) => renderSources(src, ctx)),
+  );
   return done.then((files) => files.map((f) => ({ ...f })));
+}
+
+/** `map`'s promise for `key`, made by `make` on first use; a rejected one is forgotten (the next call tries again). */
+function memoized<V>(map: Map<string, Promise<V>>, key: string, make: () => Promise<V>): Promise<V> {
+  let p = map.get(key);
+  if (!p) {
+    map.set(key, (p = make()));
+    p.catch(() => map.delete(key));
+  }
+  return p;
 }
 
 function renderSources(src: TemplateSources, ctx: RenderContext): TemplateFile[] {

@@ -49,7 +49,8 @@ export class Unpinner {
   /** Every remaining tag removed (saved or not); resolves once the daemon has deleted them all. */
   finish(): Promise<void> {
     this.released = true;
-    this.saved.push(...[...this.waiting].filter((t) => !this.saved.includes(t)));
+    // Tags already queued are skipped by drain (no longer waiting once removed).
+    this.saved.push(...this.waiting);
     this.drain();
     return this.chain;
   }
